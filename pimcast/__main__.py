@@ -1,0 +1,3 @@
+from pimcast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""pimcast.sim"""
