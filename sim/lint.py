@@ -1,0 +1,132 @@
+"""``pimcast lint``: ``verilator --lint-only -Wall`` on every generated top, clean or non-zero exit.
+
+Waivers cover only warnings that come from the *style* of Amaranth's Verilog output, never from
+the design. They are written as a Verilator configuration file ``<top>.vlt`` next to the Verilog
+(and passed on the command line), one named rule per reason:
+
+* ``PROCASSINIT`` (whole file) — Amaranth gives every register its reset/power-on value as a
+  declaration initializer (``reg [31:0] x = 32'd0;``) and then assigns it in an
+  ``always @(posedge clk)`` block. That is how Amaranth expresses ``init=`` (FPGA power-on state);
+  the synchronous ``rst`` also loads the same value, so the initializer is intended, not a bug.
+* ``UNUSEDSIGNAL`` for *debug alias wires only*, each listed by exact name — for a named Amaranth
+  signal that is a copy or slice of another net (struct fields such as ``\\i__payload.a ``, the
+  name of a register merged with an output port) Amaranth emits ``wire x; assign x = <net>;`` so
+  the name shows up in waveforms and in the name map; nothing reads it. The alias list is
+  computed from the Verilog text (a wire assigned once from a plain net or slice and referenced
+  nowhere else), so an unused signal that carries real logic is still reported.
+
+Any other warning fails the lint.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["LintResult", "alias_wires", "write_waivers", "lint_file", "lint_tops", "add_arguments", "main"]
+
+_IDENT = r"(?:\\\S+|[A-Za-z_$][A-Za-z0-9_$]*)"
+_ASSIGN = re.compile(rf"^\s*assign\s+({_IDENT})\s*=\s*({_IDENT})\s*(\[[0-9:]+\])?\s*;\s*$", re.M)
+_PORT_DECL = re.compile(rf"^\s*(?:input|output|inout)\b[^;]*?({_IDENT})\s*;", re.M)
+
+
+def _plain(name: str) -> str:
+    """Verilog identifier as Verilator prints it (escaped names without backslash/space)."""
+    return name[1:] if name.startswith("\\") else name
+
+
+def alias_wires(verilog_text: str) -> list[str]:
+    """Names of Amaranth's debug alias wires: assigned once from a plain net/slice, never read."""
+    ports = {_plain(m.group(1)) for m in _PORT_DECL.finditer(verilog_text)}
+    aliases = []
+    for m in _ASSIGN.finditer(verilog_text):
+        lhs = m.group(1)
+        name = _plain(lhs)
+        if name in ports:
+            continue
+        token = re.escape(lhs) + (r"(?=\s)" if lhs.startswith("\\") else r"\b")
+        # declaration + this assignment: exactly two mentions means nothing reads it
+        if len(re.findall(r"(?<![\w$\\])" + token, verilog_text)) == 2:
+            aliases.append(name)
+    return sorted(set(aliases))
+
+
+def write_waivers(vpath: Path) -> Path:
+    """Write ``<top>.vlt`` (Verilator config) with the Amaranth-style waivers for ``vpath``."""
+    text = vpath.read_text()
+    pattern = f"*{vpath.name}"
+    lines = [
+        "`verilator_config",
+        "// Waivers for Amaranth's output style only (see pimcast/sim/lint.py for the reasons).",
+        "// PROCASSINIT: registers carry their init value as a declaration initializer by design.",
+        f'lint_off -rule PROCASSINIT -file "{pattern}"',
+        "// UNUSEDSIGNAL: debug alias wires (copies/slices of other nets kept for their names).",
+    ]
+    for name in alias_wires(text):
+        lines.append(f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Signal is not used: \'{name}\'"')
+    vlt = vpath.with_suffix(".vlt")
+    vlt.write_text("\n".join(lines) + "\n")
+    return vlt
+
+
+@dataclass
+class LintResult:
+    top: str
+    verilog: Path
+    returncode: int
+    warnings: list[str]
+    output: str
+
+    @property
+    def clean(self) -> bool:
+        return self.returncode == 0 and not self.warnings
+
+
+def lint_file(vpath: Path, top: str) -> LintResult:
+    """Run ``verilator --lint-only -Wall`` on one generated file with its waiver file."""
+    from pimcast.sim.toolchain import verilator_env
+
+    vlt = write_waivers(vpath)
+    cmd = ["verilator", "--lint-only", "-Wall", "--top-module", top, str(vlt), str(vpath)]
+    proc = subprocess.run(cmd, env=verilator_env(), capture_output=True, text=True)
+    output = proc.stdout + proc.stderr
+    warnings = [line for line in output.splitlines() if line.startswith(("%Warning", "%Error"))]
+    return LintResult(top, vpath, proc.returncode, warnings, output)
+
+
+def lint_tops(tops: list[str], out_dir: str | Path, config=None) -> list[LintResult]:
+    from pimcast.hdl.export import generate
+
+    return [lint_file(generate(top, out_dir, config), top) for top in tops]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--top", default="all", help="top to lint (default: all registered tops)")
+    parser.add_argument("--out", default="build/lint", help="folder for the Verilog and waiver files")
+    parser.add_argument("--config", default=None, help="PIM configuration preset or YAML path")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print Verilator's full output")
+
+
+def main(args: argparse.Namespace) -> int:
+    from pimcast.hdl.export import TOPS
+
+    tops = list(TOPS) if args.top == "all" else [args.top]
+    unknown = [t for t in tops if t not in TOPS]
+    if unknown:
+        print(f"pimcast lint: unknown top {unknown[0]!r}; known tops: {', '.join(TOPS)}, all", file=sys.stderr)
+        return 2
+    failed = 0
+    for res in lint_tops(tops, args.out, args.config):
+        if res.clean:
+            print(f"{res.top}: clean ({res.verilog})")
+        else:
+            failed += 1
+            print(f"{res.top}: {len(res.warnings)} warning(s)/error(s) (exit {res.returncode}) in {res.verilog}")
+            for w in res.warnings:
+                print(f"  {w}")
+        if args.verbose:
+            print(res.output)
+    return 1 if failed else 0
