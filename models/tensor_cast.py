@@ -1,0 +1,603 @@
+"""Golden model of tensor-cast embedding training (forward, backward, exact optimizers).
+
+Pure functions on CPU tensors; no input is ever modified.  Everything is vectorized over
+bags: the only Python loops run over the position inside a bag (up to the longest bag), over
+columns in :func:`rowwise_adagrad`, never over lookups.
+
+Numerics (the one definition of ``shared/design/ARCHITECTURE.md`` "Numerics"; ``fma`` is the
+binary32 fused multiply-add with one rounding, round to nearest even, of
+:func:`pimcast.models.numerics.fma_f32`)
+-----------------------------------------------------------------------------------------
+* **Gather-reduce** (:func:`gather_reduce`): per bag ``acc = +0.0``; then for the rows of the
+  bag in index order ``acc = fma(w_j, row_j, acc)``.  Plain sum uses ``w_j = 1.0``, which is
+  exactly a binary32 addition ``acc + row_j`` (computed as such).  An empty bag gives ``+0.0``;
+  a bag of ``-0.0`` rows also gives ``+0.0`` (``+0 + -0 = +0``; PyTorch 2.13 CPU gives the same,
+  measured).  ``F.embedding_bag`` (mode ``"sum"``, with or without ``per_sample_weights``) on
+  the CPU is bit-identical to this definition (measured on torch 2.13).
+* **Mean pooling** = weighted sum with ``w_j = 1.0f / len(bag)`` (a correctly rounded binary32
+  division).  PyTorch's own mean mode rounds differently (it divides the sum); compare with a
+  tolerance.
+* **NaN**: results are whatever the binary32 arithmetic gives (NaN payloads as torch produces
+  them).  The hardware emits the canonical quiet NaN ``0x7FC00000``; when comparing with
+  hardware bits pass the golden result through :func:`pimcast.models.numerics.canonicalize_nan`
+  first (golden vs PyTorch comparisons treat NaN == NaN).
+* **Casting** (:func:`cast`): ``dst[j]`` = bag of lookup ``j``; a *stable* sort of the row ids
+  gives ``perm``; ``casted_index = dst[perm]``, ``casted_offsets`` = start of each run of equal
+  row id, ``unique`` = the run keys.  Because the sort is stable, the bags of each run stay in
+  ascending bag order (and duplicates inside a bag stay in index order).
+* **Tensor-cast backward** (:func:`tc_backward`): ``G = gather_reduce(dY, casted_index,
+  casted_offsets)`` — each coalesced row is the sequential FMA-sum of ``dY[b]`` over its bags in
+  ascending ``b`` (weights ``per_sample_weights[perm]``, or ``1/len(bag)`` for mean pooling).
+  The expand-coalesce baseline (:func:`expand_coalesce_backward`) sums in the same order and is
+  bit-identical.  PyTorch's CPU embedding backward sums duplicates in another order, so compare
+  with PyTorch within a bound relative to ``Σ|terms|``.
+* **Exact optimizers** (one update per unique row, as FBGEMM's EXACT_* optimizers):
+
+  - :func:`sgd`: ``w = fma(-lr, g, w)`` — bit-identical to ``torch.optim.SGD`` (measured);
+  - :func:`adagrad`: ``s = fma(g, g, s)``; ``std = sqrt(s) + eps``; ``w = w + ((-lr)·g)/std``
+    each step one binary32 rounding — the operations of ``torch.optim.Adagrad`` on the CPU
+    (``addcmul_`` is fused there; measured bit-identical on torch 2.13, x86-64);
+  - :func:`rowwise_adagrad`: ``m = (Σ_k g_k²)/D`` with the sum a sequential FMA chain over
+    columns from ``+0.0``; ``h = h + m``; ``r = lr / (sqrt(h) + eps)``; ``w = fma(-r, g, w)``.
+
+Multi-table input
+-----------------
+Several tables are cast together by giving a table id per lookup (``cast(...,
+table_ids=...)``) or per-table indices/offsets (:func:`cast_multi`).  The sort key is the pair
+``(table, row)`` in lexicographic order (a stable sort by row, then a stable sort by table), so
+``unique_table``/``unique`` are ordered by table, then row.  :func:`cast_multi` numbers bags
+table-major (the bags of table 0, then of table 1, ...; FBGEMM's KJT layout), so its
+``grad_output`` is the per-table output gradients stacked along the bag dimension.
+
+Input validation happens before anything is computed; errors name the offending value.
+Dtype problems raise :class:`DTypeError` (a subclass of both ``TypeError`` and ``ValueError``),
+out-of-range or negative indices raise ``IndexError``, everything else ``ValueError``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+from pimcast.models.numerics import fma_f32
+
+__all__ = [
+    "DTypeError",
+    "Casted",
+    "gather_reduce",
+    "cast",
+    "cast_multi",
+    "tc_backward",
+    "expand_coalesce_backward",
+    "sgd",
+    "adagrad",
+    "rowwise_adagrad",
+]
+
+_INT_DTYPES = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+class DTypeError(TypeError, ValueError):
+    """An argument has the wrong dtype (or is not a tensor)."""
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _tensor(x, name: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise DTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    return x
+
+
+def _check_table(table, name: str = "table") -> torch.Tensor:
+    _tensor(table, name)
+    if table.dim() != 2:
+        raise ValueError(f"{name} must be 2-D (rows, dim), got shape {tuple(table.shape)}")
+    if table.dtype != torch.float32:
+        raise DTypeError(f"{name} must be float32, got dtype {table.dtype}")
+    return table
+
+
+def _check_int_1d(t, name: str) -> torch.Tensor:
+    _tensor(t, name)
+    if t.dtype not in _INT_DTYPES:
+        raise DTypeError(f"{name} must have an integer dtype, got dtype {t.dtype}")
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    return t.to(torch.int64)
+
+
+def _check_indices(indices: torch.Tensor, num_rows: Optional[int], name: str = "indices") -> None:
+    """``indices`` is int64 1-D.  Negative values and values >= num_rows raise IndexError."""
+    if indices.numel() == 0:
+        return
+    neg = indices < 0
+    if bool(neg.any()):
+        pos = int(torch.nonzero(neg)[0, 0])
+        size = f" (table has {num_rows} rows)" if num_rows is not None else ""
+        raise IndexError(f"{name}[{pos}] = {int(indices[pos])} is negative{size}")
+    if num_rows is not None:
+        big = indices >= num_rows
+        if bool(big.any()):
+            pos = int(torch.nonzero(big)[0, 0])
+            raise IndexError(
+                f"{name}[{pos}] = {int(indices[pos])} is out of range for a table of {num_rows} rows"
+            )
+
+
+def _check_offsets(offsets: torch.Tensor, nnz: int, include_last_offset: bool,
+                   name: str = "offsets") -> torch.Tensor:
+    """Validate PyTorch-style offsets; return the start offsets (length = number of bags)."""
+    n = offsets.numel()
+    if n:
+        neg = offsets < 0
+        if bool(neg.any()):
+            pos = int(torch.nonzero(neg)[0, 0])
+            raise ValueError(f"{name}[{pos}] = {int(offsets[pos])} is negative")
+        if int(offsets[0]) != 0:
+            raise ValueError(f"{name}[0] must be 0, got {int(offsets[0])}")
+        dec = offsets[1:] < offsets[:-1]
+        if bool(dec.any()):
+            pos = int(torch.nonzero(dec)[0, 0]) + 1
+            raise ValueError(
+                f"{name} must be non-decreasing: {name}[{pos}] = {int(offsets[pos])} "
+                f"< {name}[{pos - 1}] = {int(offsets[pos - 1])}"
+            )
+        past = offsets > nnz
+        if bool(past.any()):
+            pos = int(torch.nonzero(past)[0, 0])
+            raise ValueError(
+                f"{name}[{pos}] = {int(offsets[pos])} is past the end of indices ({nnz} lookups)"
+            )
+    if include_last_offset:
+        if n == 0:
+            raise ValueError(f"{name} must have at least one entry with include_last_offset=True")
+        if int(offsets[-1]) != nnz:
+            raise ValueError(
+                f"with include_last_offset=True {name}[-1] must equal the number of lookups {nnz}, "
+                f"got {int(offsets[-1])}"
+            )
+        return offsets[:-1]
+    if n == 0 and nnz:
+        raise ValueError(f"{name} is empty (no bags) but indices has {nnz} lookups")
+    return offsets
+
+
+def _check_weights(w, nnz: int, name: str = "per_sample_weights") -> torch.Tensor:
+    _tensor(w, name)
+    if w.dtype != torch.float32:
+        raise DTypeError(f"{name} must be float32, got dtype {w.dtype}")
+    if w.dim() != 1 or w.numel() != nnz:
+        raise ValueError(f"{name} must have shape ({nnz},) (one weight per lookup), got shape {tuple(w.shape)}")
+    return w
+
+
+def _check_mode(mode: str, per_sample_weights) -> None:
+    if mode not in ("sum", "mean"):
+        raise ValueError(f"mode must be 'sum' or 'mean', got {mode!r}")
+    if mode == "mean" and per_sample_weights is not None:
+        raise ValueError("per_sample_weights is only supported with mode='sum', got mode='mean'")
+
+
+def _lengths(starts: torch.Tensor, nnz: int) -> torch.Tensor:
+    ends = torch.cat([starts[1:], torch.tensor([nnz], dtype=torch.int64)]) if starts.numel() else starts
+    return ends - starts
+
+
+def _mean_weights(lengths: torch.Tensor) -> torch.Tensor:
+    """Per-lookup weights ``1.0f / len(bag)`` (correctly rounded binary32 division)."""
+    lf = lengths.clamp(min=1).to(torch.float32)
+    per_bag = torch.ones_like(lf) / lf
+    return torch.repeat_interleave(per_bag, lengths)
+
+
+# ----------------------------------------------------------------------------- the reduction core
+
+
+def _reduce_bags(table: torch.Tensor, indices: torch.Tensor, starts: torch.Tensor,
+                 lengths: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+    """Sequential per-bag reduction; vectorized over bags, loop over the position in the bag.
+
+    Bag ``i`` covers lookups ``starts[i] .. starts[i] + lengths[i] - 1``;
+    ``acc = +0.0; acc = fma(w, table[indices[j]], acc)`` for those j in order (a plain binary32
+    add when ``weights is None``).  ``weights`` is aligned with ``indices``.
+    """
+    num_bags, dim = starts.numel(), table.shape[1]
+    out = torch.zeros(num_bags, dim, dtype=torch.float32, device=table.device)
+    if num_bags == 0:
+        return out
+    max_len = int(lengths.max())
+    if max_len == 0:
+        return out
+    # Bags sorted by length (descending): the bags still active at position k form a prefix.
+    order = torch.argsort(lengths, descending=True, stable=True)
+    st = starts[order]
+    counts = torch.bincount(lengths, minlength=max_len + 1)
+    active = (num_bags - torch.cumsum(counts, 0)).tolist()  # active[k] = #bags with len > k
+    acc = torch.zeros(num_bags, dim, dtype=torch.float32, device=table.device)
+    for k in range(max_len):
+        n = active[k]
+        pos = st[:n] + k
+        rows = table[indices[pos]]
+        if weights is None:
+            acc[:n] = acc[:n] + rows
+        else:
+            acc[:n] = fma_f32(weights[pos].unsqueeze(1), rows, acc[:n])
+    out[order] = acc
+    return out
+
+
+# ----------------------------------------------------------------------------- forward
+
+
+def gather_reduce(table: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor,
+                  per_sample_weights: Optional[torch.Tensor] = None, mode: str = "sum", *,
+                  include_last_offset: bool = False) -> torch.Tensor:
+    """Embedding-bag forward (SparseLengthsSum) with pimcast's numerics.
+
+    Parameters
+    ----------
+    table:
+        ``(rows, dim)`` float32.
+    indices:
+        1-D integer tensor of row ids, ``0 <= index < rows``.
+    offsets:
+        1-D integer tensor: PyTorch-style start offsets, one per bag (bag ``i`` is
+        ``indices[offsets[i]:offsets[i+1]]``, the last bag runs to the end); with
+        ``include_last_offset=True`` one more entry equal to ``len(indices)``.
+    per_sample_weights:
+        optional float32 ``(len(indices),)``; only with ``mode="sum"``.
+    mode:
+        ``"sum"`` or ``"mean"`` (mean = weights ``1.0f/len(bag)``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``(bags, dim)`` float32; empty bags are ``+0.0``.
+
+    Raises
+    ------
+    IndexError
+        negative or out-of-range index (message: value, position, table size).
+    ValueError, DTypeError
+        malformed offsets, weights, mode or table.
+    """
+    _check_mode(mode, per_sample_weights)
+    _check_table(table)
+    idx = _check_int_1d(indices, "indices")
+    offs = _check_int_1d(offsets, "offsets")
+    nnz = idx.numel()
+    if per_sample_weights is not None:
+        _check_weights(per_sample_weights, nnz)
+    starts = _check_offsets(offs, nnz, include_last_offset)
+    _check_indices(idx, table.shape[0])
+    lengths = _lengths(starts, nnz)
+    if mode == "mean":
+        weights = _mean_weights(lengths)
+    else:
+        weights = per_sample_weights
+    return _reduce_bags(table, idx, starts, lengths, weights)
+
+
+# ----------------------------------------------------------------------------- casting
+
+
+@dataclass(frozen=True, eq=False)
+class Casted:
+    """The CSC (rows → bags) form of a batch of lookups, computed from the indices alone.
+
+    Attributes
+    ----------
+    casted_index:
+        int64 ``(nnz,)``: the bag id of each lookup in sorted order (``dst[perm]``).
+    casted_offsets:
+        int64 ``(len(unique),)``: the start of each run of equal (table, row) key in sorted
+        order (PyTorch-style start offsets; the end is :attr:`casted_offsets_with_end`).
+    unique:
+        int64 ``(len(unique),)``: the row id of each run (ascending within a table).
+    perm:
+        int64 ``(nnz,)``: the stable-sort permutation (sorted position → original lookup).
+    num_bags:
+        number of bags of the forward (rows of ``grad_output``).
+    bag_lengths:
+        int64 ``(num_bags,)``: lookups per bag (mean pooling weights ``1/len``).
+    unique_table:
+        int64 ``(len(unique),)`` table id of each run for multi-table input, else ``None``.
+    """
+
+    casted_index: torch.Tensor
+    casted_offsets: torch.Tensor
+    unique: torch.Tensor
+    perm: torch.Tensor
+    num_bags: int
+    bag_lengths: torch.Tensor
+    unique_table: Optional[torch.Tensor] = None
+
+    @property
+    def nnz(self) -> int:
+        """Number of lookups."""
+        return int(self.casted_index.numel())
+
+    @property
+    def num_unique(self) -> int:
+        return int(self.unique.numel())
+
+    @property
+    def casted_offsets_with_end(self) -> torch.Tensor:
+        """``casted_offsets`` followed by ``nnz`` (the end of the last run)."""
+        return torch.cat([self.casted_offsets, torch.tensor([self.nnz], dtype=torch.int64)])
+
+    @property
+    def run_lengths(self) -> torch.Tensor:
+        """Lookups per unique row (the number of terms of each coalesced gradient row)."""
+        return self.casted_offsets_with_end.diff()
+
+
+def cast(indices: torch.Tensor, offsets: torch.Tensor, *, table_ids: Optional[torch.Tensor] = None,
+         num_rows: Union[int, Sequence[int], None] = None, include_last_offset: bool = False) -> Casted:
+    """Tensor casting: transpose the forward's bags → rows into rows → bags by a stable sort.
+
+    Parameters
+    ----------
+    indices, offsets, include_last_offset:
+        as for :func:`gather_reduce`.
+    table_ids:
+        optional int ``(len(indices),)``: the table of each lookup; keys are ``(table, row)``.
+    num_rows:
+        optional table size (int), or one size per table (sequence) with ``table_ids``;
+        when given, indices (and table ids) are range-checked.
+    """
+    idx = _check_int_1d(indices, "indices")
+    offs = _check_int_1d(offsets, "offsets")
+    nnz = idx.numel()
+    starts = _check_offsets(offs, nnz, include_last_offset)
+    tid = None
+    if table_ids is not None:
+        tid = _check_int_1d(table_ids, "table_ids")
+        if tid.numel() != nnz:
+            raise ValueError(f"table_ids must have shape ({nnz},), got shape {tuple(tid.shape)}")
+        if nnz:
+            neg = tid < 0
+            if bool(neg.any()):
+                pos = int(torch.nonzero(neg)[0, 0])
+                raise ValueError(f"table_ids[{pos}] = {int(tid[pos])} is negative")
+    if num_rows is not None and hasattr(num_rows, "__len__"):
+        sizes = [int(r) for r in num_rows]
+        if tid is None:
+            raise ValueError("num_rows is a sequence (per table) but table_ids is None")
+        if nnz:
+            big = tid >= len(sizes)
+            if bool(big.any()):
+                pos = int(torch.nonzero(big)[0, 0])
+                raise ValueError(f"table_ids[{pos}] = {int(tid[pos])} but only {len(sizes)} tables have num_rows")
+            _check_indices(idx, None)
+            limit = torch.tensor(sizes, dtype=torch.int64)[tid]
+            big = idx >= limit
+            if bool(big.any()):
+                pos = int(torch.nonzero(big)[0, 0])
+                raise IndexError(
+                    f"indices[{pos}] = {int(idx[pos])} is out of range for table {int(tid[pos])} "
+                    f"of {int(limit[pos])} rows"
+                )
+    else:
+        _check_indices(idx, None if num_rows is None else int(num_rows))
+
+    lengths = _lengths(starts, nnz)
+    num_bags = starts.numel()
+    dst = torch.repeat_interleave(torch.arange(num_bags, dtype=torch.int64), lengths)
+    perm = torch.sort(idx, stable=True).indices
+    if tid is not None:
+        perm = perm[torch.sort(tid[perm], stable=True).indices]
+    rows = idx[perm]
+    change = rows[1:] != rows[:-1]
+    if tid is not None:
+        tabs = tid[perm]
+        change = change | (tabs[1:] != tabs[:-1])
+    if nnz:
+        run_starts = torch.cat([torch.zeros(1, dtype=torch.int64),
+                                torch.nonzero(change).flatten() + 1])
+    else:
+        run_starts = torch.zeros(0, dtype=torch.int64)
+    return Casted(
+        casted_index=dst[perm],
+        casted_offsets=run_starts,
+        unique=rows[run_starts],
+        perm=perm,
+        num_bags=num_bags,
+        bag_lengths=lengths,
+        unique_table=None if tid is None else tabs[run_starts] if nnz else torch.zeros(0, dtype=torch.int64),
+    )
+
+
+def cast_multi(indices_per_table: Sequence[torch.Tensor], offsets_per_table: Sequence[torch.Tensor], *,
+               num_rows: Optional[Sequence[int]] = None, include_last_offset: bool = False) -> Casted:
+    """Cast several tables at once.
+
+    Table ``t``'s bags get the global ids ``Σ_{t'<t} bags(t') + b`` (table-major), so the
+    matching ``grad_output`` is ``torch.cat([dY_0, dY_1, ...])``.  Keys sort by ``(table,
+    row)``; ``Casted.unique_table`` tells the table of each unique row.
+    """
+    if len(indices_per_table) != len(offsets_per_table):
+        raise ValueError(
+            f"got {len(indices_per_table)} index tensors but {len(offsets_per_table)} offset tensors"
+        )
+    if num_rows is not None and len(num_rows) != len(indices_per_table):
+        raise ValueError(f"num_rows has {len(num_rows)} entries for {len(indices_per_table)} tables")
+    all_idx, all_offs, all_tid = [], [], []
+    base = 0
+    for t, (ind, off) in enumerate(zip(indices_per_table, offsets_per_table)):
+        idx = _check_int_1d(ind, f"indices_per_table[{t}]")
+        offs = _check_int_1d(off, f"offsets_per_table[{t}]")
+        starts = _check_offsets(offs, idx.numel(), include_last_offset, name=f"offsets_per_table[{t}]")
+        _check_indices(idx, None if num_rows is None else int(num_rows[t]), name=f"indices_per_table[{t}]")
+        all_idx.append(idx)
+        all_offs.append(starts + base)
+        all_tid.append(torch.full((idx.numel(),), t, dtype=torch.int64))
+        base += idx.numel()
+    empty = torch.zeros(0, dtype=torch.int64)
+    return cast(torch.cat(all_idx) if all_idx else empty, torch.cat(all_offs) if all_offs else empty,
+                table_ids=torch.cat(all_tid) if all_tid else empty,
+                num_rows=None if num_rows is None else list(num_rows))
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+def _check_grad_output(grad_output, num_bags: int) -> torch.Tensor:
+    _check_table(grad_output, "grad_output")
+    if grad_output.shape[0] != num_bags:
+        raise ValueError(
+            f"grad_output has {grad_output.shape[0]} rows but the forward had {num_bags} bags"
+        )
+    return grad_output
+
+
+def tc_backward(grad_output: torch.Tensor, casted: Casted,
+                per_sample_weights: Optional[torch.Tensor] = None, *, mode: str = "sum") -> torch.Tensor:
+    """Tensor-cast backward: the coalesced gradient ``(len(unique), dim)``.
+
+    ``G = gather_reduce(grad_output, casted.casted_index, casted.casted_offsets, w)`` with
+    ``w = per_sample_weights[casted.perm]`` (weights in the forward's lookup order), or
+    ``w = 1/len(bag)`` per casted entry for ``mode="mean"``.
+    """
+    if not isinstance(casted, Casted):
+        raise DTypeError(f"casted must be a Casted, got {type(casted).__name__}")
+    _check_mode(mode, per_sample_weights)
+    _check_grad_output(grad_output, casted.num_bags)
+    w = None
+    if per_sample_weights is not None:
+        w = _check_weights(per_sample_weights, casted.nnz)[casted.perm]
+    elif mode == "mean":
+        per_bag = torch.ones(casted.num_bags, dtype=torch.float32) / casted.bag_lengths.clamp(min=1).to(torch.float32)
+        w = per_bag[casted.casted_index]
+    return gather_reduce(grad_output, casted.casted_index, casted.casted_offsets, w)
+
+
+def expand_coalesce_backward(grad_output: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor,
+                             per_sample_weights: Optional[torch.Tensor] = None, *, mode: str = "sum",
+                             include_last_offset: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The baseline backward: expand → stable sort → coalesce.  Returns ``(unique, G)``.
+
+    Expand copies ``grad_output[bag(j)]`` once per lookup (``nnz × dim``, each with its weight);
+    a stable sort by row id orders them; duplicates are summed sequentially in sorted order
+    (``acc = fma(w, e, acc)``, the multiply fused into the coalescing add), which is the same
+    order as :func:`tc_backward`, hence bit-identical to it.
+    """
+    _check_mode(mode, per_sample_weights)
+    idx = _check_int_1d(indices, "indices")
+    offs = _check_int_1d(offsets, "offsets")
+    nnz = idx.numel()
+    if per_sample_weights is not None:
+        _check_weights(per_sample_weights, nnz)
+    starts = _check_offsets(offs, nnz, include_last_offset)
+    _check_indices(idx, None)
+    _check_grad_output(grad_output, starts.numel())
+    lengths = _lengths(starts, nnz)
+    dst = torch.repeat_interleave(torch.arange(starts.numel(), dtype=torch.int64), lengths)
+    expanded = grad_output[dst]  # nnz × dim
+    if per_sample_weights is not None:
+        w = per_sample_weights
+    elif mode == "mean":
+        w = _mean_weights(lengths)
+    else:
+        w = None
+    perm = torch.sort(idx, stable=True).indices
+    rows = idx[perm]
+    expanded = expanded[perm]
+    w = None if w is None else w[perm]
+    if nnz:
+        run_starts = torch.cat([torch.zeros(1, dtype=torch.int64),
+                                torch.nonzero(rows[1:] != rows[:-1]).flatten() + 1])
+    else:
+        run_starts = torch.zeros(0, dtype=torch.int64)
+    grad = _reduce_bags(expanded, torch.arange(nnz, dtype=torch.int64), run_starts,
+                        _lengths(run_starts, nnz), w)
+    return rows[run_starts], grad
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _check_rows_update(weight, unique, grad, lr) -> torch.Tensor:
+    _check_table(weight, "weight")
+    u = _check_int_1d(unique, "unique")
+    _check_indices(u, weight.shape[0], name="unique")
+    if u.numel() > 1:
+        s, order = torch.sort(u, stable=True)
+        dup = s[1:] == s[:-1]
+        if bool(dup.any()):
+            k = int(torch.nonzero(dup)[0, 0])
+            raise ValueError(
+                f"duplicate row {int(s[k])} in unique (positions {int(order[k])} and {int(order[k + 1])}); "
+                "exact optimizers need coalesced gradients"
+            )
+    _check_table(grad, "grad")
+    if tuple(grad.shape) != (u.numel(), weight.shape[1]):
+        raise ValueError(
+            f"grad must have shape ({u.numel()}, {weight.shape[1]}) (unique rows × dim), got shape {tuple(grad.shape)}"
+        )
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise DTypeError(f"lr must be a Python number, got {type(lr).__name__}")
+    return u
+
+
+def sgd(weight: torch.Tensor, unique: torch.Tensor, grad: torch.Tensor, lr: float) -> torch.Tensor:
+    """Exact SGD on the unique rows: ``w[u] = fma(-lr, g, w[u])``; returns a new weight tensor.
+
+    ``-lr`` is rounded to binary32 first, as ``torch.optim.SGD`` does (bit-identical, measured).
+    """
+    u = _check_rows_update(weight, unique, grad, lr)
+    out = weight.clone()
+    out[u] = fma_f32(-float(lr), grad, weight[u])
+    return out
+
+
+def adagrad(weight: torch.Tensor, state_sum: torch.Tensor, unique: torch.Tensor, grad: torch.Tensor,
+            lr: float, eps: float = 1e-10) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Exact Adagrad (``torch.optim.Adagrad`` semantics, no lr decay / weight decay).
+
+    ``s = fma(g, g, s)``; ``w = w + ((-lr)·g) / (sqrt(s) + eps)`` on the unique rows.
+    ``state_sum`` has the shape of ``weight``.  Returns ``(new_weight, new_state_sum)``.
+    """
+    u = _check_rows_update(weight, unique, grad, lr)
+    _check_table(state_sum, "state_sum")
+    if state_sum.shape != weight.shape:
+        raise ValueError(f"state_sum must have shape {tuple(weight.shape)}, got shape {tuple(state_sum.shape)}")
+    s = fma_f32(grad, grad, state_sum[u])
+    std = s.sqrt().add_(eps)
+    neg_lr = torch.tensor(-float(lr), dtype=torch.float32)
+    w = weight[u] + (neg_lr * grad) / std
+    new_w, new_s = weight.clone(), state_sum.clone()
+    new_w[u] = w
+    new_s[u] = s
+    return new_w, new_s
+
+
+def rowwise_adagrad(weight: torch.Tensor, state_rows: torch.Tensor, unique: torch.Tensor, grad: torch.Tensor,
+                    lr: float, eps: float = 1e-8) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Exact row-wise Adagrad (FBGEMM EXACT_ROWWISE_ADAGRAD; default eps is FBGEMM's 1e-8).
+
+    ``h[u] += mean(G[u]²)``; ``w[u] -= lr·G[u] / (sqrt(h[u]) + eps)``, concretely in binary32:
+    ``q = +0; q = fma(g_k, g_k, q)`` over the columns k in order; ``m = q / D``;
+    ``h = h + m``; ``r = lr / (sqrt(h) + eps)``; ``w = fma(-r, g, w)``.
+    ``state_rows`` is float32 ``(rows,)``.  Returns ``(new_weight, new_state_rows)``.
+    """
+    u = _check_rows_update(weight, unique, grad, lr)
+    _tensor(state_rows, "state_rows")
+    if state_rows.dtype != torch.float32:
+        raise DTypeError(f"state_rows must be float32, got dtype {state_rows.dtype}")
+    if tuple(state_rows.shape) != (weight.shape[0],):
+        raise ValueError(f"state_rows must have shape ({weight.shape[0]},), got shape {tuple(state_rows.shape)}")
+    dim = weight.shape[1]
+    q = torch.zeros(u.numel(), dtype=torch.float32)
+    for k in range(dim):
+        gk = grad[:, k]
+        q = fma_f32(gk, gk, q)
+    h = state_rows[u] + q / torch.tensor(float(dim), dtype=torch.float32)
+    r = torch.tensor(float(lr), dtype=torch.float32) / h.sqrt().add_(eps)
+    new_w, new_h = weight.clone(), state_rows.clone()
+    new_w[u] = fma_f32(-r.unsqueeze(1), grad, weight[u])
+    new_h[u] = h
+    return new_w, new_h
