@@ -8,12 +8,22 @@ the design. They are written as a Verilator configuration file ``<top>.vlt`` nex
   declaration initializer (``reg [31:0] x = 32'd0;``) and then assigns it in an
   ``always @(posedge clk)`` block. That is how Amaranth expresses ``init=`` (FPGA power-on state);
   the synchronous ``rst`` also loads the same value, so the initializer is intended, not a bug.
+* ``WIDTHEXPAND`` / ``WIDTHTRUNC`` (whole file) — Yosys' ``write_verilog`` prints Amaranth's
+  netlist cells as Verilog expressions that rely on Verilog's context-determined widths
+  (``{ 4'h0, x } + y`` with a wider result, ``!x[30:23]`` for a reduce-NOR, a 7-bit constant in a
+  9-bit subtraction). Every width change is defined by Amaranth's own shape rules before the
+  backend runs, so these are statements about the printer, not the design.
+* ``UNUSEDSIGNAL`` on backend temporaries ``$<n>`` (names starting with ``$``) — Amaranth/Yosys
+  name the intermediate result of every cell ``$<n>``; when Amaranth slices a wide result (a
+  77-bit shift of which 24 bits are kept) or folds a constant, the rest of the temporary is
+  unused. Designer-named signals are not covered by this waiver.
 * ``UNUSEDSIGNAL`` for *debug alias wires only*, each listed by exact name — for a named Amaranth
-  signal that is a copy or slice of another net (struct fields such as ``\\i__payload.a ``, the
-  name of a register merged with an output port) Amaranth emits ``wire x; assign x = <net>;`` so
-  the name shows up in waveforms and in the name map; nothing reads it. The alias list is
-  computed from the Verilog text (a wire assigned once from a plain net or slice and referenced
-  nowhere else), so an unused signal that carries real logic is still reported.
+  signal that is a copy, slice or concatenation of other nets (struct fields such as
+  ``\\i__payload.a ``, a comb signal whose driver Amaranth inlines into its readers) Amaranth
+  emits ``wire x; assign x = <nets>;`` so the name shows up in waveforms and in the name map;
+  nothing reads it. The alias list is computed from the Verilog text (a wire assigned once from
+  nets/slices/concatenations/constants, with no operator, and referenced nowhere else), so an
+  unused named signal that carries its own logic is still reported.
 
 Any other warning fails the lint.
 """
@@ -29,7 +39,9 @@ from pathlib import Path
 __all__ = ["LintResult", "alias_wires", "write_waivers", "lint_file", "lint_tops", "add_arguments", "main"]
 
 _IDENT = r"(?:\\\S+|[A-Za-z_$][A-Za-z0-9_$]*)"
-_ASSIGN = re.compile(rf"^\s*assign\s+({_IDENT})\s*=\s*({_IDENT})\s*(\[[0-9:]+\])?\s*;\s*$", re.M)
+_ASSIGN = re.compile(rf"^\s*assign\s+({_IDENT})\s*=\s*([^;]*);\s*$", re.M)
+# operators that make an assignment carry logic (escaped names are stripped before the test)
+_OPERATOR = re.compile(r"[-+*/%&|^~!?<>=()]")
 _PORT_DECL = re.compile(rf"^\s*(?:input|output|inout)\b[^;]*?({_IDENT})\s*;", re.M)
 
 
@@ -47,6 +59,9 @@ def alias_wires(verilog_text: str) -> list[str]:
         name = _plain(lhs)
         if name in ports:
             continue
+        rhs = re.sub(r"\\\S+", "n", m.group(2))
+        if _OPERATOR.search(rhs):
+            continue
         token = re.escape(lhs) + (r"(?=\s)" if lhs.startswith("\\") else r"\b")
         # declaration + this assignment: exactly two mentions means nothing reads it
         if len(re.findall(r"(?<![\w$\\])" + token, verilog_text)) == 2:
@@ -63,6 +78,13 @@ def write_waivers(vpath: Path) -> Path:
         "// Waivers for Amaranth's output style only (see pimcast/sim/lint.py for the reasons).",
         "// PROCASSINIT: registers carry their init value as a declaration initializer by design.",
         f'lint_off -rule PROCASSINIT -file "{pattern}"',
+        "// WIDTHEXPAND/WIDTHTRUNC: the Verilog printer relies on context-determined widths;",
+        "// Amaranth's shape rules fixed every width before export.",
+        f'lint_off -rule WIDTHEXPAND -file "{pattern}"',
+        f'lint_off -rule WIDTHTRUNC -file "{pattern}"',
+        "// UNUSEDSIGNAL on backend temporaries $<n> (partly used or constant-folded cell outputs).",
+        f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Signal is not used: \'$*"',
+        f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Bits of signal are not used: \'$*"',
         "// UNUSEDSIGNAL: debug alias wires (copies/slices of other nets kept for their names).",
     ]
     for name in alias_wires(text):
