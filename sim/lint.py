@@ -88,6 +88,8 @@ def write_waivers(vpath: Path) -> Path:
         "// UNUSEDSIGNAL: debug alias wires (copies/slices of other nets kept for their names).",
     ]
     for name in alias_wires(text):
+        if name.startswith("$"):
+            continue  # covered by the temporaries rule above
         lines.append(f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Signal is not used: \'{name}\'"')
     vlt = vpath.with_suffix(".vlt")
     vlt.write_text("\n".join(lines) + "\n")
