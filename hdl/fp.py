@@ -1,0 +1,397 @@
+"""Pipelined IEEE-754 binary32 fused multiply-add (``a*b + c``, one rounding, RNE).
+
+This is the one arithmetic unit of a pimcast lane: sum is ``fma(row, 1.0, acc)``, weighted sum
+``fma(w, row, acc)``, SGD ``fma(-lr, g, w)``, multiplication ``fma(a, b, -0.0)``.  The operand
+packing helpers :func:`fma_operands`, :func:`add_operands` and :func:`mul_operands` give the
+payload integer for each of these.
+
+Datapath (see :class:`FMA` for the stage list and the numerics):
+
+* subnormal ``a``/``b`` significands are normalized in the unpack step, so the 48-bit product
+  ``P = ma*mb`` always has its leading one at bit 46 or 47;
+* the addend significand ``mc`` starts 3 bits above the product (positions 53..76 of a 78-bit
+  sum, product at 2..49) and is shifted right by ``0..76``; the bits it loses are OR-ed into a
+  sticky bit at position 0 (product bits never reach position 0 or 1, and every rounding
+  boundary is a multiple of 4 there, so the jammed sum rounds exactly like the exact sum);
+  when ``c`` is far above the product the shift clamps at 0 and the product only acts as a
+  sticky contribution below ``c``'s last bit, which rounds identically;
+* ``|c ± P|`` is normalized by a leading-zero count, limited so that results below 2**-126
+  stop at the subnormal exponent; the significand, exponent-minus-one and the rounding
+  increment are added as one integer, so mantissa carries, subnormal-to-normal and
+  overflow-to-infinity fall out of the same addition.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = [
+    "FMAOperands",
+    "FMA",
+    "FP32_ONE",
+    "FP32_NEG_ZERO",
+    "FP32_CANONICAL_NAN",
+    "fma_operands",
+    "add_operands",
+    "mul_operands",
+]
+
+#: Operand layout of :class:`FMA`'s input stream: ``a`` in bits 31:0, ``b`` in 63:32, ``c`` in
+#: 95:64 of the flattened payload.
+FMAOperands = data.StructLayout({"a": 32, "b": 32, "c": 32})
+
+#: binary32 ``1.0``: ``b = FP32_ONE`` turns the FMA into an addition ``a + c``.
+FP32_ONE = 0x3F800000
+#: binary32 ``-0.0``: ``c = FP32_NEG_ZERO`` turns the FMA into a multiplication ``a*b`` (the
+#: ``-0`` addend leaves every product, ``±0`` included, unchanged).
+FP32_NEG_ZERO = 0x80000000
+#: The quiet NaN produced for every NaN result.
+FP32_CANONICAL_NAN = 0x7FC00000
+
+_INF = 0x7F800000
+_MASK32 = 0xFFFFFFFF
+
+
+def fma_operands(a: int, b: int, c: int) -> int:
+    """Pack raw binary32 bit patterns into the flattened :data:`FMAOperands` integer."""
+    for name, x in (("a", a), ("b", b), ("c", c)):
+        if not isinstance(x, int) or not 0 <= x <= _MASK32:
+            raise ValueError(f"Operand {name} must be a 32-bit unsigned integer, not {x!r}")
+    return a | (b << 32) | (c << 64)
+
+
+def add_operands(a: int, c: int) -> int:
+    """Operands computing ``a + c``: ``fma(a, 1.0, c)`` (bit-identical to a binary32 addition)."""
+    return fma_operands(a, FP32_ONE, c)
+
+
+def mul_operands(a: int, b: int) -> int:
+    """Operands computing ``a * b``: ``fma(a, b, -0.0)`` (bit-identical to a binary32 product)."""
+    return fma_operands(a, b, FP32_NEG_ZERO)
+
+
+# -- datapath geometry ------------------------------------------------------------------------
+# Sum positions: product P (48 bits) at [_G, _G+48), addend c (24 bits) unshifted at
+# [_C_LSB, _C_LSB+24), one carry bit on top.  Position 0 holds the alignment sticky bit.
+_G = 2                       # product LSB position (positions 0..1: sticky / guard)
+_GAP = 3                     # unshifted addend LSB lies this far above the product MSB
+_C_LSB = _G + 48 + _GAP      # 53
+_SUM_W = _C_LSB + 24 + 1     # 78: width of |c ± P|
+_SH_MAX = _C_LSB + 23        # 76: addend MSB reaches position 0 → all of it is sticky
+# Normalized layout: leading one at bit _SUM_W-1 = 77, 24 significand bits [54, 78),
+# round bit 53, sticky [0, 53).
+_MANT_LSB = _SUM_W - 24      # 54
+# Exponent bookkeeping (unbiased exponents ea, eb of the *normalized* a/b significands,
+# ec of c, value = m * 2**(e - 23)):
+#   shift of c      sh = ea + eb - ec + _SH_BIAS          (_SH_BIAS = 28)
+#   weight of sum position 0: 2**X0, X0 = max(ea + eb - 48, ec - 76)
+#   the subnormal LSB 2**-149 sits at position -149 - X0; putting it at _MANT_LSB needs a
+#   left shift of t = X0 + _T_BIAS (_T_BIAS = 203); exponent field - 1 = X0 + 203 - s.
+_SH_BIAS = _C_LSB - _G - 23          # 28
+_X0_PROD = -(46 + _G)                # X0 = ea + eb - 48 when c does not dominate
+_X0_ADD = -(23 + _C_LSB)             # X0 = ec - 76 when the shift clamps at 0
+_T_BIAS = _MANT_LSB + 149            # 203
+
+#: Names of the datapath steps, in order; each may be followed by a register stage.
+STEPS = ("unpack", "partial", "multiply", "add", "count", "normalize", "round")
+#: Registered steps of the default pipeline (latency 5).
+DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
+
+
+def _clz(value):
+    """Leading-zero count of ``value`` as a balanced tree; returns ``(all_zero, count)``.
+
+    ``count`` is meaningful only when ``all_zero`` is 0. ``len(value)`` must be a power of 2.
+    """
+    n = len(value)
+    if n == 1:
+        return ~value[0], Const(0, 0)
+    hi_zero, hi_count = _clz(value[n // 2:])
+    lo_zero, lo_count = _clz(value[:n // 2])
+    if n == 2:
+        count = ~value[1]
+    else:
+        count = Mux(hi_zero, Cat(lo_count, Const(1, 1)), Cat(hi_count, Const(0, 1)))
+    return hi_zero & lo_zero, count
+
+
+def _leading_zeros(value):
+    """Leading-zero count of a nonzero ``value`` (any width; undefined for zero)."""
+    width = len(value)
+    padded = 1 << max(1, (width - 1).bit_length())
+    _, count = _clz(Cat(Const(0, padded - width), value))
+    return count
+
+
+class _Latency:
+    """``FMA.latency`` is the default pipeline's latency; ``FMA(...).latency`` the instance's."""
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return len(DEFAULT_PIPELINE)
+        return len(obj._pipeline)
+
+    def __set__(self, obj, value):
+        raise AttributeError("FMA.latency is read-only; choose it with the pipeline argument")
+
+
+class FMA(wiring.Component):
+    """Pipelined IEEE-754 binary32 fused multiply-add: ``o = a*b + c``.
+
+    One rounding (round to nearest, ties to even) of the exact ``a*b + c``.  Bit-exact with
+    IEEE 754-2008 ``fusedMultiplyAdd`` in roundTiesToEven, except that every NaN result is the
+    canonical quiet NaN:
+
+    * subnormal inputs and outputs are handled exactly (no flush to zero);
+    * an exact zero result is ``+0``, unless both ``a*b`` and ``c`` are ``-0`` (``-0``); a
+      nonzero result that rounds to zero keeps its sign;
+    * finite results of magnitude at or above ``2**128 - 2**103`` round to ``±inf``;
+    * ``±inf`` operands give ``±inf`` as IEEE specifies;
+    * any NaN operand, ``inf*0`` (whatever ``c`` is) and ``inf - inf`` give ``0x7FC00000``
+      (:data:`FP32_CANONICAL_NAN`); signalling NaNs raise no flag (there are no flags).
+
+    Addition is ``b = 0x3F800000`` (1.0), multiplication ``c = 0x80000000`` (-0.0); see
+    :func:`add_operands` and :func:`mul_operands`.
+
+    Datapath steps (``pipeline`` names the ones followed by a register stage):
+
+    ``"unpack"``
+        classify the operands, normalize subnormal ``a``/``b``, exponent arithmetic, the
+        special-case result (NaN, infinities, zero product);
+    ``"partial"``
+        two 24x12 partial products of ``ma*mb``; right shift of the addend with sticky;
+    ``"multiply"``
+        sum of the partial products (48-bit product);
+    ``"add"``
+        78-bit ``|c ± P|`` and the result sign;
+    ``"count"``
+        leading-zero count, limited at the subnormal exponent;
+    ``"normalize"``
+        left shift, round and sticky bits;
+    ``"round"``
+        rounding increment, overflow, packing, special-case select (always registered: it is
+        the output register).
+
+    Latency and throughput
+    ----------------------
+    ``latency`` = ``len(pipeline)`` cycles (5 by default, :attr:`FMA.latency`): an operand
+    transferred on ``i`` in cycle ``n`` (``i.valid & i.ready`` at the clock edge that ends
+    cycle ``n``) is valid on ``o`` in cycle ``n + latency`` when ``o`` is not back-pressured.
+    Throughput: one operation per cycle.  Flow control is a global enable,
+    ``i.ready = ~o.valid | o.ready``: while ``o`` holds a result that is not accepted the whole
+    pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
+    ``o.valid`` and ``o.payload`` come straight from registers.
+
+    Arguments
+    ---------
+    pipeline : iterable of str
+        The steps whose outputs are registered, a subset of :data:`STEPS` that includes
+        ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
+        (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
+        :data:`STEPS` (latency 7) for higher clock rates.
+
+    Members
+    -------
+    i : ``In(stream.Signature(FMAOperands))``
+        Operands ``a``, ``b``, ``c`` as raw binary32 bit patterns.
+    o : ``Out(stream.Signature(32))``
+        The result as a raw binary32 bit pattern.
+
+    Raises
+    ------
+    TypeError
+        If ``pipeline`` is not an iterable of strings.
+    ValueError
+        If ``pipeline`` names an unknown step, repeats one, or lacks ``"round"``.
+    """
+
+    latency = _Latency()
+
+    def __init__(self, *, pipeline=DEFAULT_PIPELINE):
+        if isinstance(pipeline, str):
+            raise TypeError(f"Pipeline must be an iterable of step names, not the string {pipeline!r}")
+        try:
+            names = list(pipeline)
+        except TypeError:
+            raise TypeError(f"Pipeline must be an iterable of step names, not {pipeline!r}") from None
+        for name in names:
+            if not isinstance(name, str) or name not in STEPS:
+                raise ValueError(f"Pipeline step must be one of {', '.join(map(repr, STEPS))}, "
+                                 f"not {name!r}")
+        for name in set(names):
+            if names.count(name) > 1:
+                raise ValueError(f"Pipeline step {name!r} is listed more than once")
+        if "round" not in names:
+            raise ValueError("Pipeline must include 'round' (the output register)")
+        self._pipeline = tuple(step for step in STEPS if step in names)
+        super().__init__({
+            "i": In(stream.Signature(FMAOperands)),
+            "o": Out(stream.Signature(32)),
+        })
+
+    @property
+    def pipeline(self):
+        """The registered steps, in datapath order (a tuple of :data:`STEPS` names)."""
+        return self._pipeline
+
+    def elaborate(self, platform):
+        m = Module()
+        enable = Signal()
+        m.d.comb += [
+            enable.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(enable),
+        ]
+
+        def comb(name, shape, value):
+            sig = Signal(shape, name=name)
+            m.d.comb += sig.eq(value)
+            return sig
+
+        def boundary(step, values):
+            """Register ``values`` (a dict of Signals) after ``step`` if it is a pipeline stage."""
+            if step not in self._pipeline:
+                return values
+            regs = {}
+            for key, value in values.items():
+                if key == "valid":
+                    reg = Signal(name=f"{step}_valid")
+                else:
+                    reg = Signal(value.shape(), name=f"{step}_{key}", reset_less=True)
+                with m.If(enable):
+                    m.d.sync += reg.eq(value)
+                regs[key] = reg
+            return regs
+
+        # ---- unpack ---------------------------------------------------------------------------
+        ops = self.i.payload
+
+        def classify(x, name):
+            exp = x[23:31]
+            frac = x[0:23]
+            return {
+                "sign": x[31],
+                "zero": comb(f"{name}_zero", 1, (exp == 0) & (frac == 0)),
+                "inf": comb(f"{name}_inf", 1, (exp == 0xFF) & (frac == 0)),
+                "nan": comb(f"{name}_nan", 1, (exp == 0xFF) & (frac != 0)),
+                # significand with hidden bit; exponent field with subnormals read as 1
+                "mant": comb(f"{name}_mant", 24, Cat(frac, exp != 0)),
+                "exp": comb(f"{name}_expf", 8, Mux(exp == 0, 1, exp)),
+            }
+
+        def normalized(x, name):
+            lz = comb(f"{name}_lz", 5, _leading_zeros(x["mant"]))
+            mant = comb(f"{name}_norm", 24, (x["mant"] << lz)[:24])
+            exp = comb(f"{name}_e", signed(10), x["exp"] - 127 - lz)
+            return mant, exp
+
+        a = classify(ops.a, "a")
+        b = classify(ops.b, "b")
+        c = classify(ops.c, "c")
+        ma, ea = normalized(a, "a")
+        mb, eb = normalized(b, "b")
+        ec = comb("c_e", signed(10), c["exp"] - 127)
+        eab = comb("ab_e", signed(11), ea + eb)
+        sh_raw = comb("sh_raw", signed(12), eab - ec + _SH_BIAS)
+        shift = comb("c_shift", range(_SH_MAX + 1),
+                     Mux(sh_raw < 0, 0, Mux(sh_raw > _SH_MAX, _SH_MAX, sh_raw)))
+        x0 = comb("x0", signed(10), Mux(sh_raw < 0, ec + _X0_ADD, eab + _X0_PROD))
+
+        p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
+        p_inf = a["inf"] | b["inf"]
+        p_zero = a["zero"] | b["zero"]
+        invalid = (a["nan"] | b["nan"] | c["nan"] | (p_inf & p_zero)
+                   | (p_inf & c["inf"] & (p_sign != c["sign"])))
+        special = comb("special", 1, invalid | p_inf | p_zero | c["inf"])
+        special_bits = Signal(32, name="special_bits")
+        with m.If(invalid):
+            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
+        with m.Elif(p_inf):
+            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), p_sign))
+        with m.Elif(c["inf"] | ~c["zero"]):
+            m.d.comb += special_bits.eq(ops.c)          # c dominates a finite/zero product
+        with m.Else():
+            m.d.comb += special_bits.eq(Cat(Const(0, 31), p_sign & c["sign"]))   # 0 + 0
+
+        s = boundary("unpack", {
+            "valid": self.i.valid,
+            "ma": ma, "mb": mb, "mc": c["mant"],
+            "shift": shift, "x0": x0,
+            "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
+            "special": special, "special_bits": special_bits,
+        })
+
+        # ---- partial products, addend alignment -------------------------------------------
+        pp_lo = comb("pp_lo", 36, s["ma"] * s["mb"][:12])
+        pp_hi = comb("pp_hi", 36, s["ma"] * s["mb"][12:])
+        c_ext = comb("c_ext", _SH_MAX + _SUM_W - 1, Cat(Const(0, _C_LSB + _SH_MAX), s["mc"]) >> s["shift"])
+        c_aligned = comb("c_aligned", _SUM_W - 1,
+                         Cat(c_ext[:_SH_MAX + 1].any(), c_ext[_SH_MAX + 1:]))
+        s = boundary("partial", {
+            **{k: s[k] for k in ("valid", "x0", "p_sign", "c_sign", "special", "special_bits")},
+            "pp_lo": pp_lo, "pp_hi": pp_hi, "c_aligned": c_aligned,
+        })
+
+        # ---- multiply ---------------------------------------------------------------------
+        product = comb("product", 48, s["pp_lo"] + (s["pp_hi"] << 12))
+        s = boundary("multiply", {
+            **{k: s[k] for k in ("valid", "x0", "p_sign", "c_sign", "special", "special_bits",
+                                 "c_aligned")},
+            "product": product,
+        })
+
+        # ---- add ----------------------------------------------------------------------------
+        p_ext = Cat(Const(0, _G), s["product"])
+        subtract = s["p_sign"] ^ s["c_sign"]
+        total = comb("total", _SUM_W, s["c_aligned"] + p_ext)
+        diff = comb("diff", signed(_SUM_W + 1),
+                    Cat(s["c_aligned"], Const(0, 2)).as_signed() - Cat(p_ext, Const(0, _SUM_W + 1 - len(p_ext))).as_signed())
+        negative = diff[-1]
+        magnitude = comb("magnitude", _SUM_W,
+                         Mux(subtract, Mux(negative, -diff, diff)[:_SUM_W], total))
+        s = boundary("add", {
+            **{k: s[k] for k in ("valid", "x0", "special", "special_bits")},
+            "magnitude": magnitude,
+            "sign": comb("sum_sign", 1, s["c_sign"] ^ (subtract & negative)),
+            "zero": comb("sum_zero", 1, magnitude == 0),
+        })
+
+        # ---- count --------------------------------------------------------------------------
+        lz = comb("sum_lz", 7, _leading_zeros(s["magnitude"]))
+        limit = comb("lz_limit", signed(11), s["x0"] + _T_BIAS)     # >= 1 always
+        norm_shift = comb("norm_shift", 7, Mux(lz < limit, lz, limit))
+        exp_base = comb("exp_base", 9, s["x0"] + _T_BIAS - norm_shift)  # exponent field - 1
+        s = boundary("count", {
+            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
+            "norm_shift": norm_shift, "exp_base": exp_base,
+        })
+
+        # ---- normalize ----------------------------------------------------------------------
+        normed = comb("normed", _SUM_W, (s["magnitude"] << s["norm_shift"])[:_SUM_W])
+        s = boundary("normalize", {
+            **{k: s[k] for k in ("valid", "special", "special_bits", "sign", "zero", "exp_base")},
+            "mant": comb("mant", 24, normed[_MANT_LSB:]),
+            "round_bit": comb("round_bit", 1, normed[_MANT_LSB - 1]),
+            "sticky": comb("sticky", 1, normed[:_MANT_LSB - 1].any()),
+        })
+
+        # ---- round / pack -------------------------------------------------------------------
+        increment = s["round_bit"] & (s["sticky"] | s["mant"][0])
+        packed = comb("packed", 33, (s["exp_base"] << 23) + s["mant"] + increment)
+        overflow = packed >= _INF
+        result = Signal(32, name="result")
+        with m.If(s["special"]):
+            m.d.comb += result.eq(s["special_bits"])
+        with m.Elif(s["zero"]):
+            m.d.comb += result.eq(0)                     # exact cancellation: +0 in RNE
+        with m.Elif(overflow):
+            m.d.comb += result.eq(Cat(Const(_INF, 31), s["sign"]))
+        with m.Else():
+            m.d.comb += result.eq(Cat(packed[:31], s["sign"]))
+        s = boundary("round", {"valid": s["valid"], "result": result})
+
+        m.d.comb += [
+            self.o.valid.eq(s["valid"]),
+            self.o.payload.eq(s["result"]),
+        ]
+        return m
