@@ -53,6 +53,11 @@ def _plain(name: str) -> str:
 def alias_wires(verilog_text: str) -> list[str]:
     """Names of Amaranth's debug alias wires: assigned once from a plain net/slice, never read."""
     ports = {_plain(m.group(1)) for m in _PORT_DECL.finditer(verilog_text)}
+    for header in re.finditer(r"\bmodule\s+\S+\s*\((.*?)\)\s*;", verilog_text, re.S):
+        for item in header.group(1).split(","):
+            names = re.findall(_IDENT, item)
+            if names:
+                ports.add(_plain(names[-1]))
     aliases = []
     for m in _ASSIGN.finditer(verilog_text):
         lhs = m.group(1)

