@@ -164,7 +164,8 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
     error = None
     with _environ(test_env):
         try:
-            runner.test(test_module=test_module, hdl_toplevel=top, build_dir=bdir, test_dir=bdir,
+            runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
+                        build_dir=bdir, test_dir=bdir,
                         testcase=testcase, waves=waves, timescale=TIMESCALE,
                         results_xml=str(results_xml), extra_env=test_env)
         except SystemExit as exc:  # the runner exits when the simulator returns non-zero
