@@ -1,0 +1,237 @@
+"""``pimcast run`` — the end-to-end main job on the embedded default.
+
+Each *step* exercises one layer of the toolkit on small, fixed inputs and returns a dict of
+figures; the job prints a table, and writes ``report.json`` and ``report.md`` into the run folder
+(``runs/<timestamp>/`` by default). A failing step makes the job exit non-zero, but the other
+steps still run so the report shows everything at once.
+
+Steps (in order):
+
+``verilog``   generate the Verilog of every registered top and lint it with ``verilator -Wall``
+``golden``    the golden tensor-casting model on FACTS.md's worked example, and bit-exactness
+              against PyTorch (``F.embedding_bag`` forward, ``optim.SGD``) on a random workload
+``fma-cosim`` the FP32 FMA RTL under Verilator (cocotb) against the numerics reference, bit for bit
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class StepFailed(RuntimeError):
+    """A step ran but its check did not hold."""
+
+
+@dataclass
+class StepResult:
+    name: str
+    ok: bool
+    seconds: float
+    figures: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def step_verilog(ctx: dict[str, Any]) -> dict[str, Any]:
+    from pimcast.hdl.export import TOPS, generate_all
+    from pimcast.sim.lint import lint_tops
+
+    out = ctx["out"] / "verilog"
+    paths = generate_all(out)
+    results = lint_tops(list(TOPS), ctx["out"] / "lint")
+    dirty = [r.top for r in results if not r.clean]
+    figures = {
+        "tops": {t: {"verilog": str(p.relative_to(ctx["out"])), "lines": len(p.read_text().splitlines())}
+                 for t, p in paths.items()},
+        "lint_clean": not dirty,
+    }
+    if dirty:
+        raise StepFailed(f"verilator lint reported warnings for: {', '.join(dirty)}")
+    return figures
+
+
+def step_golden(ctx: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from pimcast.models import tensor_cast as tc
+
+    # FACTS.md §1 worked example
+    indices = torch.tensor([1, 3, 6, 3, 5, 1, 3, 7])
+    offsets = torch.tensor([0, 3, 5])
+    casted = tc.cast(indices, offsets)
+    dy = torch.tensor([[1.0, 10.0], [100.0, 1000.0], [10000.0, 100000.0]])
+    g = tc.tc_backward(dy, casted)
+    w = torch.arange(16, dtype=torch.float32).reshape(8, 2)
+    w_new = tc.sgd(w, casted.unique, g, 0.1)
+    expect_g = torch.tensor([[10001, 100010], [10101, 101010], [100, 1000], [1, 10], [10000, 100000]],
+                            dtype=torch.float32)
+    worked = (casted.casted_index.tolist() == [0, 2, 0, 1, 2, 1, 0, 2]
+              and casted.casted_offsets.tolist()[:5] == [0, 2, 5, 6, 7]
+              and casted.unique.tolist() == [1, 3, 5, 6, 7]
+              and torch.equal(g, expect_g)
+              # FACTS.md gives decimals; fma(-0.1, g, w) rounds once, one fp32 ulp from fp32(-998.1)
+              and torch.allclose(w_new[1], torch.tensor([-998.1, -9998.0]), rtol=0, atol=1e-3)
+              and torch.allclose(w_new[3], torch.tensor([-1004.1, -10094.0]), rtol=0, atol=1e-3))
+    if not worked:
+        raise StepFailed("the golden model does not reproduce FACTS.md's worked example")
+
+    # bit-exactness against PyTorch on a random workload
+    gen = torch.Generator().manual_seed(0)
+    rows, dim, bags, pool = 10_000, 64, 512, 20
+    table = torch.randn(rows, dim, generator=gen)
+    lengths = torch.randint(0, 2 * pool, (bags,), generator=gen)
+    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    idx = torch.randint(0, rows, (int(lengths.sum()),), generator=gen)
+    psw = torch.rand(idx.numel(), generator=gen)
+    ours = tc.gather_reduce(table, idx, offs)
+    ref = F.embedding_bag(idx, table, offs, mode="sum")
+    ours_w = tc.gather_reduce(table, idx, offs, per_sample_weights=psw)
+    ref_w = F.embedding_bag(idx, table, offs, mode="sum", per_sample_weights=psw)
+    fwd_bits = torch.equal(ours.view(torch.int32), ref.view(torch.int32))
+    fwdw_bits = torch.equal(ours_w.view(torch.int32), ref_w.view(torch.int32))
+    dy = torch.randn(bags, dim, generator=gen)
+    t0 = time.perf_counter()
+    c = tc.cast(idx, offs)
+    t_cast = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grad = tc.tc_backward(dy, c)
+    t_tc = time.perf_counter() - t0
+    uniq_ec, grad_ec = tc.expand_coalesce_backward(dy, idx, offs)
+    tc_eq_ec = torch.equal(c.unique, uniq_ec) and torch.equal(grad.view(torch.int32), grad_ec.view(torch.int32))
+    p = torch.nn.Parameter(table.clone())
+    dense = torch.zeros_like(table)
+    dense[c.unique] = grad
+    p.grad = dense
+    torch.optim.SGD([p], lr=0.05).step()
+    sgd_bits = torch.equal(tc.sgd(table, c.unique, grad, 0.05).view(torch.int32), p.detach().view(torch.int32))
+    figures = {
+        "worked_example": worked,
+        "forward_sum_bit_exact_vs_torch": fwd_bits,
+        "forward_weighted_bit_exact_vs_torch": fwdw_bits,
+        "tc_backward_bit_exact_vs_expand_coalesce": tc_eq_ec,
+        "sgd_bit_exact_vs_torch": sgd_bits,
+        "lookups": int(idx.numel()),
+        "unique_rows": int(c.unique.numel()),
+        "cast_ms": round(t_cast * 1e3, 3),
+        "tc_backward_ms": round(t_tc * 1e3, 3),
+    }
+    bad = [k for k in ("forward_sum_bit_exact_vs_torch", "forward_weighted_bit_exact_vs_torch",
+                       "tc_backward_bit_exact_vs_expand_coalesce", "sgd_bit_exact_vs_torch") if not figures[k]]
+    if bad:
+        raise StepFailed(f"golden model not bit-exact: {', '.join(bad)}")
+    return figures
+
+
+def step_fma_cosim(ctx: dict[str, Any]) -> dict[str, Any]:
+    from pimcast.sim.runner import run_cocotb
+
+    count = ctx["fma_vectors"]
+    res = run_cocotb("fma", simulator="verilator", env={"PIMCAST_FMA_COUNT": str(count), "PIMCAST_SEED": "1"},
+                     testcase="test_random")
+    figures: dict[str, Any] = {"simulator": "verilator", "tests": res.tests, "failures": res.failures,
+                               "seconds": round(res.seconds, 2)}
+    for s in res.stats:
+        if s.get("test") == "random":
+            figures["vectors"] = s.get("vectors")
+            figures["vectors_per_s"] = round(s.get("vectors_per_s") or 0.0)
+    if not res.ok:
+        raise StepFailed(f"FMA co-simulation: {res.failures} of {res.tests} tests failed ({res.error or ''})")
+    return figures
+
+
+STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "verilog": step_verilog,
+    "golden": step_golden,
+    "fma-cosim": step_fma_cosim,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# driver
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+def write_report(results: list[StepResult], out: Path) -> tuple[Path, Path]:
+    data = {"pimcast_run": datetime.now().isoformat(timespec="seconds"),
+            "ok": all(r.ok for r in results),
+            "steps": [r.__dict__ for r in results]}
+    jpath = out / "report.json"
+    jpath.write_text(json.dumps(data, indent=1, default=str))
+    lines = ["# pimcast run report", "", f"Run folder: `{out}`", "",
+             "| step | result | seconds |", "|---|---|---|"]
+    lines += [f"| {r.name} | {'ok' if r.ok else 'FAILED'} | {r.seconds:.1f} |" for r in results]
+    for r in results:
+        lines += ["", f"## {r.name}", ""]
+        if r.error:
+            lines += ["```", r.error.strip(), "```", ""]
+        lines += [f"- `{k}`: {v}" for k, v in _flatten(r.figures)]
+    mpath = out / "report.md"
+    mpath.write_text("\n".join(lines) + "\n")
+    return jpath, mpath
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default=None, help="run folder (default: runs/<timestamp>)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"comma-separated steps to run (default: all of {', '.join(STEPS)})")
+    parser.add_argument("--fma-vectors", type=int, default=20_000,
+                        help="random FMA vectors in the RTL co-simulation (default 20000)")
+
+
+def main(args: argparse.Namespace) -> int:
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        print(f"pimcast run: unknown step(s) {', '.join(map(repr, unknown))}; choose from {', '.join(STEPS)}",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out) if args.out else REPO / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = {"out": out, "fma_vectors": args.fma_vectors}
+    results: list[StepResult] = []
+    for name in steps:
+        print(f"[pimcast run] {name} ...", flush=True)
+        t0 = time.perf_counter()
+        try:
+            figures = STEPS[name](ctx)
+            results.append(StepResult(name, True, time.perf_counter() - t0, figures))
+        except StepFailed as exc:
+            results.append(StepResult(name, False, time.perf_counter() - t0, {}, str(exc)))
+        except Exception:  # noqa: BLE001 - report every step, then fail the job
+            results.append(StepResult(name, False, time.perf_counter() - t0, {}, traceback.format_exc()))
+        r = results[-1]
+        print(f"[pimcast run] {name}: {'ok' if r.ok else 'FAILED'} ({r.seconds:.1f} s)", flush=True)
+        if r.error:
+            print(r.error, file=sys.stderr)
+    jpath, mpath = write_report(results, out)
+    width = max(len(r.name) for r in results)
+    print()
+    print(f"{'step':<{width}}  result  seconds  figures")
+    for r in results:
+        figs = ", ".join(f"{k}={v}" for k, v in _flatten(r.figures) if not isinstance(v, (list, dict)))
+        print(f"{r.name:<{width}}  {'ok    ' if r.ok else 'FAILED'}  {r.seconds:7.1f}  {figs[:160]}")
+    print(f"\nreport: {mpath}\n        {jpath}")
+    return 0 if all(r.ok for r in results) else 1
