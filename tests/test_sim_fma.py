@@ -40,12 +40,9 @@ def test_fma_verilator_regression_100k():
 
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_corrupted_model_fails_the_run(monkeypatch, capsys):
-    # the checker must catch a wrong model (bit 0 flipped in every 97th expected result)
-    res = run_cocotb("fma", simulator="icarus", testcase="test_directed", extra_env={"PIMCAST_FMA_CORRUPT": "1"})
-    assert res.tests == 1 and res.failures == 1
-    # ... and `pimcast sim` turns failures into a non-zero exit status
+    # the checker must catch a wrong model (bit 0 flipped in every 97th expected result), and
+    # `pimcast sim` must turn the failure into a non-zero exit status (the runner copies os.environ)
     monkeypatch.setenv("PIMCAST_FMA_CORRUPT", "1")
     assert cli(["sim", "--top", "fma", "--simulator", "icarus", "--testcase", "test_directed"]) == 1
-    assert "1 tests, 1 failures" in capsys.readouterr().out
-    monkeypatch.delenv("PIMCAST_FMA_CORRUPT")
-    assert cli(["sim", "--top", "fma", "--simulator", "icarus", "--testcase", "test_directed"]) == 0
+    out = capsys.readouterr().out
+    assert "1 tests, 1 failures" in out
