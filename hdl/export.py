@@ -50,6 +50,7 @@ def _import_factory(module: str, cls: str) -> Callable[[Any], Any]:
 #: name -> factory(config) returning the wiring.Component to export. One line per top.
 TOPS: dict[str, Callable[[Any], Any]] = {
     "fma": _import_factory("pimcast.hdl.fp", "FMA"),
+    "bankctl": _import_factory("pimcast.hdl.dram.bankctl", "BankController"),
 }
 
 

@@ -1,0 +1,643 @@
+"""DRAM channel controller ("bank controller"): request queue, FR-FCFS scheduler, timing counters.
+
+The controller is generated from a :class:`~pimcast.hdl.dram.timing.DRAMTiming` preset. Its
+timing counters are generated from :func:`~pimcast.hdl.dram.timing.timing_rules` and
+:func:`~pimcast.hdl.dram.timing.window_rules` (see :class:`RuleCounters`) — no timing number is
+typed here. One controller cycle is one tCK.
+
+Blocks (LiteDRAM-style, one concern each):
+
+* :class:`RuleCounters` — one down-counter per timing rule and scope instance, and the tFAW
+  window (a 4-deep ACT history per rank); it answers "may command X go to bank b now?".
+* :class:`~pimcast.hdl.dram.refresher.Refresher` — per-rank tREFI timers and PREA/REF.
+* :class:`BankController` — request queue, per-bank row state, the FR-FCFS command selection,
+  the write-data pipeline (CWL) and the read-return buffer.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import defaultdict
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
+from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .cmdport import CmdKind, command_signature, dq_signature
+from .refresher import Refresher, check_refresh_interval, refresh_postpone_bound
+from .timing import (REQUEST_BYTES, AddressMapping, Cmd, ConfigError, DRAMTiming, Scope,
+                     load_preset, timing_rules, window_rules)
+
+__all__ = ["BankController", "RuleCounters", "ISSUED_CMDS", "request_layout", "response_layout"]
+
+#: Commands this controller issues (open-page policy: no RDA/WRA).
+ISSUED_CMDS = (Cmd.ACT, Cmd.RD, Cmd.WR, Cmd.PRE, Cmd.PREA, Cmd.REF)
+_RANKWIDE = (Cmd.PREA, Cmd.REF)
+_LEVEL = {Scope.SAME_BANK: "bank", Scope.SAME_BANKGROUP: "bg", Scope.DIFF_BANKGROUP: "bg",
+          Scope.SAME_RANK: "rank", Scope.DIFF_RANK: "rank", Scope.CHANNEL: "chan"}
+DATA_BITS = REQUEST_BYTES * 8
+
+
+def _bits(n: int) -> int:
+    """Bits to index ``n`` values (0 for n <= 1)."""
+    return int(math.ceil(math.log2(n))) if n > 1 else 0
+
+
+def request_layout(addr_bits: int, tag_bits: int) -> data.StructLayout:
+    """Request payload: ``addr`` (byte address; the low 6 bits are ignored), ``we`` (1 = write),
+    ``tag`` (returned with read data), ``data`` (64 B write data, byte 0 in bits 7:0)."""
+    return data.StructLayout({"addr": addr_bits, "we": 1, "tag": tag_bits, "data": DATA_BITS})
+
+
+def response_layout(tag_bits: int) -> data.StructLayout:
+    """Read-data payload: ``tag`` of the request and its 64 B ``data``."""
+    return data.StructLayout({"tag": tag_bits, "data": DATA_BITS})
+
+
+class RuleCounters(Elaboratable):
+    """Timing-rule counters generated from the rule table.
+
+    Every rule ``(prev, next, scope, gap)`` of :func:`timing_rules` whose commands the controller
+    issues and whose gap exceeds one cycle (the one-command-per-cycle rule holds by
+    construction) gets a down-counter per instance of its scope level (bank, bank group, rank
+    or channel). Rules with equal ``(prev, scope, gap)`` share their counters (e.g. tRCD and
+    tRCDWR when equal). Issuing ``prev`` loads ``gap - 1`` into the counters of its own
+    instance (all instances of its rank for PREA/REF); ``next`` may issue when the relevant
+    counters are zero: its own instance for SAME_* scopes, every other bank group / rank of the
+    channel for DIFF_* scopes. The tFAW :class:`~pimcast.hdl.dram.timing.WindowRule` is a
+    ``count``-deep shift register of down-counters per rank (the last ``count`` ACTs); an ACT
+    may issue when the oldest entry is zero.
+
+    Inputs: ``iss_valid``, ``iss_kind`` (:class:`CmdKind`), ``iss_rank``, ``iss_bgf`` (flat bank
+    group ``rank * bankgroups + bg``), ``iss_bankf`` (flat bank). Outputs: per flat bank
+    ``act_ok``, ``rd_ok``, ``wr_ok``, ``pre_ok``; per rank ``prea_ok``, ``ref_ok``.
+    """
+
+    def __init__(self, t: DRAMTiming):
+        self.t = t
+        R, G, B = t.ranks, t.bankgroups, t.banks_per_group
+        self.n = {"bank": R * G * B, "bg": R * G, "rank": R, "chan": 1}
+        keys: dict[tuple, list[str]] = {}
+        self.rules = []
+        for r in timing_rules(t):
+            if r.prev not in ISSUED_CMDS or r.next not in ISSUED_CMDS or r.gap <= 1:
+                continue
+            if r.next in _RANKWIDE and _LEVEL[r.scope] in ("bank", "bg"):
+                raise ConfigError(f"rule {r.name}: {r.next.value} is rank-wide; scope {r.scope.value} "
+                                  "is not supported by the RTL counter bank")
+            key = (r.prev, r.scope, r.gap)
+            keys.setdefault(key, [])
+            if r.name not in keys[key]:
+                keys[key].append(r.name)
+            self.rules.append(r)
+        #: ``(prev, scope, gap) -> [rule names]``: one counter per key and scope instance
+        self.keys = keys
+        self.windows = window_rules(t)
+        for w in self.windows:
+            if w.cmd is not Cmd.ACT or w.scope is not Scope.SAME_RANK:
+                raise ConfigError(f"window rule {w.name}: only ACT windows per rank are supported")
+        self.iss_valid = Signal()
+        self.iss_kind = Signal(CmdKind)
+        self.iss_rank = Signal(max(1, _bits(R)))
+        self.iss_bgf = Signal(max(1, _bits(R * G)))
+        self.iss_bankf = Signal(max(1, _bits(R * G * B)))
+        nb = R * G * B
+        self.act_ok = Signal(nb)
+        self.rd_ok = Signal(nb)
+        self.wr_ok = Signal(nb)
+        self.pre_ok = Signal(nb)
+        self.prea_ok = Signal(R)
+        self.ref_ok = Signal(R)
+
+    @property
+    def counter_count(self) -> int:
+        """Number of rule counters (excluding the tFAW history)."""
+        return sum(self.n[_LEVEL[s]] for (_, s, _) in self.keys)
+
+    def elaborate(self, platform):
+        m = Module()
+        t = self.t
+        R, G, B = t.ranks, t.bankgroups, t.banks_per_group
+        # one-hot decode of the issuing command's rank / bank group / bank
+        onehot = {
+            "bank": [Signal(name=f"iss_bank{x}") for x in range(R * G * B)],
+            "bg": [Signal(name=f"iss_bg{x}") for x in range(R * G)],
+            "rank": [Signal(name=f"iss_rank{x}") for x in range(R)],
+        }
+        for x, s in enumerate(onehot["bank"]):
+            m.d.comb += s.eq(self.iss_bankf == x)
+        for x, s in enumerate(onehot["bg"]):
+            m.d.comb += s.eq(self.iss_bgf == x)
+        for x, s in enumerate(onehot["rank"]):
+            m.d.comb += s.eq(self.iss_rank == x)
+        per_rank = {"bank": G * B, "bg": G, "rank": 1}
+
+        kind_is = {c: Signal(name=f"iss_is_{c.value}") for c in ISSUED_CMDS}
+        for c, s in kind_is.items():
+            m.d.comb += s.eq(self.iss_valid & (self.iss_kind == CmdKind[c.name]))
+
+        zero: dict[tuple, list] = {}
+        for key, names in self.keys.items():
+            prev, scope, gap = key
+            level = _LEVEL[scope]
+            zs = []
+            for x in range(self.n[level]):
+                nm = f"{'_'.join(names)}_{prev.value}_{scope.value}_{x}"
+                cnt = Signal(range(gap), name=f"cnt_{nm}")
+                if level == "chan":
+                    sel = Const(1)
+                elif prev in _RANKWIDE:
+                    sel = onehot["rank"][x // per_rank[level]]
+                else:
+                    sel = onehot[level][x]
+                with m.If(kind_is[prev] & sel):
+                    m.d.sync += cnt.eq(gap - 1)
+                with m.Elif(cnt != 0):
+                    m.d.sync += cnt.eq(cnt - 1)
+                z = Signal(name=f"z_{nm}")
+                m.d.comb += z.eq(cnt == 0)
+                zs.append(z)
+            zero[key] = zs
+
+        # tFAW-style windows: count-deep history of down-counters per rank
+        win_ok = [[] for _ in range(R)]
+        for w in self.windows:
+            for r in range(R):
+                hist = [Signal(range(w.window), name=f"{w.name}_r{r}_{k}") for k in range(w.count)]
+                dec = lambda s: Mux(s != 0, s - 1, 0)  # noqa: E731
+                with m.If(kind_is[Cmd.ACT] & onehot["rank"][r]):
+                    m.d.sync += hist[0].eq(w.window - 1)
+                    for k in range(1, w.count):
+                        m.d.sync += hist[k].eq(dec(hist[k - 1]))
+                with m.Else():
+                    for k in range(w.count):
+                        m.d.sync += hist[k].eq(dec(hist[k]))
+                win_ok[r].append(hist[-1] == 0)
+
+        def ok_at(nxt: Cmd, rank: int, bgf: int, bankf: int) -> list:
+            conds = []
+            for r in self.rules:
+                if r.next is not nxt:
+                    continue
+                zs = zero[(r.prev, r.scope, r.gap)]
+                s = r.scope
+                if s is Scope.SAME_BANK:
+                    conds.append(zs[bankf])
+                elif s is Scope.SAME_BANKGROUP:
+                    conds.append(zs[bgf])
+                elif s is Scope.DIFF_BANKGROUP:
+                    conds += [zs[rank * G + g] for g in range(G) if rank * G + g != bgf]
+                elif s is Scope.SAME_RANK:
+                    conds.append(zs[rank])
+                elif s is Scope.DIFF_RANK:
+                    conds += [zs[q] for q in range(R) if q != rank]
+                else:
+                    conds.append(zs[0])
+            return conds
+
+        def all_of(conds):
+            uniq = list(dict.fromkeys(id(c) for c in conds))
+            by_id = {id(c): c for c in conds}
+            return Cat(*(by_id[i] for i in uniq)).all() if uniq else Const(1)
+
+        for bankf in range(R * G * B):
+            rank, bgf = bankf // (G * B), bankf // B
+            m.d.comb += [
+                self.act_ok[bankf].eq(all_of(ok_at(Cmd.ACT, rank, bgf, bankf) + win_ok[rank])),
+                self.rd_ok[bankf].eq(all_of(ok_at(Cmd.RD, rank, bgf, bankf))),
+                self.wr_ok[bankf].eq(all_of(ok_at(Cmd.WR, rank, bgf, bankf))),
+                self.pre_ok[bankf].eq(all_of(ok_at(Cmd.PRE, rank, bgf, bankf))),
+            ]
+        for rank in range(R):
+            m.d.comb += [self.prea_ok[rank].eq(all_of(ok_at(Cmd.PREA, rank, rank * G, rank * G * B))),
+                         self.ref_ok[rank].eq(all_of(ok_at(Cmd.REF, rank, rank * G, rank * G * B)))]
+        return m
+
+
+class BankController(wiring.Component):
+    """One DRAM channel controller generated from a timing preset.
+
+    Parameters
+    ----------
+    timing : DRAMTiming or str, default ``"ddr4-3200"`` with one rank
+        Preset (or preset name). Only presets whose burst carries a whole 64 B request
+        (``bursts_per_request == 1``: DDR4 x64 with BL8) are supported.
+    mapping : str, default ``"rochrababgco"``
+        DRAMsim3-style address mapping (:class:`~pimcast.hdl.dram.timing.AddressMapping`).
+    queue : int, default 8
+        Request-queue depth (the FR-FCFS window), 1..32.
+    read_buffer : int, default 8
+        Read-return buffer entries; a RD issues only while fewer than ``read_buffer`` reads are
+        in flight or waiting in the buffer, so read data is never dropped under back-pressure.
+    tag_bits : int, default 8
+    rows, columns, tREFI : int, optional
+        Overrides for small simulations (fewer address bits; a short refresh interval). ``rows``
+        and ``columns`` must be powers of two; ``tREFI`` must leave room for one refresh.
+
+    Members
+    -------
+    req : In(stream.Signature(request_layout(addr_bits, tag_bits)))
+        Requests (64 B, byte address). Accepted (``ready``) whenever a queue slot is free.
+    resp : Out(stream.Signature(response_layout(tag_bits)))
+        Read data with the request's tag, in the order the RDs were issued (not request
+        order). Writes produce no response.
+    cmd : Out(command_signature(...))
+        DRAM command port (registered; see :mod:`pimcast.hdl.dram.cmdport`).
+    dq_w : Out(dq_signature(512))
+        Write data, ``CWL`` cycles after the WR on ``cmd``.
+    dq_r : In(dq_signature(512))
+        Read data from the DRAM, expected ``CL + BL/2`` cycles after the RD on ``cmd``.
+
+    Queue behaviour
+    ---------------
+    ``queue`` slots hold pending requests (decoded address, write flag, tag; write data in a
+    slot-indexed memory). A read leaves its slot when its RD issues; a write when its data has
+    been read out for the data bus (``CWL`` cycles after the WR). An age matrix orders the
+    slots by arrival.
+
+    Scheduling policy (open page, FR-FCFS within the queue window)
+    --------------------------------------------------------------
+    Each cycle at most one command issues, chosen in this priority:
+
+    1. a refresh step (PREA, then REF, of a rank whose tREFI timer expired — see
+       :class:`~pimcast.hdl.dram.refresher.Refresher`; refresh is never starved, the REF
+       follows the due time within :func:`~pimcast.hdl.dram.refresher.refresh_postpone_bound`
+       cycles, and the rank takes no other command meanwhile);
+    2. the column command (RD/WR) of the **oldest row-hit** request whose timing counters allow
+       it ("first ready");
+    3. the ACT of the **oldest** request to a precharged bank whose counters allow it;
+    4. the PRE of the **oldest** request whose bank holds another row, only when no pending
+       request hits that open row.
+
+    Starvation guard: when the oldest request in the queue misses in an open bank, younger
+    hits to that bank are held back, so the bank is precharged for it; every request therefore
+    eventually becomes the oldest and is served. Same-address ordering: a request never issues
+    before an older request to the same 64 B address (read-after-write returns the new data,
+    write-after-read the old data).
+
+    Latency (from the cycle a request is accepted to the cycle its data is valid on ``resp``,
+    with an idle controller): a read to a closed bank takes ``tRCD + CL + BL/2 + 3`` cycles
+    (51 for DDR4-3200, 39 for DDR4-2400), a row hit ``CL + BL/2 + 3`` (29 / 23). The three
+    pipeline cycles are the queue register, the registered command port and the
+    read-return buffer. See :attr:`closed_read_latency` / :attr:`hit_read_latency`.
+
+    Raises
+    ------
+    ValueError
+        For unsupported presets (e.g. HBM2, whose 64 B request needs two bursts), bad queue /
+        buffer / tag sizes, bad overrides, or a mapping string that is not valid.
+    """
+
+    PIPELINE = 3
+
+    def __init__(self, timing: DRAMTiming | str | None = None, mapping: str = "rochrababgco", queue: int = 8,
+                 read_buffer: int = 8, tag_bits: int = 8, *, rows: int | None = None,
+                 columns: int | None = None, tREFI: int | None = None):
+        try:
+            t, amap = self._validate(timing, mapping, queue, read_buffer, tag_bits, rows, columns, tREFI)
+        except (ValueError, TypeError):
+            self._MustUse__silence = True   # a rejected controller is not an unused one
+            raise
+        self._t = t
+        self._map = amap
+        self._queue = queue
+        self._rbuf = read_buffer
+        self._tag_bits = tag_bits
+        self._counters = RuleCounters(t)
+        self._refresher = Refresher(t)
+        m = self._map
+        self.addr_bits = m.total_bits
+        self.rank_bits, self.bg_bits = m.bits["ra"], m.bits["bg"]
+        self.bank_bits, self.row_bits = m.bits["ba"], m.bits["ro"]
+        self.col_bits = _bits(t.columns)
+        super().__init__({
+            "req": In(stream.Signature(request_layout(self.addr_bits, tag_bits))),
+            "resp": Out(stream.Signature(response_layout(tag_bits))),
+            "cmd": Out(command_signature(self.rank_bits, self.bg_bits, self.bank_bits, self.row_bits,
+                                         self.col_bits)),
+            "dq_w": Out(dq_signature(DATA_BITS)),
+            "dq_r": In(dq_signature(DATA_BITS)),
+        })
+
+    @staticmethod
+    def _validate(timing, mapping, queue, read_buffer, tag_bits, rows, columns, tREFI):
+        if timing is None:
+            timing = load_preset("ddr4-3200", ranks=1)
+        elif isinstance(timing, str):
+            timing = load_preset(timing)
+        if not isinstance(timing, DRAMTiming):
+            raise TypeError(f"timing must be a DRAMTiming or preset name, not {type(timing).__name__}")
+        over = {}
+        for name, v in (("rows", rows), ("columns", columns), ("tREFI", tREFI)):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} override must be a positive integer, not {v!r}")
+            if name != "tREFI" and v & (v - 1):
+                raise ValueError(f"{name} override must be a power of two, not {v}")
+            over[name] = v
+        t = dataclasses.replace(timing, **over) if over else timing
+        if t.bursts_per_request != 1:
+            raise ValueError(f"{t.name}: a {REQUEST_BYTES} B request needs {t.bursts_per_request} bursts of "
+                             f"{t.burst_bytes} B; BankController supports only one burst per request "
+                             "(DDR4 x64 BL8), HBM2 pseudo-channels are not supported yet")
+        if t.row_bytes < REQUEST_BYTES:
+            raise ValueError(f"columns={t.columns} gives rows of {t.row_bytes} B, less than one request")
+        if isinstance(queue, bool) or not isinstance(queue, int) or not 1 <= queue <= 32:
+            raise ValueError(f"queue depth must be an integer in 1..32, not {queue!r}")
+        if isinstance(read_buffer, bool) or not isinstance(read_buffer, int) or not 1 <= read_buffer <= 64:
+            raise ValueError(f"read_buffer must be an integer in 1..64, not {read_buffer!r}")
+        if isinstance(tag_bits, bool) or not isinstance(tag_bits, int) or not 1 <= tag_bits <= 32:
+            raise ValueError(f"tag_bits must be an integer in 1..32, not {tag_bits!r}")
+        if t.CWL < 2:
+            raise ValueError(f"CWL={t.CWL} < 2 is not supported by the write-data pipeline")
+        check_refresh_interval(t)
+        return t, AddressMapping(mapping, t)
+
+    # read-only facts -------------------------------------------------------------------------
+    @property
+    def timing(self) -> DRAMTiming:
+        return self._t
+
+    @property
+    def mapping(self) -> AddressMapping:
+        return self._map
+
+    @property
+    def queue(self) -> int:
+        return self._queue
+
+    @property
+    def read_buffer(self) -> int:
+        return self._rbuf
+
+    @property
+    def tag_bits(self) -> int:
+        return self._tag_bits
+
+    @property
+    def closed_read_latency(self) -> int:
+        """Cycles from request accepted to ``resp.valid`` for a read to a precharged bank."""
+        t = self._t
+        return t.tRCD + t.CL + t.BL2 + self.PIPELINE
+
+    @property
+    def hit_read_latency(self) -> int:
+        """Cycles from request accepted to ``resp.valid`` for a read to the open row."""
+        t = self._t
+        return t.CL + t.BL2 + self.PIPELINE
+
+    @property
+    def refresh_bound(self) -> int:
+        return refresh_postpone_bound(self._t)
+
+    @property
+    def rule_counter_count(self) -> int:
+        return self._counters.counter_count
+
+    def params(self) -> dict:
+        """Constructor facts for testbenches (written to JSON by :func:`bankctl_params`)."""
+        t = self._t
+        return {"timing": dataclasses.asdict(t), "mapping": self._map.scheme, "queue": self._queue,
+                "read_buffer": self._rbuf, "tag_bits": self._tag_bits, "addr_bits": self.addr_bits,
+                "closed_read_latency": self.closed_read_latency, "hit_read_latency": self.hit_read_latency,
+                "refresh_bound": self.refresh_bound}
+
+    # ------------------------------------------------------------------------------------------
+    def elaborate(self, platform):
+        m = Module()
+        t, amap = self._t, self._map
+        Q = self._queue
+        R, G, B = t.ranks, t.bankgroups, t.banks_per_group
+        NB = R * G * B
+        m.submodules.counters = ctr = self._counters
+        m.submodules.refresher = ref = self._refresher
+
+        # ---------------------------------------------------------------- queue slots
+        rb, gb, bb, rowb = max(1, self.rank_bits), max(1, self.bg_bits), max(1, self.bank_bits), max(1, self.row_bits)
+        cob = max(1, amap.bits["co"])
+        bfb = max(1, _bits(NB))
+        valid = [Signal(name=f"q{i}_valid") for i in range(Q)]
+        held = [Signal(name=f"q{i}_held") for i in range(Q)]      # write issued, data not yet out
+        we = [Signal(name=f"q{i}_we") for i in range(Q)]
+        rank = [Signal(rb, name=f"q{i}_rank") for i in range(Q)]
+        bg = [Signal(gb, name=f"q{i}_bg") for i in range(Q)]
+        bank = [Signal(bb, name=f"q{i}_bank") for i in range(Q)]
+        bankf = [Signal(bfb, name=f"q{i}_bankf") for i in range(Q)]   # flat bank index
+        row = [Signal(rowb, name=f"q{i}_row") for i in range(Q)]
+        co = [Signal(cob, name=f"q{i}_co") for i in range(Q)]
+        tag = [Signal(self._tag_bits, name=f"q{i}_tag") for i in range(Q)]
+        dep = [Signal(Q, name=f"q{i}_dep") for i in range(Q)]        # older same-address slots
+        # age[j][i] = 1: slot j arrived before slot i
+        age = [[Signal(name=f"age_{j}_{i}") if i != j else Const(0) for i in range(Q)] for j in range(Q)]
+
+        m.submodules.wmem = wmem = memory.Memory(shape=DATA_BITS, depth=Q, init=[])
+        wmem_w = wmem.write_port()
+        wmem_r = wmem.read_port()
+
+        # ---------------------------------------------------------------- bank state
+        is_open = Signal(NB)
+        open_row = [Signal(rowb, name=f"open_row{b}") for b in range(NB)]
+        open_row_arr = Array(open_row)
+
+        # ---------------------------------------------------------------- request decode / alloc
+        payload = self.req.payload
+
+        def field(name, width):
+            if amap.bits[name] == 0:
+                return Const(0, width)
+            s = amap.shifts[name]
+            return payload.addr[s:s + amap.bits[name]]
+
+        n_rank, n_bg, n_bank = field("ra", rb), field("bg", gb), field("ba", bb)
+        n_row, n_co = field("ro", rowb), field("co", cob)
+        n_bankf = Signal(bfb)
+        m.d.comb += n_bankf.eq((n_rank * G + n_bg) * B + n_bank)
+
+        free = Cat(~valid[i] & ~held[i] for i in range(Q))
+        alloc = Signal(range(max(2, Q)))
+        for i in reversed(range(Q)):
+            with m.If(free[i]):
+                m.d.comb += alloc.eq(i)
+        accept = Signal()
+        m.d.comb += [self.req.ready.eq(free.any()), accept.eq(self.req.valid & self.req.ready)]
+        m.d.comb += [wmem_w.addr.eq(alloc), wmem_w.data.eq(payload.data), wmem_w.en.eq(accept & payload.we)]
+
+        # ---------------------------------------------------------------- per-slot status
+        hit = [Signal(name=f"q{i}_hit") for i in range(Q)]
+        opened = [Signal(name=f"q{i}_open") for i in range(Q)]
+        blocked = [Signal(name=f"q{i}_refblock") for i in range(Q)]
+        for i in range(Q):
+            m.d.comb += [
+                opened[i].eq(is_open.bit_select(bankf[i], 1)),
+                hit[i].eq(opened[i] & (open_row_arr[bankf[i]] == row[i])),
+                blocked[i].eq(ref.block.bit_select(rank[i], 1) if R > 1 else ref.block[0]),
+            ]
+
+        def oldest(cand: list, name: str) -> list:
+            sel = []
+            for i in range(Q):
+                s = Signal(name=f"{name}_sel{i}")
+                older = [cand[j] & age[j][i] for j in range(Q) if j != i]
+                m.d.comb += s.eq(cand[i] & ~(Cat(*older).any() if older else Const(0)))
+                sel.append(s)
+            return sel
+
+        # starvation guard: the oldest request, when it misses in an open bank, holds back younger hits
+        oldest_any = oldest(valid, "oldest")
+        guard_bank = Signal(NB)
+        for i in range(Q):
+            with m.If(oldest_any[i] & opened[i] & ~hit[i]):
+                m.d.comb += guard_bank.eq(Const(1, NB) << bankf[i])
+        guard = [Signal(name=f"q{i}_guard") for i in range(Q)]
+        live_hit = [Signal(name=f"q{i}_livehit") for i in range(Q)]
+        for i in range(Q):
+            m.d.comb += [guard[i].eq(guard_bank.bit_select(bankf[i], 1)),
+                         live_hit[i].eq(valid[i] & hit[i] & ~guard[i])]
+        hit_pending = Signal(NB)     # a live row hit waits for this bank: do not precharge it
+        m.d.comb += hit_pending.eq(0)
+        for b in range(NB):
+            m.d.comb += hit_pending[b].eq(Cat(*(live_hit[i] & (bankf[i] == b) for i in range(Q))).any())
+
+        rd_inflight = Signal(range(self._rbuf + 1))
+        rd_credit = Signal()
+        m.d.comb += rd_credit.eq(rd_inflight < self._rbuf)
+
+        cand_cas = [Signal(name=f"q{i}_cand_cas") for i in range(Q)]
+        cand_act = [Signal(name=f"q{i}_cand_act") for i in range(Q)]
+        cand_pre = [Signal(name=f"q{i}_cand_pre") for i in range(Q)]
+        for i in range(Q):
+            cas_ok = Mux(we[i], ctr.wr_ok.bit_select(bankf[i], 1),
+                         ctr.rd_ok.bit_select(bankf[i], 1) & rd_credit)
+            m.d.comb += [
+                cand_cas[i].eq(live_hit[i] & (dep[i] == 0) & ~blocked[i] & cas_ok),
+                cand_act[i].eq(valid[i] & ~opened[i] & ~blocked[i] & ctr.act_ok.bit_select(bankf[i], 1)),
+                cand_pre[i].eq(valid[i] & opened[i] & ~hit[i] & ~blocked[i]
+                               & ~hit_pending.bit_select(bankf[i], 1) & ctr.pre_ok.bit_select(bankf[i], 1)),
+            ]
+        sel_cas = oldest(cand_cas, "cas")
+        sel_act = oldest(cand_act, "act")
+        sel_pre = oldest(cand_pre, "pre")
+        any_cas, any_act, any_pre = Cat(*cand_cas).any(), Cat(*cand_act).any(), Cat(*cand_pre).any()
+
+        # ---------------------------------------------------------------- arbitration (one command)
+        iss_valid = Signal()
+        iss_kind = Signal(CmdKind)
+        iss_rank, iss_bg, iss_bank = Signal(rb), Signal(gb), Signal(bb)
+        iss_bankf, iss_row, iss_co = Signal(bfb), Signal(rowb), Signal(cob)
+        iss_slot = Signal(range(max(2, Q)))
+        iss_sel = Signal(Q)          # one-hot slot for column commands (slot leaves the queue)
+
+        def take(sel):
+            for i in range(Q):
+                with m.If(sel[i]):
+                    m.d.comb += [iss_rank.eq(rank[i]), iss_bg.eq(bg[i]), iss_bank.eq(bank[i]),
+                                 iss_bankf.eq(bankf[i]), iss_row.eq(row[i]), iss_co.eq(co[i]),
+                                 iss_slot.eq(i)]
+
+        with m.If(ref.valid):
+            m.d.comb += [iss_valid.eq(1), iss_kind.eq(ref.kind), iss_rank.eq(ref.rank),
+                         iss_bankf.eq(ref.rank * (G * B))]
+        with m.Elif(any_cas):
+            m.d.comb += [iss_valid.eq(1), iss_sel.eq(Cat(*sel_cas))]
+            take(sel_cas)
+            m.d.comb += iss_kind.eq(Mux(Cat(*(sel_cas[i] & we[i] for i in range(Q))).any(),
+                                        CmdKind.WR, CmdKind.RD))
+        with m.Elif(any_act):
+            m.d.comb += [iss_valid.eq(1), iss_kind.eq(CmdKind.ACT)]
+            take(sel_act)
+        with m.Elif(any_pre):
+            m.d.comb += [iss_valid.eq(1), iss_kind.eq(CmdKind.PRE)]
+            take(sel_pre)
+
+        m.d.comb += [ctr.iss_valid.eq(iss_valid), ctr.iss_kind.eq(iss_kind), ctr.iss_rank.eq(iss_rank),
+                     ctr.iss_bgf.eq(iss_bankf >> _bits(B)), ctr.iss_bankf.eq(iss_bankf)]
+        m.d.comb += [ref.prea_ok.eq(ctr.prea_ok), ref.ref_ok.eq(ctr.ref_ok)]
+
+        is_rd = Signal()
+        is_wr = Signal()
+        m.d.comb += [is_rd.eq(iss_valid & (iss_kind == CmdKind.RD)),
+                     is_wr.eq(iss_valid & (iss_kind == CmdKind.WR))]
+
+        # command port (registered)
+        col_shift = _bits(t.burst_length)
+        m.d.sync += [self.cmd.valid.eq(iss_valid), self.cmd.kind.eq(iss_kind)]
+        with m.If(iss_valid):
+            m.d.sync += [self.cmd.rank.eq(iss_rank), self.cmd.bg.eq(iss_bg), self.cmd.bank.eq(iss_bank),
+                         self.cmd.row.eq(iss_row),
+                         self.cmd.col.eq(Mux((iss_kind == CmdKind.RD) | (iss_kind == CmdKind.WR),
+                                             iss_co << col_shift, 0))]
+            with m.If((iss_kind == CmdKind.PREA) | (iss_kind == CmdKind.REF)):
+                m.d.sync += [self.cmd.bg.eq(0), self.cmd.bank.eq(0), self.cmd.row.eq(0)]
+            with m.If(iss_kind == CmdKind.PRE):
+                m.d.sync += self.cmd.row.eq(0)
+
+        # bank state
+        with m.If(iss_valid):
+            with m.Switch(iss_kind):
+                with m.Case(CmdKind.ACT):
+                    m.d.sync += [is_open.bit_select(iss_bankf, 1).eq(1), open_row_arr[iss_bankf].eq(iss_row)]
+                with m.Case(CmdKind.PRE):
+                    m.d.sync += is_open.bit_select(iss_bankf, 1).eq(0)
+                with m.Case(CmdKind.PREA):
+                    for r in range(R):
+                        with m.If(iss_rank == r):
+                            m.d.sync += is_open[r * G * B:(r + 1) * G * B].eq(0)
+
+        # ---------------------------------------------------------------- write-data pipeline (CWL)
+        # wp[k] is visible k+1 cycles after the WR decision, i.e. k cycles after the WR on `cmd`
+        L = t.CWL
+        wp_valid = [Signal(name=f"wp{k}_valid") for k in range(L + 1)]
+        wp_slot = [Signal(range(max(2, Q)), name=f"wp{k}_slot") for k in range(L + 1)]
+        m.d.sync += [wp_valid[0].eq(is_wr), wp_slot[0].eq(iss_slot)]
+        for k in range(1, L + 1):
+            m.d.sync += [wp_valid[k].eq(wp_valid[k - 1]), wp_slot[k].eq(wp_slot[k - 1])]
+        m.d.comb += [wmem_r.addr.eq(wp_slot[L - 1]), self.dq_w.data.eq(wmem_r.data),
+                     self.dq_w.valid.eq(wp_valid[L])]
+
+        # ---------------------------------------------------------------- read return
+        m.submodules.tag_fifo = tagf = fifo.SyncFIFO(width=self._tag_bits, depth=self._rbuf)
+        m.submodules.resp_fifo = respf = fifo.SyncFIFO(width=self._tag_bits + DATA_BITS, depth=self._rbuf)
+        m.d.comb += [tagf.w_en.eq(is_rd), tagf.w_data.eq(Array(tag)[iss_slot]),
+                     tagf.r_en.eq(self.dq_r.valid),
+                     respf.w_en.eq(self.dq_r.valid), respf.w_data.eq(Cat(tagf.r_data, self.dq_r.data)),
+                     self.resp.valid.eq(respf.r_rdy), self.resp.payload.eq(respf.r_data),
+                     respf.r_en.eq(self.resp.ready)]
+        popped = Signal()
+        m.d.comb += popped.eq(self.resp.valid & self.resp.ready)
+        with m.If(is_rd & ~popped):
+            m.d.sync += rd_inflight.eq(rd_inflight + 1)
+        with m.Elif(~is_rd & popped):
+            m.d.sync += rd_inflight.eq(rd_inflight - 1)
+
+        # ---------------------------------------------------------------- queue updates
+        for i in range(Q):
+            leaving = iss_sel[i]
+            with m.If(leaving):
+                m.d.sync += valid[i].eq(0)
+                with m.If(we[i]):
+                    m.d.sync += held[i].eq(1)
+            with m.If(wp_valid[L - 1] & (wp_slot[L - 1] == i)):
+                m.d.sync += held[i].eq(0)
+            # a slot that leaves clears its bit in every dependency mask
+            for j in range(Q):
+                if j != i:
+                    with m.If(iss_sel[i]):
+                        m.d.sync += dep[j][i].eq(0)
+        with m.If(accept):
+            for i in range(Q):
+                with m.If(alloc == i):
+                    same = [valid[j] & ~iss_sel[j] & (bankf[j] == n_bankf) & (row[j] == n_row) & (co[j] == n_co)
+                            if j != i else Const(0) for j in range(Q)]
+                    m.d.sync += [valid[i].eq(1), we[i].eq(payload.we), rank[i].eq(n_rank), bg[i].eq(n_bg),
+                                 bank[i].eq(n_bank), bankf[i].eq(n_bankf), row[i].eq(n_row), co[i].eq(n_co),
+                                 tag[i].eq(payload.tag), dep[i].eq(Cat(*same))]
+                    for j in range(Q):
+                        if j != i:
+                            m.d.sync += [age[i][j].eq(0), age[j][i].eq(1)]
+        return m
+
+
+def bankctl_params(ctl: BankController) -> dict:
+    """:meth:`BankController.params` (kept as a function for the export/testbench glue)."""
+    return ctl.params()
