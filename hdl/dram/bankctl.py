@@ -19,8 +19,8 @@ import dataclasses
 import math
 from collections import defaultdict
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cmdport import CmdKind, command_signature, dq_signature
@@ -54,8 +54,11 @@ def response_layout(tag_bits: int) -> data.StructLayout:
     return data.StructLayout({"tag": tag_bits, "data": DATA_BITS})
 
 
-class RuleCounters(Elaboratable):
+class RuleCounters:
     """Timing-rule counters generated from the rule table.
+
+    A logic generator, not a separate module: :meth:`build` adds the counters to the
+    controller's module, so the exported Verilog is one flat module.
 
     Every rule ``(prev, next, scope, gap)`` of :func:`timing_rules` whose commands the controller
     issues and whose gap exceeds one cycle (the one-command-per-cycle rule holds by
@@ -82,6 +85,8 @@ class RuleCounters(Elaboratable):
         for r in timing_rules(t):
             if r.prev not in ISSUED_CMDS or r.next not in ISSUED_CMDS or r.gap <= 1:
                 continue
+            if (r.scope is Scope.DIFF_RANK and R == 1) or (r.scope is Scope.DIFF_BANKGROUP and G == 1):
+                continue  # no other rank / bank group: the rule never applies
             if r.next in _RANKWIDE and _LEVEL[r.scope] in ("bank", "bg"):
                 raise ConfigError(f"rule {r.name}: {r.next.value} is rank-wide; scope {r.scope.value} "
                                   "is not supported by the RTL counter bank")
@@ -114,8 +119,8 @@ class RuleCounters(Elaboratable):
         """Number of rule counters (excluding the tFAW history)."""
         return sum(self.n[_LEVEL[s]] for (_, s, _) in self.keys)
 
-    def elaborate(self, platform):
-        m = Module()
+    def build(self, m: Module) -> None:
+        """Add the counters and the ``*_ok`` logic to module ``m``."""
         t = self.t
         R, G, B = t.ranks, t.bankgroups, t.banks_per_group
         # one-hot decode of the issuing command's rank / bank group / bank
@@ -211,7 +216,6 @@ class RuleCounters(Elaboratable):
         for rank in range(R):
             m.d.comb += [self.prea_ok[rank].eq(all_of(ok_at(Cmd.PREA, rank, rank * G, rank * G * B))),
                          self.ref_ok[rank].eq(all_of(ok_at(Cmd.REF, rank, rank * G, rank * G * B)))]
-        return m
 
 
 class BankController(wiring.Component):
@@ -303,8 +307,7 @@ class BankController(wiring.Component):
         self._queue = queue
         self._rbuf = read_buffer
         self._tag_bits = tag_bits
-        self._counters = RuleCounters(t)
-        self._refresher = Refresher(t)
+        self._counters = RuleCounters(t)   # facts only; elaborate() builds fresh generators
         m = self._map
         self.addr_bits = m.total_bits
         self.rank_bits, self.bg_bits = m.bits["ra"], m.bits["bg"]
@@ -410,8 +413,10 @@ class BankController(wiring.Component):
         Q = self._queue
         R, G, B = t.ranks, t.bankgroups, t.banks_per_group
         NB = R * G * B
-        m.submodules.counters = ctr = self._counters
-        m.submodules.refresher = ref = self._refresher
+        ctr = RuleCounters(t)
+        ctr.build(m)
+        ref = Refresher(t)
+        ref.build(m)
 
         # ---------------------------------------------------------------- queue slots
         rb, gb, bb, rowb = max(1, self.rank_bits), max(1, self.bg_bits), max(1, self.bank_bits), max(1, self.row_bits)
@@ -438,7 +443,7 @@ class BankController(wiring.Component):
         # ---------------------------------------------------------------- bank state
         is_open = Signal(NB)
         open_row = [Signal(rowb, name=f"open_row{b}") for b in range(NB)]
-        open_row_arr = Array(open_row)
+        open_row_arr = Array(open_row)   # read-only lookups
 
         # ---------------------------------------------------------------- request decode / alloc
         payload = self.req.payload
@@ -573,41 +578,65 @@ class BankController(wiring.Component):
                 m.d.sync += self.cmd.row.eq(0)
 
         # bank state
-        with m.If(iss_valid):
-            with m.Switch(iss_kind):
-                with m.Case(CmdKind.ACT):
-                    m.d.sync += [is_open.bit_select(iss_bankf, 1).eq(1), open_row_arr[iss_bankf].eq(iss_row)]
-                with m.Case(CmdKind.PRE):
-                    m.d.sync += is_open.bit_select(iss_bankf, 1).eq(0)
-                with m.Case(CmdKind.PREA):
-                    for r in range(R):
-                        with m.If(iss_rank == r):
-                            m.d.sync += is_open[r * G * B:(r + 1) * G * B].eq(0)
+        for b in range(NB):
+            here = iss_valid & (iss_bankf == b)
+            with m.If(here & (iss_kind == CmdKind.ACT)):
+                m.d.sync += [is_open[b].eq(1), open_row[b].eq(iss_row)]
+            with m.Elif((here & (iss_kind == CmdKind.PRE))
+                        | (iss_valid & (iss_kind == CmdKind.PREA) & (iss_rank == b // (G * B)))):
+                m.d.sync += is_open[b].eq(0)
 
         # ---------------------------------------------------------------- write-data pipeline (CWL)
         # wp[k] is visible k+1 cycles after the WR decision, i.e. k cycles after the WR on `cmd`
         L = t.CWL
         wp_valid = [Signal(name=f"wp{k}_valid") for k in range(L + 1)]
-        wp_slot = [Signal(range(max(2, Q)), name=f"wp{k}_slot") for k in range(L + 1)]
+        wp_slot = [Signal(range(max(2, Q)), name=f"wp{k}_slot") for k in range(L)]
         m.d.sync += [wp_valid[0].eq(is_wr), wp_slot[0].eq(iss_slot)]
         for k in range(1, L + 1):
-            m.d.sync += [wp_valid[k].eq(wp_valid[k - 1]), wp_slot[k].eq(wp_slot[k - 1])]
+            m.d.sync += wp_valid[k].eq(wp_valid[k - 1])
+            if k < L:
+                m.d.sync += wp_slot[k].eq(wp_slot[k - 1])
         m.d.comb += [wmem_r.addr.eq(wp_slot[L - 1]), self.dq_w.data.eq(wmem_r.data),
                      self.dq_w.valid.eq(wp_valid[L])]
 
         # ---------------------------------------------------------------- read return
-        m.submodules.tag_fifo = tagf = fifo.SyncFIFO(width=self._tag_bits, depth=self._rbuf)
-        m.submodules.resp_fifo = respf = fifo.SyncFIFO(width=self._tag_bits + DATA_BITS, depth=self._rbuf)
-        m.d.comb += [tagf.w_en.eq(is_rd), tagf.w_data.eq(Array(tag)[iss_slot]),
-                     tagf.r_en.eq(self.dq_r.valid),
-                     respf.w_en.eq(self.dq_r.valid), respf.w_data.eq(Cat(tagf.r_data, self.dq_r.data)),
-                     self.resp.valid.eq(respf.r_rdy), self.resp.payload.eq(respf.r_data),
-                     respf.r_en.eq(self.resp.ready)]
-        popped = Signal()
-        m.d.comb += popped.eq(self.resp.valid & self.resp.ready)
-        with m.If(is_rd & ~popped):
+        # in-order read return: tags of issued RDs (registers) and returned data (memory); the
+        # credit counter rd_inflight keeps both from overflowing
+        NR = self._rbuf
+        tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
+        tag_w = Signal(range(max(2, NR)))
+        tag_r = Signal(range(max(2, NR)))
+        with m.If(is_rd):
+            for k in range(NR):
+                with m.If(tag_w == k):
+                    m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
+            m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
+        with m.If(self.dq_r.valid):
+            m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
+        m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
+        rbuf_w = rbuf.write_port()
+        rbuf_r = rbuf.read_port(domain="comb")
+        buf_w = Signal(range(max(2, NR)))
+        buf_r = Signal(range(max(2, NR)))
+        buf_n = Signal(range(NR + 1))
+        push = Signal()
+        pop = Signal()
+        m.d.comb += [push.eq(self.dq_r.valid), pop.eq(self.resp.valid & self.resp.ready),
+                     rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
+                     rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], self.dq_r.data)),
+                     rbuf_r.addr.eq(buf_r),
+                     self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
+        with m.If(push):
+            m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
+        with m.If(pop):
+            m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
+        with m.If(push & ~pop):
+            m.d.sync += buf_n.eq(buf_n + 1)
+        with m.Elif(~push & pop):
+            m.d.sync += buf_n.eq(buf_n - 1)
+        with m.If(is_rd & ~pop):
             m.d.sync += rd_inflight.eq(rd_inflight + 1)
-        with m.Elif(~is_rd & popped):
+        with m.Elif(~is_rd & pop):
             m.d.sync += rd_inflight.eq(rd_inflight - 1)
 
         # ---------------------------------------------------------------- queue updates
