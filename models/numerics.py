@@ -21,14 +21,16 @@ Derived operations (what the hardware lanes compute):
   negative; ``+0 + -0 = +0`` keeps ``+0`` positive);
 * weighted sum:  ``acc = fma(w, row, acc)``; SGD: ``w = fma(-lr, g, w)``.
 
-Method of :func:`fma_f32` (exact, vectorized): in float64 the product ``p = a*b`` of two binary32
-values is exact (48-bit significand, exponent range far inside double's).  ``s = p + c`` is
-rounded to nearest in double; TwoSum gives the exact error ``e = (p + c) - s``.  Where
-``e != 0`` and the last significand bit of ``s`` is 0, ``s`` is moved one double ulp toward
-``e``: this makes ``s`` the *round-to-odd* value of ``p + c`` at 53 bits.  Rounding a
-round-to-odd value with ``53 >= 24 + 2`` bits to binary32 (the ordinary RNE conversion) gives
-the correctly rounded result, including binary32 subnormal results and overflow.  Where ``p``
-or ``s`` is not finite, the plain double result is used.
+Method of :func:`fma_f32` (exact, vectorized; computed with numpy on the CPU, which is
+single-threaded and so stays fast when torch's intra-op threads compete for the cores): in
+float64 the product ``p = a*b`` of two binary32 values is exact (48-bit significand, exponent
+range far inside double's).  ``s = p + c`` is rounded to nearest in double; TwoSum gives the
+exact error ``e = (p + c) - s``.  Where ``e != 0`` and the last significand bit of ``s`` is 0,
+``s`` is moved one double ulp toward ``e`` (an integer step of its bit pattern): this makes
+``s`` the *round-to-odd* value of ``p + c`` at 53 bits.  Rounding a round-to-odd value with
+``53 >= 24 + 2`` bits to binary32 (the ordinary RNE conversion) gives the correctly rounded
+result, including binary32 subnormal results and overflow.  Where ``p`` or ``s`` is not finite,
+the plain double result is used.
 """
 from __future__ import annotations
 
@@ -80,7 +82,8 @@ def fma_f32(a: TensorLike, b: TensorLike, c: TensorLike) -> torch.Tensor:
     Returns
     -------
     torch.Tensor
-        float32 tensor of the broadcast shape.  NaN results carry whatever NaN payload the
+        float32 tensor of the broadcast shape (no autograd), on the device of the arguments.
+        NaN results carry whatever NaN payload the
         double arithmetic gives; use :func:`canonicalize_nan` for hardware bits.
 
     Raises
@@ -89,23 +92,34 @@ def fma_f32(a: TensorLike, b: TensorLike, c: TensorLike) -> torch.Tensor:
         if a tensor argument is not float32.
     """
     ta, tb, tc = _as_f32(a, "a"), _as_f32(b, "b"), _as_f32(c, "c")
-    ta, tb, tc = torch.broadcast_tensors(ta, tb, tc)
-    if ta.device != tb.device or ta.device != tc.device:
-        raise ValueError("fma_f32: arguments are on different devices")
-    da, db, dc = ta.double(), tb.double(), tc.double()
-    p = da * db  # exact
-    s = p + dc  # rounded to nearest (double)
-    # TwoSum: exact error e with s + e == p + c (valid where everything is finite).
-    bv = s - p
-    av = s - bv
-    err = (p - av) + (dc - bv)
-    finite = torch.isfinite(s) & torch.isfinite(p)
-    even = (s.view(torch.int64) & 1) == 0
-    fix = finite & (err != 0) & even
-    if bool(fix.any()):
-        toward = torch.where(err > 0, torch.full_like(s, float("inf")), torch.full_like(s, float("-inf")))
-        s = torch.where(fix, torch.nextafter(s, toward), s)
-    return s.to(torch.float32)
+    if len({ta.device, tb.device, tc.device}) > 1:
+        raise ValueError(f"fma_f32: arguments are on different devices: {ta.device}, {tb.device}, {tc.device}")
+    device = ta.device
+    ta, tb, tc = torch.broadcast_tensors(ta.detach(), tb.detach(), tc.detach())
+    na, nb, nc = (t.cpu().numpy() for t in (ta, tb, tc))
+    out = torch.from_numpy(_fma_f32_np(na, nb, nc))
+    return out if device.type == "cpu" else out.to(device)
+
+
+def _fma_f32_np(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """The exact method on float32 numpy arrays of one shape (numpy: single-threaded, cheap)."""
+    with np.errstate(all="ignore"):
+        dc = c.astype(np.float64)
+        p = a.astype(np.float64) * b.astype(np.float64)  # exact
+        s = p + dc  # rounded to nearest (double)
+        # TwoSum: the exact error, s + err == p + c.  err is NaN exactly where s is not finite
+        # (inf or NaN operands), and such s are used as they are.
+        bv = s - p
+        err = (p - (s - bv)) + (dc - bv)
+        sb = s.view(np.int64)
+        fix = ((sb & 1) == 0) & ((err > 0) | (err < 0))
+        if fix.any():
+            # step one ulp toward err: away from zero (+1 on the magnitude bits) when err and s
+            # have the same sign, else toward zero (s != 0 here, and never a double subnormal)
+            away = (err > 0) == (s > 0)
+            sb = sb + np.where(fix, np.where(away, 1, -1), 0)
+            s = sb.view(np.float64)
+        return np.ascontiguousarray(s.astype(np.float32)).reshape(a.shape)
 
 
 def f32_to_bits(t: Union[torch.Tensor, np.ndarray, float]) -> np.ndarray:

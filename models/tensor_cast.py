@@ -1,8 +1,9 @@
 """Golden model of tensor-cast embedding training (forward, backward, exact optimizers).
 
-Pure functions on CPU tensors; no input is ever modified.  Everything is vectorized over
-bags: the only Python loops run over the position inside a bag (up to the longest bag), over
-columns in :func:`rowwise_adagrad`, never over lookups.
+Pure functions on CPU tensors (no autograd); no input is ever modified.  Everything is
+vectorized over bags: the only Python loops run over the position inside a bag (up to the
+longest bag; for the backward, the most frequent row), over columns in
+:func:`rowwise_adagrad`, never over lookups.
 
 Numerics (the one definition of ``shared/design/ARCHITECTURE.md`` "Numerics"; ``fma`` is the
 binary32 fused multiply-add with one rounding, round to nearest even, of
@@ -58,9 +59,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
-from pimcast.models.numerics import fma_f32
+from pimcast.models.numerics import _fma_f32_np, fma_f32
 
 __all__ = [
     "DTypeError",
@@ -88,6 +90,8 @@ class DTypeError(TypeError, ValueError):
 def _tensor(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise DTypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.device.type != "cpu":
+        raise ValueError(f"{name} must be on the CPU (the golden model is a CPU reference), got device {x.device}")
     return x
 
 
@@ -205,28 +209,31 @@ def _reduce_bags(table: torch.Tensor, indices: torch.Tensor, starts: torch.Tenso
     add when ``weights is None``).  ``weights`` is aligned with ``indices``.
     """
     num_bags, dim = starts.numel(), table.shape[1]
-    out = torch.zeros(num_bags, dim, dtype=torch.float32, device=table.device)
-    if num_bags == 0:
-        return out
-    max_len = int(lengths.max())
-    if max_len == 0:
-        return out
-    # Bags sorted by length (descending): the bags still active at position k form a prefix.
-    order = torch.argsort(lengths, descending=True, stable=True)
-    st = starts[order]
-    counts = torch.bincount(lengths, minlength=max_len + 1)
-    active = (num_bags - torch.cumsum(counts, 0)).tolist()  # active[k] = #bags with len > k
-    acc = torch.zeros(num_bags, dim, dtype=torch.float32, device=table.device)
-    for k in range(max_len):
-        n = active[k]
-        pos = st[:n] + k
-        rows = table[indices[pos]]
-        if weights is None:
-            acc[:n] = acc[:n] + rows
-        else:
-            acc[:n] = fma_f32(weights[pos].unsqueeze(1), rows, acc[:n])
-    out[order] = acc
-    return out
+    out = np.zeros((num_bags, dim), dtype=np.float32)
+    if num_bags and int(lengths.max()) > 0:
+        # numpy (single-threaded) keeps the many small steps cheap even when torch's intra-op
+        # threads compete for the cores; binary32 adds and the FMA are IEEE either way.
+        lens = lengths.numpy()
+        max_len = int(lens.max())
+        # Bags sorted by length (descending): the bags still active at position k form a prefix.
+        order = np.argsort(-lens, kind="stable")
+        st = starts.numpy()[order]
+        counts = np.bincount(lens, minlength=max_len + 1)
+        active = (num_bags - np.cumsum(counts)).tolist()  # active[k] = #bags with len > k
+        tab, ind = table.detach().numpy(), indices.numpy()
+        w = None if weights is None else weights.detach().numpy()
+        acc = np.zeros((num_bags, dim), dtype=np.float32)
+        with np.errstate(all="ignore"):
+            for k in range(max_len):
+                n = active[k]
+                pos = st[:n] + k
+                rows = tab[ind[pos]]
+                if w is None:
+                    acc[:n] = acc[:n] + rows
+                else:
+                    acc[:n] = _fma_f32_np(np.broadcast_to(w[pos][:, None], rows.shape), rows, acc[:n])
+        out[order] = acc
+    return torch.from_numpy(out)
 
 
 # ----------------------------------------------------------------------------- forward
