@@ -168,6 +168,8 @@ def test_forward_sum_bitwise_vs_pytorch(d):
     got = gather_reduce(d["table"], d["indices"], d["offsets"])
     want = F.embedding_bag(d["indices"], d["table"], d["offsets"], mode="sum")
     assert_same_bits(got, want)
+    empty = torch.tensor(d["lengths"], dtype=torch.int64) == 0
+    assert bool((got[empty].view(torch.int32) == 0).all())  # empty bags are +0.0
 
 
 @FAST
@@ -177,6 +179,10 @@ def test_forward_weighted_bitwise_vs_pytorch(d):
     want = F.embedding_bag(d["indices"], d["table"], d["offsets"], mode="sum",
                            per_sample_weights=d["weights"])
     assert_same_bits(got, want)
+    empty = torch.tensor(d["lengths"], dtype=torch.int64) == 0
+    assert bool((got[empty].view(torch.int32) == 0).all())
+    mean = gather_reduce(d["table"], d["indices"], d["offsets"], mode="mean")
+    assert bool((mean[empty].view(torch.int32) == 0).all())
 
 
 @FAST
