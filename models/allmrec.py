@@ -434,7 +434,8 @@ class PromptLM(nn.Module):
             cache.batch_repeat_interleave(C)
             import inspect
 
-            kw = "cache" if "cache" in inspect.signature(self.llm.forward).parameters else "past_key_values"
+            base = self.llm.get_base_model() if hasattr(self.llm, "get_base_model") else self.llm
+            kw = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
             logits = self.llm(input_ids=ids, **{kw: cache},
                               attention_mask=torch.cat([torch.ones((C, T), dtype=torch.long), amask], 1),
                               position_ids=torch.arange(T, T + L).expand(C, L)).logits
