@@ -29,6 +29,8 @@ from amaranth.lib.wiring import In, Out
 __all__ = [
     "FMAOperands",
     "FMA",
+    "STEPS",
+    "DEFAULT_PIPELINE",
     "FP32_ONE",
     "FP32_NEG_ZERO",
     "FP32_CANONICAL_NAN",
@@ -343,12 +345,13 @@ class FMA(wiring.Component):
         # ---- add ----------------------------------------------------------------------------
         p_ext = Cat(Const(0, _G), s["product"])
         subtract = s["p_sign"] ^ s["c_sign"]
+        # three carry chains side by side (c+P, c-P, P-c), then a select: no negation in series
         total = comb("total", _SUM_W, s["c_aligned"] + p_ext)
-        diff = comb("diff", signed(_SUM_W + 1),
-                    Cat(s["c_aligned"], Const(0, 2)).as_signed() - Cat(p_ext, Const(0, _SUM_W + 1 - len(p_ext))).as_signed())
-        negative = diff[-1]
+        diff_cp = comb("diff_cp", signed(_SUM_W), s["c_aligned"] - p_ext)  # in (-2**50, 2**77)
+        diff_pc = comb("diff_pc", _SUM_W, p_ext - s["c_aligned"])          # used when positive
+        negative = diff_cp[-1]
         magnitude = comb("magnitude", _SUM_W,
-                         Mux(subtract, Mux(negative, -diff, diff)[:_SUM_W], total))
+                         Mux(subtract, Mux(negative, diff_pc, diff_cp.as_unsigned()), total))
         s = boundary("add", {
             **{k: s[k] for k in ("valid", "x0", "special", "special_bits")},
             "magnitude": magnitude,
