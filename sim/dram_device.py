@@ -282,17 +282,17 @@ class DRAMDevice:
                        f"(rank/bg/bank/row/col {wkey})")
         if self.h_cv.value != 1:
             return None
-        cmd = self.kind_to_cmd[self.h_kind.value.to_unsigned()]
-        rk, bg, bk = self.h_rank.value.to_unsigned(), self.h_bg.value.to_unsigned(), self.h_bank.value.to_unsigned()
+        cmd = self.kind_to_cmd[int(self.h_kind.value)]
+        rk, bg, bk = int(self.h_rank.value), int(self.h_bg.value), int(self.h_bank.value)
         if cmd in (Cmd.PREA, Cmd.REF):
             bg = bk = 0
             row = col = -1
         elif cmd is Cmd.PRE:
             row = col = -1
         elif cmd is Cmd.ACT:
-            row, col = self.h_row.value.to_unsigned(), -1
+            row, col = int(self.h_row.value), -1
         else:
-            row, col = self.h_row.value.to_unsigned(), self.h_col.value.to_unsigned()
+            row, col = int(self.h_row.value), int(self.h_col.value)
         tup = (cycle, cmd.value, rk, bg, bk, row, col)
         if self.record:
             self.commands.append(tup)
