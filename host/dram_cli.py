@@ -1,0 +1,104 @@
+"""``pimcast dram replay``: replay a DRAMsim3 / Ramulator trace through a DRAM timing model.
+
+Example::
+
+    pimcast dram replay --trace gather.trace --standard ddr4-3200 --ranks 2 --json out.json
+
+Errors (unknown standard, malformed trace line, unaligned or out-of-capacity address) print one
+line naming the file, line and value and exit with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "main"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    sub.required = True
+    r = sub.add_parser("replay", help="replay a trace through the fast timing model (or the RTL)")
+    r.add_argument("--trace", required=True, help="trace file")
+    r.add_argument("--format", default="dramsim3", choices=("dramsim3", "ramulator"),
+                   help="dramsim3: '0xADDR READ|WRITE cycle'; ramulator: 'LD|ST 0xADDR'")
+    r.add_argument("--standard", default="ddr4-3200",
+                   help="DRAM preset name (configs/dram: ddr4-3200, ddr4-2400, hbm2) or a YAML path")
+    r.add_argument("--ranks", type=int, default=None, help="ranks (default: the preset's)")
+    r.add_argument("--mapping", default="rochrababgco", help="DRAMsim3-style address mapping")
+    r.add_argument("--queue", type=int, default=32, help="request-queue depth (default 32)")
+    r.add_argument("--model", default="fast", choices=("fast", "rtl"))
+    r.add_argument("--json", metavar="OUT", default=None,
+                   help="write the stats as JSON to OUT ('-' for stdout)")
+    r.add_argument("--dump-commands", metavar="FILE.csv", default=None,
+                   help="write every issued command: cycle,cmd,rank,bankgroup,bank,row,col")
+
+
+def _err(msg: str) -> int:
+    print(f"pimcast dram: error: {msg}", file=sys.stderr)
+    return 2
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.action != "replay":  # pragma: no cover - argparse enforces
+        return _err(f"unknown action {args.action!r}")
+    from pimcast.config import ConfigError
+    from pimcast.hdl.dram.timing import AddressMapping, load_preset
+    from pimcast.host.trace import TraceError, read_trace
+
+    if args.model == "rtl":
+        return _err("--model rtl is not yet available: the RTL bank controller replay is tracked in "
+                    "issue 3 §2; use --model fast")
+    if args.queue < 1:
+        return _err(f"--queue must be >= 1, not {args.queue}")
+    try:
+        t = load_preset(args.standard, ranks=args.ranks)
+        mapping = AddressMapping(args.mapping, t)
+    except ConfigError as exc:
+        return _err(str(exc))
+    try:
+        trace = read_trace(args.trace, args.format)
+    except TraceError as exc:
+        return _err(str(exc))
+    try:
+        mapping.check(trace.addr)
+    except ValueError as exc:
+        # name the file and line of the offending request
+        import numpy as np
+
+        a = trace.addr
+        bad = ((a & np.uint64(63)) != 0) | (a >= np.uint64(mapping.capacity))
+        i = int(np.flatnonzero(bad)[0]) if bad.any() else 0
+        why = "not aligned to 64 B" if int(a[i]) % 64 else f"beyond the capacity {hex(mapping.capacity)}"
+        return _err(f"{trace.where(i)}: address {hex(int(a[i]))} {why} "
+                    f"({t.name}, {t.ranks} rank(s), mapping {mapping.scheme})")
+
+    from pimcast.host.dram_model import FastDRAMModel
+
+    model = FastDRAMModel(t, mapping, queue=args.queue)
+    res = model.run(trace.addr, trace.is_write, trace.cycle, record_commands=bool(args.dump_commands))
+    stats = res.stats()
+    stats.update(model="fast", standard=t.name, ranks=t.ranks, mapping=mapping.scheme, queue=args.queue,
+                 trace=str(args.trace))
+    text = json.dumps(stats, indent=1)
+    if args.json == "-":
+        print(text)
+    elif args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    if args.json != "-":
+        print(f"{len(trace)} requests ({stats['reads']} reads, {stats['writes']} writes): "
+              f"{stats['cycles']} cycles, {stats['GBps']:.2f} GB/s, {stats['acts']} ACT, "
+              f"{stats['row_hits']} row hits, {stats['refreshes']} REF; "
+              f"{stats['requests_per_second']:.0f} requests/s")
+    if args.dump_commands:
+        out = Path(args.dump_commands)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["cycle", "cmd", "rank", "bankgroup", "bank", "row", "col"])
+            w.writerows(res.commands)
+    return 0
