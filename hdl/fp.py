@@ -297,7 +297,9 @@ class FMA(wiring.Component):
         sh_raw = comb("sh_raw", signed(12), eab - ec + _SH_BIAS)
         shift = comb("c_shift", range(_SH_MAX + 1),
                      Mux(sh_raw < 0, 0, Mux(sh_raw > _SH_MAX, _SH_MAX, sh_raw)))
-        x0 = comb("x0", signed(10), Mux(sh_raw < 0, ec + _X0_ADD, eab + _X0_PROD))
+        # left-shift limit t = X0 + 203 in [1, 409]: the shift that puts 2**-149 at the
+        # significand LSB (results below 2**-126 stop there, as subnormals)
+        limit = comb("lz_limit", 9, Mux(sh_raw < 0, ec + (_X0_ADD + _T_BIAS), eab + (_X0_PROD + _T_BIAS)))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
         p_inf = a["inf"] | b["inf"]
@@ -318,7 +320,7 @@ class FMA(wiring.Component):
         s = boundary("unpack", {
             "valid": self.i.valid,
             "ma": ma, "mb": mb, "mc": c["mant"],
-            "shift": shift, "x0": x0,
+            "shift": shift, "limit": limit,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
             "special": special, "special_bits": special_bits,
         })
@@ -330,14 +332,14 @@ class FMA(wiring.Component):
         c_aligned = comb("c_aligned", _SUM_W - 1,
                          Cat(c_ext[:_SH_MAX + 1].any(), c_ext[_SH_MAX + 1:]))
         s = boundary("partial", {
-            **{k: s[k] for k in ("valid", "x0", "p_sign", "c_sign", "special", "special_bits")},
+            **{k: s[k] for k in ("valid", "limit", "p_sign", "c_sign", "special", "special_bits")},
             "pp_lo": pp_lo, "pp_hi": pp_hi, "c_aligned": c_aligned,
         })
 
         # ---- multiply ---------------------------------------------------------------------
         product = comb("product", 48, s["pp_lo"] + (s["pp_hi"] << 12))
         s = boundary("multiply", {
-            **{k: s[k] for k in ("valid", "x0", "p_sign", "c_sign", "special", "special_bits",
+            **{k: s[k] for k in ("valid", "limit", "p_sign", "c_sign", "special", "special_bits",
                                  "c_aligned")},
             "product": product,
         })
@@ -353,7 +355,7 @@ class FMA(wiring.Component):
         magnitude = comb("magnitude", _SUM_W,
                          Mux(subtract, Mux(negative, diff_pc, diff_cp.as_unsigned()), total))
         s = boundary("add", {
-            **{k: s[k] for k in ("valid", "x0", "special", "special_bits")},
+            **{k: s[k] for k in ("valid", "limit", "special", "special_bits")},
             "magnitude": magnitude,
             "sign": comb("sum_sign", 1, s["c_sign"] ^ (subtract & negative)),
             "zero": comb("sum_zero", 1, magnitude == 0),
@@ -361,9 +363,12 @@ class FMA(wiring.Component):
 
         # ---- count --------------------------------------------------------------------------
         lz = comb("sum_lz", 7, _leading_zeros(s["magnitude"]))
-        limit = comb("lz_limit", signed(11), s["x0"] + _T_BIAS)     # >= 1 always
-        norm_shift = comb("norm_shift", 7, Mux(lz < limit, lz, limit))
-        exp_base = comb("exp_base", 9, s["x0"] + _T_BIAS - norm_shift)  # exponent field - 1
+        # one subtraction gives both the shift, min(lz, limit), and the exponent field - 1,
+        # limit - shift (0 for a subnormal or the smallest normal binade)
+        headroom = comb("lz_headroom", signed(10), s["limit"] - lz)
+        normal = headroom > 0
+        norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
+        exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
             **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
             "norm_shift": norm_shift, "exp_base": exp_base,
