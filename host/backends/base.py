@@ -1,0 +1,76 @@
+"""The backend interface: what a device backend computes; the :class:`~pimcast.host.device.Device`
+does everything else (validation, allocation, address streams, statistics).
+
+A backend receives *validated* arguments only (int64 index tensors, float32 value tensors, the
+padded ``(rows, padded_dim)`` storage of a table) and returns plain tensors.  It must follow
+pimcast's one numerics definition (ARCHITECTURE.md "Numerics"); the Device canonicalizes NaN
+results to ``0x7FC00000`` afterwards, as the hardware does.
+
+Adding a backend (e.g. ``rtl``): subclass :class:`Backend`, implement the functional methods by
+running the hardware (encode the ISA, stream the operands, read the results back) and
+:meth:`Backend.time` from the hardware's cycle counters, then ``register_backend("rtl", cls)``.
+A backend whose memory is not in the host process sets ``in_process = False``; the Device then
+keeps no host view of the tables (``Device.host_view`` raises) and calls :meth:`Backend.load` /
+:meth:`Backend.store` for bulk transfers.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+
+from pimcast.models import tensor_cast as tc
+
+__all__ = ["Backend"]
+
+
+class Backend:
+    """Base class (and the shared exact optimizer arithmetic of the in-process backends)."""
+
+    name = "base"
+    #: the device image lives in this process's memory (tables can be viewed without a copy)
+    in_process = True
+    #: the backend reports timing (cycles, DRAM commands, energy)
+    has_timing = False
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+
+    # ------------------------------------------------------------------ storage
+    def new_storage(self, nfloats: int) -> torch.Tensor:
+        """Zeroed fp32 storage for one allocation (``calloc``: pages are touched only when written)."""
+        return torch.from_numpy(np.zeros(nfloats, dtype=np.float32))
+
+    # ------------------------------------------------------------------ functional ops
+    def gather_reduce(self, table: torch.Tensor, dim: int, indices: torch.Tensor, starts: torch.Tensor,
+                      lengths: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
+        """``(bags, dim)``: per bag ``acc = +0; acc = fma(w_j, table[i_j], acc)`` in index order.
+
+        ``table`` is the padded ``(rows, padded_dim)`` storage; ``starts``/``lengths`` describe the
+        bags (``sum(lengths) == len(indices)``); ``weights`` is ``None`` (plain sum) or float32 per lookup.
+        """
+        raise NotImplementedError
+
+    def sgd(self, w: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
+        """New rows ``fma(-lr, g, w)`` (``-lr`` rounded to binary32)."""
+        n = w.shape[0]
+        return tc.sgd(w, torch.arange(n), g, lr)
+
+    def adagrad(self, w, s, g, lr: float, eps: float):
+        n = w.shape[0]
+        nw, ns = tc.adagrad(w, s, torch.arange(n), g, lr, eps)
+        return nw, ns
+
+    def rowwise_adagrad(self, w, h, g, lr: float, eps: float):
+        n = w.shape[0]
+        nw, nh = tc.rowwise_adagrad(w, h, torch.arange(n), g, lr, eps)
+        return nw, nh
+
+    # ------------------------------------------------------------------ timing
+    def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0) -> Optional[dict]:
+        """Timing dict of one operation's request stream (see :mod:`pimcast.host.timing`), or ``None``."""
+        return None
+
+    def time_sequential(self, base: int, nbytes: int, write: bool, *, host_in=0, host_out=0) -> Optional[dict]:
+        return None

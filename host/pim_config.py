@@ -1,0 +1,215 @@
+"""PIM configurations: where the near-memory units sit and what DRAM they drive.
+
+A :class:`PIMConfig` names a DRAM preset (``configs/dram/<name>.yaml``), the number of ranks per
+channel and of channels (one channel = one DIMM slot / memory channel with its own controller),
+the placement of the reduction units (``"rank"``: one unit per rank, TensorDIMM/RecNMP-style, or
+``"bankgroup"``: one unit per bank group, TRiM-style), the unit width (``lanes`` fp32 FMAs per
+cycle; 16 lanes = one 64 B beat per cycle), the device capacity, the device address mapping and
+the timing model used by the ``model`` backend.
+
+Presets live in ``configs/pim/<name>.yaml``; :func:`load_pim_config` accepts a preset name, a path
+or a :class:`PIMConfig`.  Unknown fields, wrong types and impossible values raise
+:class:`pimcast.config.ConfigError` naming the field.
+
+Device address mapping
+----------------------
+The device image is a flat byte address space (``0 .. capacity``) decoded with a DRAMsim3-style
+mapping string over ``ch ra bg ba ro co`` (most significant field first, see
+:class:`pimcast.hdl.dram.timing.AddressMapping`).  The defaults put the *unit* fields lowest, so
+consecutive 64 B beats of a row are striped over the units (TensorDIMM's vector striping): every
+unit reduces its own column slice of every bag in index order, which is what keeps the hardware
+result equal to the sequential golden numerics without partial-sum merging:
+
+* rank placement:      ``robabgcorach`` (channel, then rank, then the column inside a DRAM row);
+* bankgroup placement: ``robacobgrach`` (channel, rank, bank group, then column).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Optional, Union
+
+from pimcast.config import ConfigError, load_yaml, preset_names, resolve
+
+__all__ = ["PIMConfig", "load_pim_config", "PLACEMENTS", "TIMING_MODELS", "DEFAULT_CONFIG"]
+
+PLACEMENTS = ("rank", "bankgroup")
+TIMING_MODELS = ("fast", "analytic", "off")
+DEFAULT_CONFIG = "rank-ddr4-3200"
+_DEFAULT_MAPPING = {"rank": "robabgcorach", "bankgroup": "robacobgrach"}
+_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _parse_bytes(v, where: str) -> int:
+    """``123``, ``"64MiB"``, ``"16 GiB"``, ``"1KiB"`` -> bytes."""
+    if isinstance(v, bool):
+        raise ConfigError(f"{where}: capacity must be a byte count or a string like '16GiB', not {v!r}")
+    if isinstance(v, int):
+        n = v
+    elif isinstance(v, str):
+        s = v.strip().lower().replace(" ", "")
+        for suf in ("ib", "b"):
+            if s.endswith(suf):
+                s = s[: -len(suf)]
+                break
+        mult = 1
+        if s and s[-1] in _UNITS:
+            mult = _UNITS[s[-1]]
+            s = s[:-1]
+        try:
+            n = int(float(s) * mult)
+        except ValueError:
+            raise ConfigError(f"{where}: capacity {v!r} is not a byte count (e.g. 1073741824 or '1GiB')") from None
+    else:
+        raise ConfigError(f"{where}: capacity must be a byte count or a string like '16GiB', not {v!r}")
+    if n <= 0:
+        raise ConfigError(f"{where}: capacity must be positive, not {v!r}")
+    return n
+
+
+@dataclass(frozen=True)
+class PIMConfig:
+    """One PIM device configuration (immutable; validated by :meth:`validate`).
+
+    Attributes
+    ----------
+    name: preset name (free text for user configs).
+    placement: ``"rank"`` or ``"bankgroup"``.
+    lanes: fp32 FMA lanes per unit (1..16, a divisor of 16); a 64 B beat takes ``16 // lanes`` cycles.
+    dram: DRAM preset name or path (``configs/dram``).
+    ranks: ranks per channel (overrides the preset's default).
+    channels: channels (DIMMs), a power of two; each has its own controller and units.
+    capacity: device capacity in bytes (``None`` = the DRAM's capacity); allocations beyond it fail.
+    mapping: device address mapping string (``None`` = the placement's default, see module doc).
+    timing: ``"fast"`` (:mod:`pimcast.host.dram_model`), ``"analytic"`` (resource-bound model) or ``"off"``.
+    queue: request-queue depth of each unit's memory controller (fast model).
+    fma_latency: FMA pipeline latency in cycles (pipeline drain added once per operation).
+    max_timed_requests: per unit and operation, the fast model times at most this many requests
+        and scales the rest linearly (``stats()["timing_sampled"]`` says when it did).
+    power: optional overrides of the DRAM power figures (see :mod:`pimcast.host.timing`).
+    description: free text.
+    """
+    name: str = DEFAULT_CONFIG
+    placement: str = "rank"
+    lanes: int = 16
+    dram: str = "ddr4-3200"
+    ranks: int = 2
+    channels: int = 1
+    capacity: Optional[int] = None
+    mapping: Optional[str] = None
+    timing: str = "fast"
+    queue: int = 32
+    fma_latency: int = 4
+    max_timed_requests: int = 16384
+    power: dict = field(default_factory=dict, compare=False, hash=False)
+    description: str = ""
+
+    # ------------------------------------------------------------------ derived
+    def dram_timing(self):
+        """The :class:`pimcast.hdl.dram.timing.DRAMTiming` of one channel (with ``ranks``)."""
+        from pimcast.hdl.dram.timing import load_preset
+        return load_preset(self.dram, ranks=self.ranks)
+
+    @property
+    def address_mapping(self) -> str:
+        return self.mapping or _DEFAULT_MAPPING[self.placement]
+
+    def dram_capacity(self) -> int:
+        return self.channels * self.dram_timing().capacity_bytes
+
+    @property
+    def capacity_bytes(self) -> int:
+        """Usable device capacity in bytes."""
+        return self.capacity if self.capacity is not None else self.dram_capacity()
+
+    def num_units(self) -> int:
+        per_rank = 1 if self.placement == "rank" else self.dram_timing().bankgroups
+        return self.channels * self.ranks * per_rank
+
+    def with_(self, **changes) -> "PIMConfig":
+        """A validated copy with some fields changed (e.g. ``cfg.with_(ranks=1)``)."""
+        return replace(self, **changes).validate()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self, where: str = "PIMConfig") -> "PIMConfig":
+        def bad(f, msg):
+            raise ConfigError(f"{where}: field {f}: {msg}")
+
+        if self.placement not in PLACEMENTS:
+            bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
+        if self.timing not in TIMING_MODELS:
+            bad("timing", f"must be one of {', '.join(TIMING_MODELS)}, not {self.timing!r}")
+        for f, lo in (("lanes", 1), ("ranks", 1), ("channels", 1), ("queue", 1), ("fma_latency", 0),
+                      ("max_timed_requests", 1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                bad(f, f"must be an integer >= {lo}, not {v!r}")
+        if 16 % self.lanes:
+            bad("lanes", f"must divide 16 (one 64 B beat = 16 fp32), not {self.lanes}")
+        if self.channels & (self.channels - 1):
+            bad("channels", f"must be a power of two, not {self.channels}")
+        try:
+            t = self.dram_timing()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: field dram/ranks: {exc}") from None
+        from pimcast.hdl.dram.timing import AddressMapping
+        try:
+            AddressMapping(self.address_mapping, t, channels=self.channels)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: field mapping: {exc}") from None
+        if self.capacity is not None:
+            if isinstance(self.capacity, bool) or not isinstance(self.capacity, int) or self.capacity <= 0:
+                bad("capacity", f"must be a positive byte count, not {self.capacity!r}")
+            if self.capacity % 64:
+                bad("capacity", f"must be a multiple of 64 B, not {self.capacity}")
+            if self.capacity > self.channels * t.capacity_bytes:
+                bad("capacity", f"{self.capacity} B exceeds the DRAM's {self.channels * t.capacity_bytes} B "
+                                f"({self.channels} channel(s) x {t.ranks} rank(s) of {t.name})")
+        if not isinstance(self.power, dict):
+            bad("power", f"must be a mapping, not {type(self.power).__name__}")
+        return self
+
+
+_FIELDS = {f for f in PIMConfig.__dataclass_fields__}
+
+
+def load_pim_config(config: Union[str, Path, PIMConfig, None] = None, **overrides: Any) -> PIMConfig:
+    """Load a PIM configuration: a :class:`PIMConfig`, a preset name (``configs/pim``) or a YAML path.
+
+    ``overrides`` replace fields after loading (validated).  ``None`` gives :data:`DEFAULT_CONFIG`.
+    """
+    if config is None:
+        config = DEFAULT_CONFIG
+    if isinstance(config, PIMConfig):
+        cfg = config
+        where = f"PIMConfig {cfg.name!r}"
+    elif isinstance(config, (str, Path)):
+        path = resolve("pim", config)
+        where = str(path)
+        data = load_yaml(path)
+        for k in data:
+            if k not in _FIELDS:
+                raise ConfigError(f"{where}: unknown field {k!r} (allowed: {', '.join(sorted(_FIELDS))})")
+        data = dict(data)
+        data.setdefault("name", Path(path).stem)
+        if "capacity" in data and data["capacity"] is not None:
+            data["capacity"] = _parse_bytes(data["capacity"], f"{where}: field capacity")
+        if data.get("power") is None:
+            data["power"] = {}
+        cfg = PIMConfig(**data)
+    else:
+        raise ConfigError(f"config must be a PIM preset name, a YAML path or a PIMConfig, not {type(config).__name__}")
+    if overrides:
+        for k in overrides:
+            if k not in _FIELDS:
+                raise ConfigError(f"{where}: unknown field {k!r} in overrides")
+        if "capacity" in overrides and overrides["capacity"] is not None:
+            overrides["capacity"] = _parse_bytes(overrides["capacity"], f"{where}: field capacity")
+        cfg = replace(cfg, **overrides)
+    return cfg.validate(where)
+
+
+def pim_presets() -> list[str]:
+    return preset_names("pim")

@@ -1,0 +1,302 @@
+"""Timing, traffic and energy of device operations (the ``model`` backend's timing layer).
+
+One small interface: :class:`PIMTimer` ``.time_stream(addr, is_write, groups=..., fmas=...,
+host_in=..., host_out=...)`` takes the 64 B DRAM requests of one device operation (byte addresses
+in the device image, in issue order) and returns a dict of cycles, traffic, DRAM command counts,
+busy time per resource and an energy estimate.  The device builds the streams
+(:mod:`pimcast.host.device`); this module knows nothing about tables or tensors.
+
+Composition (documented choices)
+--------------------------------
+1. **Split by unit.**  Each request is decoded with the device mapping
+   (:attr:`PIMConfig.address_mapping`) and sent to the unit that owns it: one unit per rank
+   (``placement="rank"``) or per bank group (``"bankgroup"``).  Units work in parallel, each with
+   its own memory controller over its own rank / bank group.
+2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank (rank
+   placement) or one-rank-one-bank-group (bankgroup placement) channel, runs through
+   :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window,
+   refresh).  At most ``max_timed_requests`` requests per unit are timed; the rest are scaled
+   linearly (``sampled`` in the result).  ``timing="analytic"``: a vectorized resource-bound model
+   (data bus, tCCD_S/L, per-bank tRC, tRRD_S, tFAW, command bus, read/write turnarounds, refresh
+   derating; row hits from the per-bank open row in issue order).
+3. **Reduction unit.**  ``lanes`` FMAs per cycle: a 64 B beat (16 fp32) takes ``16 // lanes``
+   cycles; it streams behind the DRAM (``unit = max(dram, reduce) + fma_latency``).  The
+   accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).
+4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
+   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)``.
+5. **Host link.**  Instructions, indices, weights and gradients in, results out, and *forwarded*
+   beats (a bag whose column slice is spread over several units: every beat read by a unit that
+   is not the bag's home for that column crosses the channel to the home unit, so the sequential
+   accumulation order is kept) use the channel's data bus: ``BL/2`` cycles per 64 B.
+6. **Total** = ``max(units, rank bounds, host link)`` (everything streams and overlaps).
+
+Energy (DRAMsim3's method, ``src/configuration.cc`` / ``[power]`` sections of its ``.ini`` files)::
+
+    E_act   = VDD * (IDD0 * tRC - (IDD3N * tRAS + IDD2N * tRP)) * devices      per ACT (+PRE)
+    E_rd    = VDD * (IDD4R - IDD3N) * BL/2 * devices                          per read burst
+    E_wr    = VDD * (IDD4W - IDD3N) * BL/2 * devices                          per write burst
+    E_ref   = VDD * (IDD5AB - IDD3N) * tRFC * devices                         per REF (rank)
+    P_bg    = VDD * IDD3N * devices                                           per rank-cycle (active standby)
+
+(mA x V x cycles x tCK ns = pJ; ``devices`` = chips per rank = bus width / device width.)
+Figures: DRAMsim3 ``DDR4_8Gb_x8_3200.ini``, ``DDR4_8Gb_x8_2400.ini`` and ``HBM2_8Gb_x128.ini``
+(the latter's legacy-channel currents, halved for a pseudo-channel).  FMA energy: 4.6 pJ per fp32
+FMA (Horowitz, ISSCC 2014, 45 nm: fp32 multiply 3.7 pJ + add 0.9 pJ).  I/O (channel) energy is
+not modelled.  A config's ``power`` mapping overrides any of these names.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Optional
+
+import numpy as np
+
+from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping
+
+__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing"]
+
+#: DRAMsim3 [power] figures (mA, V) per preset name (``name`` field of configs/dram/*.yaml).
+DRAM_POWER = {
+    # DRAMsim3 configs/DDR4_8Gb_x8_3200.ini
+    "DDR4-3200AA": dict(VDD=1.2, IDD0=57, IDD2N=37, IDD3N=52, IDD4W=150, IDD4R=168, IDD5AB=250, devices_scale=1.0),
+    # DRAMsim3 configs/DDR4_8Gb_x8_2400.ini
+    "DDR4-2400R": dict(VDD=1.2, IDD0=48, IDD2N=34, IDD3N=43, IDD4W=123, IDD4R=135, IDD5AB=250, devices_scale=1.0),
+    # DRAMsim3 configs/HBM2_8Gb_x128.ini (128-bit legacy channel); x0.5 for a 64-bit pseudo-channel
+    "HBM2-2Gbps-PC": dict(VDD=1.2, IDD0=65, IDD2N=40, IDD3N=55, IDD4W=500, IDD4R=390, IDD5AB=250, devices_scale=0.5),
+}
+#: pJ per binary32 FMA (Horowitz ISSCC 2014, 45 nm: 3.7 pJ fp32 mult + 0.9 pJ fp32 add).
+FMA_PJ = 4.6
+
+_TIMING_KEYS = ("cycles", "ns", "dram_cycles", "reduce_cycles", "link_cycles")
+
+
+def empty_timing() -> dict:
+    """The timing/traffic counters of a device, all zero (the shape :meth:`PIMTimer.time_stream` returns)."""
+    return {
+        "cycles": 0, "ns": 0.0, "reads": 0, "writes": 0, "acts": 0, "row_hits": 0, "refreshes": 0,
+        "forwarded_beats": 0, "sampled": False,
+        "busy": {"dram_max": 0, "dram_sum": 0, "reduce_max": 0, "reduce_sum": 0, "host_link": 0,
+                 "rank_shared": 0},
+        "energy_pJ": {"act": 0.0, "read": 0.0, "write": 0.0, "refresh": 0.0, "background": 0.0,
+                      "fma": 0.0, "total": 0.0},
+    }
+
+
+class PIMTimer:
+    """Timing of device operations for one :class:`~pimcast.host.pim_config.PIMConfig`."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.t = cfg.dram_timing()
+        t = self.t
+        self.mapping = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
+        if cfg.placement == "rank":
+            self.t_unit = replace(t, ranks=1)
+        else:
+            self.t_unit = replace(t, ranks=1, bankgroups=1)
+        self.local_mapping = AddressMapping("rochrababgco", self.t_unit)
+        self.units_per_rank = 1 if cfg.placement == "rank" else t.bankgroups
+        self.n_ranks = cfg.channels * t.ranks
+        self.n_units = self.n_ranks * self.units_per_rank
+        self.beat_cycles = 16 // cfg.lanes
+        self._fast = None
+        p = dict(DRAM_POWER.get(t.name, DRAM_POWER["DDR4-3200AA"]))
+        p.update({k: v for k, v in cfg.power.items() if k != "FMA_PJ"})
+        self.fma_pj = float(cfg.power.get("FMA_PJ", FMA_PJ))
+        devices = t.bus_width / t.device_width * p["devices_scale"]
+        ck = t.tCK_ns
+        V = p["VDD"]
+        self.e_act = V * (p["IDD0"] * t.tRC - (p["IDD3N"] * t.tRAS + p["IDD2N"] * t.tRP)) * devices * ck
+        self.e_rd = V * (p["IDD4R"] - p["IDD3N"]) * t.BL2 * devices * ck
+        self.e_wr = V * (p["IDD4W"] - p["IDD3N"]) * t.BL2 * devices * ck
+        self.e_ref = V * (p["IDD5AB"] - p["IDD3N"]) * t.tRFC * devices * ck
+        self.p_bg = V * p["IDD3N"] * devices * ck  # pJ per rank-cycle
+        self.power = p
+
+    # ------------------------------------------------------------------ helpers
+    def _fast_model(self):
+        if self._fast is None:
+            from pimcast.host.dram_model import FastDRAMModel
+            self._fast = FastDRAMModel(self.t_unit, self.local_mapping, queue=self.cfg.queue)
+        return self._fast
+
+    def unit_of(self, f: dict) -> np.ndarray:
+        rank = f["ch"] * self.t.ranks + f["ra"]
+        if self.cfg.placement == "rank":
+            return rank
+        return rank * self.t.bankgroups + f["bg"]
+
+    def _analytic(self, bg, ba, ro, w) -> tuple[int, int, int, int]:
+        """Resource-bound cycles of one unit's stream; returns (cycles, acts, hits, refreshes)."""
+        t = self.t_unit
+        n = len(ba)
+        if n == 0:
+            return 0, 0, 0, 0
+        bank = bg * t.banks_per_group + ba
+        order = np.argsort(bank, kind="stable")
+        sb, sr = bank[order], ro[order]
+        hit = np.zeros(n, bool)
+        hit[1:] = (sb[1:] == sb[:-1]) & (sr[1:] == sr[:-1])
+        hits = int(hit.sum())
+        acts = n - hits
+        k = t.bursts_per_request
+        bursts = n * k
+        nb = t.bankgroups * t.banks_per_group
+        acts_b = np.bincount(sb[~hit], minlength=nb)
+        n_b = np.bincount(sb, minlength=nb)
+        n_g = np.bincount(bg, minlength=t.bankgroups)
+        bounds = [
+            bursts * t.BL2,
+            int(n_g.max()) * k * t.tCCD_L,
+            bursts * t.tCCD_S,
+            int(np.max(np.maximum(acts_b * t.tRC, n_b * k * t.tCCD_L))),
+            math.ceil(acts * t.tFAW / 4),
+            acts * t.tRRD_S,
+            2 * acts + bursts,
+        ]
+        switches = int(np.count_nonzero(w[1:] != w[:-1])) if n > 1 else 0
+        core = max(bounds) + switches * t.rd_to_wr
+        derate = t.tREFI / (t.tREFI - t.tRFC)
+        cycles = int(math.ceil(core * derate)) + t.tRCD + t.CL + t.BL2
+        refs = cycles // t.tREFI
+        return cycles, acts, hits, refs
+
+    def _fast_time(self, bg, ba, ro, co, w) -> tuple[int, int, int, int, bool]:
+        n = len(ba)
+        if n == 0:
+            return 0, 0, 0, 0, False
+        cap = self.cfg.max_timed_requests
+        sampled = n > cap
+        m = cap if sampled else n
+        addr = self.local_mapping.encode(bg=bg[:m], ba=ba[:m], ro=ro[:m], co=co[:m])
+        r = self._fast_model().run(addr, w[:m])
+        if not sampled:
+            return r.cycles, r.acts, r.row_hits, r.refreshes, False
+        s = n / m
+        acts = int(round(r.acts * s))
+        return int(math.ceil(r.cycles * s)), acts, n - acts, int(round(r.refreshes * s)), True
+
+    # ------------------------------------------------------------------ main entry
+    def time_stream(self, addr: np.ndarray, is_write: Optional[np.ndarray] = None, *,
+                    groups: Optional[np.ndarray] = None, fmas: int = 0, host_in: int = 0,
+                    host_out: int = 0) -> dict:
+        """Time one device operation.
+
+        Parameters
+        ----------
+        addr: uint64 byte addresses of the 64 B DRAM requests, in issue order.
+        is_write: bool per request (default all reads).
+        groups: optional int per request: requests with the same group are accumulated together
+            (one bag's column slice); beats not owned by the group's home unit are forwarded.
+        fmas: FMA operations performed by the reduction units.
+        host_in / host_out: bytes crossing the host channel(s) into / out of the device.
+        """
+        cfg, t = self.cfg, self.t
+        out = empty_timing()
+        addr = np.asarray(addr, dtype=np.uint64)
+        n = len(addr)
+        w = np.zeros(n, bool) if is_write is None else np.asarray(is_write, bool)
+        nw = int(w.sum())
+        out["reads"], out["writes"] = n - nw, nw
+        f = self.mapping.decode(addr) if n else {k: np.zeros(0, np.int64) for k in ("ch", "ra", "bg", "ba", "ro", "co")}
+        unit = self.unit_of(f)
+        # forwarding: beats read by a unit other than the group's home unit (first request's unit)
+        fwd_per_ch = np.zeros(cfg.channels, np.int64)
+        if groups is not None and n:
+            g = np.asarray(groups, np.int64)
+            _, first, inv = np.unique(g, return_index=True, return_inverse=True)
+            home = unit[first][inv]
+            fw = unit != home
+            out["forwarded_beats"] = int(fw.sum())
+            fwd_per_ch = np.bincount(f["ch"][fw], minlength=cfg.channels)
+        # per unit DRAM + reduction
+        order = np.argsort(unit, kind="stable")
+        counts = np.bincount(unit, minlength=self.n_units)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        unit_cycles = np.zeros(self.n_units, np.int64)
+        dram_cycles = np.zeros(self.n_units, np.int64)
+        red_cycles = np.zeros(self.n_units, np.int64)
+        acts_u = np.zeros(self.n_units, np.int64)
+        hits = refs = 0
+        sampled = False
+        reads_u = np.bincount(unit[~w], minlength=self.n_units) if n else np.zeros(self.n_units, np.int64)
+        local_bg_all = f["bg"] if cfg.placement == "rank" else np.zeros(n, np.int64)
+        for u in np.flatnonzero(counts):
+            sel = order[starts[u]:starts[u + 1]]
+            bg, ba, ro, co, wu = local_bg_all[sel], f["ba"][sel], f["ro"][sel], f["co"][sel], w[sel]
+            if cfg.timing == "fast":
+                c, a, h, r, s = self._fast_time(bg, ba, ro, co, wu)
+                sampled |= s
+            else:
+                c, a, h, r = self._analytic(bg, ba, ro, wu)
+            dram_cycles[u] = c
+            acts_u[u] = a
+            hits += h
+            refs += r
+            red_cycles[u] = int(reads_u[u]) * self.beat_cycles if fmas else 0
+            unit_cycles[u] = max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
+        acts = int(acts_u.sum())
+        # shared rank resources (bank-group units of one rank)
+        rank_shared = 0
+        if cfg.placement == "bankgroup" and n:
+            acts_r = acts_u.reshape(self.n_ranks, self.units_per_rank).sum(1)
+            req_r = counts.reshape(self.n_ranks, self.units_per_rank).sum(1) * t.bursts_per_request
+            rank_shared = int(np.max(np.maximum(np.ceil(acts_r * t.tFAW / 4), 2 * acts_r + req_r)))
+        # host link per channel
+        host_beats = -(-(host_in + host_out) // REQUEST_BYTES)
+        link = (host_beats / cfg.channels + fwd_per_ch) * t.BL2
+        link_max = int(math.ceil(float(link.max()))) if len(link) else 0
+        cycles = int(max(int(unit_cycles.max()) if n else 0, rank_shared, link_max))
+        out.update(cycles=cycles, ns=cycles * t.tCK_ns, acts=acts, row_hits=int(hits), refreshes=int(refs),
+                   sampled=bool(sampled))
+        out["busy"] = {"dram_max": int(dram_cycles.max()), "dram_sum": int(dram_cycles.sum()),
+                       "reduce_max": int(red_cycles.max()), "reduce_sum": int(red_cycles.sum()),
+                       "host_link": link_max, "rank_shared": rank_shared}
+        k = t.bursts_per_request
+        e = out["energy_pJ"]
+        e["act"] = acts * self.e_act
+        e["read"] = (n - nw) * k * self.e_rd
+        e["write"] = nw * k * self.e_wr
+        e["refresh"] = refs * self.e_ref
+        e["background"] = cycles * self.n_ranks * self.p_bg if n else 0.0
+        e["fma"] = fmas * self.fma_pj
+        e["total"] = sum(v for kk, v in e.items() if kk != "total")
+        return out
+
+    def time_sequential(self, base: int, nbytes: int, write: bool, *, host_in: int = 0, host_out: int = 0) -> dict:
+        """Bulk sequential transfer (device WRITE/READ of a table): analytic, whatever ``timing`` says.
+
+        Streams ``nbytes`` from ``base``; each unit streams its share at
+        ``max(BL/2, pattern)`` per burst (the analytic model on a small prefix, scaled).
+        """
+        n = -(-nbytes // REQUEST_BYTES)
+        if n == 0:
+            return self.time_stream(np.zeros(0, np.uint64), host_in=host_in, host_out=host_out)
+        m = min(n, 4096)
+        addr = (np.uint64(base) + np.arange(m, dtype=np.uint64) * np.uint64(REQUEST_BYTES))
+        saved = self.cfg
+        try:
+            self.cfg = replace(saved, timing="analytic")
+            r = self.time_stream(addr, np.full(m, write), host_in=0, host_out=0)
+        finally:
+            self.cfg = saved
+        s = n / m
+        host_beats = -(-(host_in + host_out) // REQUEST_BYTES)
+        link = int(math.ceil(host_beats / saved.channels * self.t.BL2))
+        dram = int(math.ceil(r["cycles"] * s))
+        r["cycles"] = max(dram, link)
+        r["ns"] = r["cycles"] * self.t.tCK_ns
+        for key in ("reads", "writes", "acts", "row_hits", "refreshes"):
+            r[key] = int(round(r[key] * s))
+        r["row_hits"] = n - r["acts"]
+        r["busy"]["host_link"] = link
+        for key in ("dram_max", "dram_sum"):
+            r["busy"][key] = int(math.ceil(r["busy"][key] * s))
+        e = r["energy_pJ"]
+        for key in ("act", "read", "write", "refresh"):
+            e[key] *= s
+        e["background"] = r["cycles"] * self.n_ranks * self.p_bg
+        e["total"] = sum(v for kk, v in e.items() if kk != "total")
+        r["sampled"] = n > m
+        return r
