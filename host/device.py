@@ -463,6 +463,25 @@ class Device:
         self._account("scatter_rows", writes=n * t.row_beats, padding=n * (t.padded_dim - t.dim) * 4,
                       host_in=host_in, rows_updated=n, timing=timing)
 
+    def account_host_update(self, name: str, rows: torch.Tensor) -> None:
+        """Count a host optimizer's update of ``rows`` made through :meth:`host_view`: each row is read
+        to the host and written back (traffic and timing only; the data was changed in place)."""
+        t = self._table(name)
+        r = _int_tensor(rows, "rows")
+        _check_ids(r, t.rows, "rows", name)
+        n = r.numel()
+        nbytes = n * t.row_bytes
+        timing = None
+        if self._timed() and n:
+            a = self._row_addresses(t, r).reshape(n, -1)
+            m = a.shape[1]
+            timing = self.backend.time(np.concatenate([a, a], axis=1).ravel(),
+                                       np.tile(np.r_[np.zeros(m, bool), np.ones(m, bool)], n),
+                                       host_in=nbytes, host_out=nbytes)
+        self._account("host_update", reads=n * t.row_beats, writes=n * t.row_beats,
+                      padding=2 * n * (t.padded_dim - t.dim) * 4, host_in=nbytes, host_out=nbytes,
+                      rows_updated=n, timing=timing)
+
     # ------------------------------------------------------------------ gather-reduce
     def gather_reduce(self, name: str, indices: torch.Tensor, offsets: torch.Tensor,
                       per_sample_weights: Optional[torch.Tensor] = None, *, mode: str = "sum",
