@@ -149,7 +149,8 @@ def encode_texts(encoder, texts: Sequence[str], batch_size: int = 64, cache: boo
     if cache:
         h = hashlib.sha256()
         h.update(str(type(encoder).__name__).encode())
-        h.update(str(encoder.get_sentence_embedding_dimension()).encode())
+        dim = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
+        h.update(str(dim()).encode())
         for t in texts:
             h.update(t.encode("utf-8", "surrogatepass") + b"\0")
         path = Path(cache) if not isinstance(cache, bool) else cache_dir() / f"sbert-{h.hexdigest()[:20]}.pt"

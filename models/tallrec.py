@@ -10,7 +10,8 @@ LM cross-entropy on the answer tokens. LoRA (``peft``; rank 8, α 16, dropout 0.
 :func:`pimcast.models.allmrec.evaluate_llm_recommender`.
 
 ``peft`` injects the adapters into the given model object: pass an LLM instance that is not shared
-with an A-LLMRec model (load it twice).
+with an A-LLMRec model (load it twice). ``lora=False`` gives the untrained LLM-only zero-shot
+recommender on the same text prompt (nothing to train).
 """
 from __future__ import annotations
 
@@ -28,14 +29,17 @@ __all__ = ["TALLRec"]
 class TALLRec(nn.Module):
     def __init__(self, llm, tokenizer, titles: Sequence[str], template: PromptTemplate | None = None,
                  r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-                 target_modules: Sequence[str] = ("q_proj", "v_proj")):
+                 target_modules: Sequence[str] = ("q_proj", "v_proj"), lora: bool = True):
         super().__init__()
-        from peft import LoraConfig, get_peft_model
-
         llm.requires_grad_(False)
-        cfg = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                         target_modules=list(target_modules), task_type="CAUSAL_LM", bias="none")
-        self.peft_model = get_peft_model(llm, cfg)
+        if lora:
+            from peft import LoraConfig, get_peft_model
+
+            cfg = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                             target_modules=list(target_modules), task_type="CAUSAL_LM", bias="none")
+            self.peft_model = get_peft_model(llm, cfg)
+        else:
+            self.peft_model = llm.eval()
         self.lm = PromptLM(self.peft_model, tokenizer)
         self.titles = list(titles)
         t = template or PromptTemplate()

@@ -196,3 +196,15 @@ def test_tallrec_lora_baseline(world):
     r = A.evaluate_llm_recommender(tr, ex, ds.titles, max_new_tokens=3)
     assert len(r["answers"]) == 2 and "hit@1_likelihood" in r
     assert "[HistoryEmb]" not in tr.template.text(["a"], ["b"])
+
+
+def test_zero_shot_text_llm(world, tiny):
+    from pimcast.models.tallrec import TALLRec
+
+    ds, sp, _, _ = world
+    llm, tok = tiny
+    zs = TALLRec(llm, tok, ds.titles, lora=False)
+    assert zs.trainable_parameters() == []
+    ex = A.make_examples(sp, "test", users=range(2), seed=0)
+    r = A.evaluate_llm_recommender(zs, ex, ds.titles, max_new_tokens=2)
+    assert len(r["answers"]) == 2

@@ -7,6 +7,15 @@ import pytest
 
 from pimcast.models import datasets as D
 
+_LOADED: dict = {}
+
+
+def _load(name, root):
+    """Each real dataset is parsed once per test session."""
+    if name not in _LOADED:
+        _LOADED[name] = D.load_dataset(name, data_root=root)
+    return _LOADED[name]
+
 
 @pytest.fixture(scope="module")
 def synth():
@@ -85,13 +94,13 @@ def test_filters_and_cold_items(synth):
     ("games-6k", 50_546, 16_859, 440_264),
 ])
 def test_real_dataset_counts(shared_data, name, users, items, interactions):
-    ds = D.load_dataset(name, data_root=shared_data)
+    ds = _load(name, shared_data)
     assert (ds.num_users, ds.num_items, ds.num_interactions) == (users, items, interactions)
     assert ds.titles[0] == "" and all(ds.titles[1:])
 
 
 def test_ml100k_order_and_titles(shared_data):
-    ds = D.load_movielens_100k(shared_data / "ml-100k")
+    ds = _load("ml-100k", shared_data)
     assert ds.titles[1] == "Toy Story (1995)"
     # rebuild user 1's order independently: (timestamp, item id)
     rows = [tuple(map(int, line.split("\t"))) for line in
@@ -103,7 +112,7 @@ def test_ml100k_order_and_titles(shared_data):
 
 
 def test_games_titles_unescaped(shared_data):
-    ds = D.load_games6k(shared_data / "amazon2018-games-llmrank")
+    ds = _load("games-6k", shared_data)
     t = ds.titles[ds.item_ids.index(11)]
     assert t == "Phantasy Star Online, Episode I & II"
     assert not any("&amp;" in x or "&rsquo;" in x for x in ds.titles)
@@ -112,7 +121,7 @@ def test_games_titles_unescaped(shared_data):
 
 
 def test_scientific_texts(shared_data):
-    ds = D.load_amazon_scientific(shared_data / "amazon2018-scientific-unisrec")
+    ds = _load("amazon-scientific", shared_data)
     assert ds.titles[1].startswith("eSUN Bronze filament")
     assert "Industrial & Scientific" not in ds.titles[1]
     assert "Industrial & Scientific" in ds.texts[1]
@@ -144,3 +153,23 @@ def test_sasrec_txt_and_errors(tmp_path):
         D.load_movielens_100k(ml)
     with pytest.raises(D.DatasetError, match="no such dataset"):
         D.load_dataset(tmp_path / "nothing")
+
+
+def test_movielens_1m_ratings_dat_format(tmp_path):
+    (tmp_path / "movies.dat").write_bytes("1::Am\xe9lie (2001)::Comedy|Romance\n2::Heat (1995)::Action\n"
+                                          "3::Up (2009)::Animation\n".encode("latin-1"))
+    (tmp_path / "ratings.dat").write_text("7::2::5::200\n7::1::3::100\n7::3::4::100\n9::3::2::50\n")
+    ds = D.load_dataset(tmp_path)
+    assert ds.name == "ml-1m" and ds.titles[1:] == ["Amélie (2001)", "Heat (1995)", "Up (2009)"]
+    assert [s.tolist() for s in ds.sequences] == [[1, 3, 2], [3]]  # (timestamp, movie id) order
+    assert ds.texts[1] == "Amélie (2001). Comedy, Romance."
+    pos = D.load_movielens_1m(tmp_path, positive_only=True)
+    assert pos.num_interactions == 2
+    (tmp_path / "ratings.dat").write_text("7::2::5\n")
+    with pytest.raises(D.DatasetError, match=r"ratings\.dat:1: expected"):
+        D.load_movielens_1m(tmp_path)
+
+
+def test_ml1m_subset_positive_only(shared_data):
+    ds = D.load_movielens_1m(shared_data / "ml-1m-subset", positive_only=True)
+    assert 0 < ds.num_interactions < 51_623 and ds.titles[ds.item_ids.index(318)].startswith("Shawshank")
