@@ -299,11 +299,15 @@ def gather_index_words(indices, offsets, weights=None) -> np.ndarray:
     j = 0
     for n in lengths.tolist():
         for name, k in head_f:
-            out[pos + k] = {"length": n}[name]
+            if name == "length":
+                out[pos + k] = n
         pos += hw
         block = out[pos:pos + n * ew].reshape(n, ew)
         for name, k in ent_f:
-            block[:, k] = idx[j:j + n] if name == "row" else wbits[j:j + n]
+            if name == "row":
+                block[:, k] = idx[j:j + n]
+            elif name == "weight":
+                block[:, k] = wbits[j:j + n]
         pos += n * ew
         j += n
     return out
