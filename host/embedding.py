@@ -91,6 +91,7 @@ class _DeviceTable(nn.Module):
         self.weight._pim_device = self.device_
         self.weight._pim_table = self.table
         _register(self.weight)
+        self.weight.register_post_accumulate_grad_hook(_coalesce_grad)
         if _weight is not None:
             self.device_.write(self.table, _weight.detach().to(torch.float32).contiguous())
         else:
@@ -231,6 +232,7 @@ class PIMEmbeddingBag(_DeviceTable):
         if input.dtype not in _INT:
             raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following scalar "
                                f"types: Long, Int; but got torch.{_dtype_name(input.dtype)} instead")
+        in_shape = input.shape
         if input.dim() == 2:
             if offsets is not None:
                 raise ValueError("if input is 2D, then offsets has to be None, as input is treated is a mini-batch "
@@ -258,9 +260,9 @@ class PIMEmbeddingBag(_DeviceTable):
                 raise NotImplementedError(
                     "embedding_bag: per_sample_weights was not None. per_sample_weights is only supported for "
                     f"mode='sum' (got mode='{self.mode}'). Please open a feature request on GitHub.")
-            if per_sample_weights.shape != input.shape:
+            if per_sample_weights.shape != in_shape:
                 raise ValueError(f"embedding_bag: If per_sample_weights ({per_sample_weights.shape}) is not None, "
-                                 f"then it must have the same shape as the input ({input.shape})")
+                                 f"then it must have the same shape as the input ({in_shape})")
             if per_sample_weights.dtype != torch.float32:
                 raise RuntimeError("Expected tensor for argument #1 'weight' to have the same type as tensor for "
                                    "argument #1 'per_sample_weights'; but type torch.FloatTensor does not equal "
@@ -391,7 +393,16 @@ class PIMEmbedding(_DeviceTable):
         return out.reshape(*input.shape, self.embedding_dim)
 
 
-# ----------------------------------------------------------------------------- host optimizer accounting
+# ----------------------------------------------------------------------------- hooks
+
+def _coalesce_grad(p: nn.Parameter) -> None:
+    """Autograd's gradient accumulation drops the ``is_coalesced`` flag of the (already unique and
+    sorted) tensor-cast gradient; restore it.  ``coalesce()`` of unique indices does no arithmetic,
+    so the values keep their bits; accumulated gradients (several backwards) are summed by it."""
+    g = p.grad
+    if g is not None and g.is_sparse and not g.is_coalesced():
+        p.grad = g.coalesce()
+
 
 _HOOK = None
 
