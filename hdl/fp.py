@@ -168,7 +168,7 @@ class FMA(wiring.Component):
     ``"add"``
         78-bit ``|c ± P|`` and the result sign;
     ``"count"``
-        leading-zero count, limited at the subnormal exponent;
+        leading- and trailing-zero counts; normalize shift limited at the subnormal exponent;
     ``"normalize"``
         left shift, round and sticky bits;
     ``"round"``
@@ -363,6 +363,7 @@ class FMA(wiring.Component):
 
         # ---- count --------------------------------------------------------------------------
         lz = comb("sum_lz", 7, _leading_zeros(s["magnitude"]))
+        tz = comb("sum_tz", 7, _leading_zeros(s["magnitude"][::-1]))   # for the sticky bit
         # one subtraction gives both the shift, min(lz, limit), and the exponent field - 1,
         # limit - shift (0 for a subnormal or the smallest normal binade)
         headroom = comb("lz_headroom", signed(10), s["limit"] - lz)
@@ -371,7 +372,7 @@ class FMA(wiring.Component):
         exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
             **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
-            "norm_shift": norm_shift, "exp_base": exp_base,
+            "norm_shift": norm_shift, "exp_base": exp_base, "tz": tz,
         })
 
         # ---- normalize ----------------------------------------------------------------------
@@ -380,7 +381,9 @@ class FMA(wiring.Component):
             **{k: s[k] for k in ("valid", "special", "special_bits", "sign", "zero", "exp_base")},
             "mant": comb("mant", 24, normed[_MANT_LSB:]),
             "round_bit": comb("round_bit", 1, normed[_MANT_LSB - 1]),
-            "sticky": comb("sticky", 1, normed[:_MANT_LSB - 1].any()),
+            # a set bit lands below the round bit iff tz + shift < 53 (beside the shifter,
+            # not behind it)
+            "sticky": comb("sticky", 1, (s["tz"] + s["norm_shift"]) < _MANT_LSB - 1),
         })
 
         # ---- round / pack -------------------------------------------------------------------
