@@ -9,15 +9,16 @@ products of the per-position features with the next item (positive) and one rand
 user's sequence (negative), padded positions masked.
 
 The item table (``(num_items + 1) × d``, row 0 = padding) is built by a factory so the table can
-live on the emulated PIM device: ``backend="torch"`` (``torch.nn.Embedding(sparse=True)``, default
-while no device backend is available), ``"model" | "golden" | "rtl"`` (``pimcast.host.PIMEmbedding``
-on ``open_device(backend)``), or any ``item_embedding_factory(num_embeddings, dim, init_weight)``
+live on the emulated PIM device: ``backend="model"`` (the default) ``| "golden" | "rtl"``
+(``pimcast.host.PIMEmbedding`` on ``open_device(backend)``), ``"torch"`` (plain
+``torch.nn.Embedding(sparse=True)``), or any ``item_embedding_factory(num_embeddings, dim, init_weight)``
 returning a module that maps a LongTensor of ids to rows. The row-0 padding is handled by the
 model (padded positions are multiplied by 0), so a factory need not support ``padding_idx``.
 
 Optimisers (:func:`train_sasrec`): Adam (lr 1e-3, β 0.9/0.98) for the dense weights; for the item
 table ``"sparse_adam"`` (``torch.optim.SparseAdam``) or ``"sgd"`` (plain SGD on the sparse
-gradient — the update the PIM device does in memory with SCATTER_SGD), or a callable.
+gradient), ``"pim_sgd"`` (``pimcast.host.optim.PIMSGD``: the same update done inside the device
+with SCATTER_SGD, PIM backends only), or a callable ``params -> optimizer``.
 """
 from __future__ import annotations
 
@@ -53,26 +54,67 @@ class SASRecConfig:
     item_lr: Optional[float] = None      # default: lr (sparse_adam) / 1.0 (sgd, as BCE grads are small)
 
 
-class _TorchItemEmbedding(nn.Embedding):
-    """``torch.nn.Embedding(sparse=True)`` holding a given initial table."""
+class _SequentialGrad(torch.autograd.Function):
+    """Row gather whose backward coalesces duplicate rows *sequentially in lookup order*
+    (``index_add_``) into a coalesced sparse gradient — pimcast's tensor-cast numerics."""
 
-    def __init__(self, num_embeddings: int, dim: int, init_weight: torch.Tensor):
-        super().__init__(num_embeddings, dim, sparse=True, _weight=init_weight.clone())
+    @staticmethod
+    def forward(ctx, weight, flat, padding_idx):
+        ctx.save_for_backward(flat)
+        ctx.shape = weight.shape
+        ctx.padding_idx = padding_idx
+        return weight.index_select(0, flat)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (flat,) = ctx.saved_tensors
+        keep = flat != ctx.padding_idx
+        ids, g = flat[keep], grad_out[keep].contiguous()
+        unique = torch.unique(ids)  # sorted
+        dense = torch.zeros(ctx.shape, dtype=g.dtype).index_add_(0, ids, g)  # sequential per row
+        grad = torch.sparse_coo_tensor(unique[None], dense[unique], ctx.shape, is_coalesced=True,
+                                       check_invariants=False)
+        return grad, None, None
+
+
+class _TorchItemEmbedding(nn.Embedding):
+    """``torch.nn.Embedding(sparse=True, padding_idx=0)`` holding a given initial table.
+
+    ``sequential_grad=True`` replaces PyTorch's embedding backward with one that sums duplicate
+    rows sequentially in lookup order and returns a coalesced sparse gradient — the numerics of
+    the PIM tensor-cast backward, so the two paths can be compared bit for bit. PyTorch's own
+    sparse path leaves the gradient uncoalesced and its SGD adds the duplicates one by one
+    (``w − lr·g₁ − lr·g₂ …``), which differs from ``w − lr·(g₁ + g₂ …)`` in the last bits.
+    """
+
+    def __init__(self, num_embeddings: int, dim: int, init_weight: torch.Tensor, sequential_grad: bool = False):
+        super().__init__(num_embeddings, dim, padding_idx=0, sparse=True, _weight=init_weight.clone())
+        self.sequential_grad = sequential_grad
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not self.sequential_grad:
+            return super().forward(input)
+        flat = input.reshape(-1)
+        return _SequentialGrad.apply(self.weight, flat, self.padding_idx).reshape(*input.shape, -1)
 
     def read_weight(self) -> torch.Tensor:
         return self.weight.detach().clone()
 
 
-def make_item_embedding(backend: str = "torch", device=None) -> Callable[[int, int, torch.Tensor], nn.Module]:
+def make_item_embedding(backend: str = "torch", device=None,
+                        sequential_grad: bool = False) -> Callable[[int, int, torch.Tensor], nn.Module]:
     """A factory ``(num_embeddings, dim, init_weight) -> module`` for the given backend.
 
-    ``"torch"``: plain sparse ``torch.nn.Embedding``. ``"model" | "golden" | "rtl"``: a
-    ``pimcast.host.PIMEmbedding`` whose table lives in the memory of ``device`` (default
-    ``pimcast.host.open_device(backend)``); raises ``RuntimeError`` when the host runtime is not
+    ``"torch"``: plain sparse ``torch.nn.Embedding`` (``sequential_grad=True``: with pimcast's
+    sequential duplicate-row summation in the backward; see :class:`_TorchItemEmbedding`). ``"model" | "golden" | "rtl"``: a
+    ``pimcast.host.PIMEmbedding(sparse=True, padding_idx=0)`` whose table lives in the memory of
+    ``device`` (a :class:`pimcast.host.Device`; default: a new ``open_device(backend)``). Its
+    ``weight`` aliases the device image, so stock optimisers (SparseAdam, SGD) and the in-memory
+    ``pimcast.host.optim.PIMSGD`` both work. Raises ``RuntimeError`` when the host runtime is not
     available in this installation.
     """
     if backend == "torch":
-        return _TorchItemEmbedding
+        return lambda n, d, init: _TorchItemEmbedding(n, d, init, sequential_grad=sequential_grad)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     try:
@@ -82,8 +124,9 @@ def make_item_embedding(backend: str = "torch", device=None) -> Callable[[int, i
                            f"available ({e}); use backend='torch'") from e
 
     def factory(num_embeddings: int, dim: int, init_weight: torch.Tensor) -> nn.Module:
-        dev = device if device is not None else open_device(backend=backend)
-        return PIMEmbedding(num_embeddings, dim, device=dev, _weight=init_weight.clone())
+        dev = device if device is not None else open_device(backend)
+        return PIMEmbedding(num_embeddings, dim, padding_idx=0, sparse=True, _weight=init_weight.clone(),
+                            pim_device=dev)
 
     return factory
 
@@ -107,7 +150,8 @@ class SASRec(nn.Module):
     ----------
     num_items : int — item ids are ``1..num_items``; ``0`` is padding.
     config : SASRecConfig
-    backend : ``"torch" | "model" | "golden" | "rtl"`` — where the item table lives.
+    backend : ``"model"`` (default: ``pimcast.host.PIMEmbedding`` on the emulated device) ``| "golden"
+        | "rtl" | "torch"`` (plain ``torch.nn.Embedding``) — where the item table lives.
     item_embedding_factory : overrides ``backend``; ``(num_embeddings, dim, init_weight) -> module``.
     seed : int — initialisation seed (the initial item table is identical across backends).
 
@@ -116,7 +160,7 @@ class SASRec(nn.Module):
     item_emb : the item table module; ``pos_emb`` : ``(max_len + 1) × d``, row 0 = padding.
     """
 
-    def __init__(self, num_items: int, config: SASRecConfig | None = None, backend: str = "torch",
+    def __init__(self, num_items: int, config: SASRecConfig | None = None, backend: str = "model",
                  item_embedding_factory: Callable | None = None, seed: int = 0):
         super().__init__()
         cfg = config or SASRecConfig()
@@ -268,7 +312,11 @@ def _item_optimizer(model: SASRec, kind, lr: float):
         return torch.optim.SparseAdam(params, lr=lr, betas=model.config.betas)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"item_optimizer must be 'sparse_adam', 'sgd' or a callable, not {kind!r}")
+    if kind == "pim_sgd":  # in-memory SCATTER_SGD on the device (PIM backends only)
+        from pimcast.host.optim import PIMSGD
+
+        return PIMSGD(params, lr=lr)
+    raise ValueError(f"item_optimizer must be 'sparse_adam', 'sgd', 'pim_sgd' or a callable, not {kind!r}")
 
 
 def train_sasrec(model: SASRec, split: Split, epochs: int | None = None, batch_size: int | None = None,
