@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify-fp": ("pimcast.sim.verify_fp", "run Berkeley TestFloat vectors through the FP units"),
     "dram": ("pimcast.host.dram_cli", "DRAM tools: `pimcast dram replay` a DRAMsim3/Ramulator trace"),
     "run": ("pimcast.run", "the end-to-end main job on the embedded default"),
+    "bench": ("pimcast.host.bench", "PIM vs CPU-centric vs GPU embedding-training sweeps: table, JSON, plots"),
 }
 
 
