@@ -1,70 +1,80 @@
 """Fast timing model of one DRAM channel controller (the ``fast`` backend of ``pimcast dram replay``).
 
-What it models
---------------
-One channel, ``ranks`` ranks, a request queue of depth ``queue`` (default 32), open-page policy,
-per-bank row state, every gap of :func:`pimcast.hdl.dram.timing.timing_rules` and the tFAW
-window, periodic all-bank refresh (PREA + REF every tREFI per rank, blocking the rank for
-tRFC), reads and writes with read<->write turnaround and rank switching. The timing numbers
-come only from the shared rule table / preset; nothing is re-typed here.
+It models *the same controller* as the RTL bank controller
+(:class:`pimcast.hdl.dram.bankctl.BankController`, replayed by :mod:`pimcast.host.dram_rtl`),
+cycle by cycle, but skips every cycle in which nothing can change, and runs its inner loop as
+one numba-compiled function over plain numpy arrays.
 
-Scheduling policy ("list scheduling with backfill", an FR-FCFS approximation)
--------------------------------------------------------------------------------
-1. Vectorized pre-pass (numpy): decode addresses, find *jobs* (runs of consecutive requests to
-   the same bank and row = FR-FCFS row hits) and compute the service order: inside windows of
-   ``window`` requests (default 2 x queue), requests are ordered by (rank, position in the job,
-   job) so open rows are served round-robin and the bus stays on one rank while it has work
-   there; requests of one bank keep their trace order (a read-modify-write of the same address
-   keeps its read-before-write dependency).
-2. Requests enter the queue at ``max(eligible cycle, a queue slot frees)``; a slot frees when a
-   request's (last) column command issues.
-3. Each request, in service order, is placed at the earliest cycles that respect every rule
-   against *all* commands placed so far, so a later request may use bank, ACT-slot and data-bus
-   time left free by earlier ones ("first ready"), while earlier ones keep priority. A request
-   to the bank's open row is a row hit (no PRE/ACT); otherwise PRE (if open) + ACT.
+Controller policy (mirrors the RTL; see ``BankController``'s docstring)
+-----------------------------------------------------------------------
+* **Queue.** ``queue`` slots (default 32). Requests are accepted in trace order, at most one per
+  cycle, no earlier than their cycle stamp and only while a slot is free; an accepted request is
+  a scheduling candidate from the next cycle on. A read frees its slot the cycle after its RD; a
+  write holds it until its data has gone out (``CWL`` cycles after the WR, as the RTL's
+  write-data pipeline does).
+* **Commands.** One command per cycle. Priority each cycle: (1) a refresh step; (2) the column
+  command (RD/WR) of the **oldest row-hit** request whose timing allows it (first ready);
+  (3) the ACT of the **oldest** request to a precharged bank whose timing allows it; (4) the PRE
+  of the **oldest** request whose bank holds another row, only when no pending request hits that
+  open row. Open-page policy (no auto-precharge).
+* **Starvation guard.** When the oldest request misses in an open bank, younger hits to that bank
+  are held back, so the bank is precharged for it.
+* **Same-address ordering.** A request's column command never issues before that of an older
+  request to the same 64 B address (a read-modify-write trace makes each write wait for its read).
+* **Refresh.** Per-rank all-bank refresh, rank ``r`` due at ``tREFI + r * tREFI // ranks`` and
+  every ``tREFI`` after that (staggered, as the RTL's refresher). From the cycle after it falls due
+  the rank takes no scheduler command; PREA issues as soon as its timing allows, REF after it; the
+  REF -> any gap (tRFC) then holds the rank. Refresh commands win arbitration: never starved.
+* **Timing.** Every gap comes from :func:`pimcast.hdl.dram.timing.timing_rules` (compiled at setup
+  into per-scope gap tables) and the tFAW :func:`~pimcast.hdl.dram.timing.window_rules`. Nothing
+  is re-typed here.
+* **Duplicate merging** (``merge_duplicates=True``, default off; DRAMsim3 behaviour, Ramulator and
+  the RTL do not merge): a read whose address has an older read still pending (in the queue, or
+  issued but its data not yet returned) with no write to that address in between takes no queue
+  slot and is answered by the same burst.
 
-Command bus: one command per cycle (any kind); a command whose slot is taken moves one cycle.
+Cycle conventions (the RTL's): a command decided in cycle ``T`` is on the command port (and in
+the command list) at ``T + 1``. ``cycles`` runs from the cycle the first request is accepted to
+the end of the last data beat (``RD + CL + BL/2``, ``WR + CWL + BL/2``). The RTL bench's count
+differs by 2-3 cycles per trace (read-return buffer; it ends writes at ``WR + CWL + 1``).
 
-Refresh: every rank is due at ``k*tREFI`` (ranks refresh together, not staggered: with one
-shared queue, staggered refresh would stall the whole queue twice per tREFI). When the queue admits a
-request at or after the due time, PREA is issued as soon as every open bank of the rank may be
-precharged, REF ``tRP`` later, and the rank accepts no command for ``tRFC``; a row-hit run that
-was already activated is allowed to finish first (DDR4 permits postponing refresh).
-
-Approximations (vs. a cycle-by-cycle FR-FCFS controller)
---------------------------------------------------------
-* Decisions are made per request in service order with knowledge of earlier placements, not
-  cycle by cycle: an earlier request is never delayed by a later one, and the bus order comes
-  from the pre-pass heuristic rather than from cycle-by-cycle readiness. Measured effect: 5-20 %
-  more cycles than DRAMsim3/Ramulator on the ACT-bound 64 B gather and on DDR4-2400 (where
-  tCCD_L = 6 < 2 x tCCD_S, so greedy placement cannot slot another bank group between two
-  same-bank bursts), see ``benchmarks/dram_validate.py``.
-* No row-hit reordering *within* a bank beyond the open row (a younger hit to the open row is
-  not pulled ahead of an older miss to the same bank).
-* ACT placement searches forward from the bank-ready cycle for the first slot that satisfies
-  tRRD_S/L and every tFAW window around it (exact), but never revisits earlier placements.
-* Reads and writes share one queue; no write buffer / write drain watermarks; duplicate reads
-  are not merged (Ramulator behaviour).
+What is approximated / not modelled
+-----------------------------------
+* The RTL's read-return credit (``read_buffer`` outstanding reads) is not modelled: with 16
+  entries and DDR4 presets it never binds (at most ``(CL + BL/2 + 2) / tCCD_S`` < 8 reads are in
+  flight). Response back-pressure is not modelled (the host always takes read data).
+* HBM2 (two bursts per 64 B request) is supported here (a request issues its bursts as
+  consecutive column commands of the same slot); the RTL does not support it.
+* ``requests_per_second`` is the host wall time of :meth:`FastDRAMModel.run` (decode + compiled
+  kernel), excluding numba's one-time compilation (cached on disk, ``cache=True``).
 
 Implementation
 --------------
-Addresses are decoded and the service order computed with numpy; per-rank / per-bank-group
-command occupancy is kept in ``bytearray`` timelines so that every rule check is one C-level
-``find``/``count`` over a window (no per-cycle loop and no loop over earlier commands). The
-per-request placement loop is still plain Python over integers: ~30-80 k requests/s on the
-shared 2-core machine, short of the 200 k/s target (a fully vectorized scheduler is future work).
+Event skipping: after each step the kernel computes the earliest cycle at which (a) a command
+becomes legal (each queued request's next command, from per-bank / per-bank-group / per-rank
+"earliest cycle" arrays and the per-rank 4-deep tFAW history), (b) the next request can be
+accepted, or (c) a refresh falls due, and jumps there. Arbitration between candidates is exact
+(oldest among the earliest; ties at the same cycle resolved by the RTL's priority). A request
+accepted while no command is due is merged into the last scan instead of re-scanning the queue.
 """
 from __future__ import annotations
 
-import heapq
 import time
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 
-from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping, DRAMTiming
+from pimcast.hdl.dram.timing import (REQUEST_BYTES, AddressMapping, Cmd, DRAMTiming, Scope,
+                                     timing_rules, window_rules)
 
-__all__ = ["FastDRAMModel", "ModelResult", "simulate"]
+__all__ = ["FastDRAMModel", "ModelResult", "simulate", "gap_tables", "CMD_NAMES"]
+
+#: command codes of the kernel (index into this tuple)
+CMD_NAMES = ("ACT", "RD", "WR", "PRE", "PREA", "REF")
+_CODE = {Cmd.ACT: 0, Cmd.RD: 1, Cmd.WR: 2, Cmd.PRE: 3, Cmd.PREA: 4, Cmd.REF: 5}
+_RANKWIDE = (Cmd.PREA, Cmd.REF)
+_NEG = -(1 << 40)
 
 
 @dataclass
@@ -79,12 +89,449 @@ class ModelResult:
     refreshes: int
     requests_per_second: float
     wall_s: float
+    merged: int = 0
     commands: list | None = field(default=None, repr=False)
     completion: np.ndarray | None = field(default=None, repr=False)
 
     def stats(self) -> dict:
         return {k: getattr(self, k) for k in ("cycles", "reads", "writes", "bytes", "GBps", "acts",
-                                               "row_hits", "refreshes", "requests_per_second")}
+                                               "row_hits", "refreshes", "merged", "requests_per_second")}
+
+
+def gap_tables(t: DRAMTiming) -> tuple[np.ndarray, np.ndarray]:
+    """Compile :func:`timing_rules` into the kernel's gap tables (largest gap per relation).
+
+    ``gB[P, N, rel]``: after command ``P`` (code, see :data:`CMD_NAMES`), bank command ``N``
+    (ACT/RD/WR/PRE) may issue ``gap`` cycles later; ``rel`` 0 = same bank, 1 = same bank group
+    (other bank), 2 = same rank (other bank group), 3 = other rank. For rank-wide ``P`` (PREA,
+    REF) every bank of the rank gets ``rel`` 0, which holds all same-rank scopes (the RTL loads
+    every counter instance of the rank). ``gR[P, N, rel]``: rank-wide ``N`` (0 = PREA, 1 = REF),
+    ``rel`` 0 = same rank, 1 = other rank.
+    """
+    B, SG, DG, SR, DR, CH = (Scope.SAME_BANK, Scope.SAME_BANKGROUP, Scope.DIFF_BANKGROUP,
+                             Scope.SAME_RANK, Scope.DIFF_RANK, Scope.CHANNEL)
+    rel_scopes = ({B, SG, SR, CH}, {SG, SR, CH}, {DG, SR, CH}, {DR, CH})
+    rankwide_same = {B, SG, DG, SR, CH}
+    gB = np.zeros((6, 4, 4), np.int64)
+    gR = np.zeros((6, 2, 2), np.int64)
+    for r in timing_rules(t):
+        if r.prev not in _CODE or r.next not in _CODE:
+            continue  # RDA/WRA: not issued (open-page controller)
+        p, nx = _CODE[r.prev], _CODE[r.next]
+        if r.next in _RANKWIDE:
+            # rank-wide next command: bank / bank-group scopes are taken conservatively as same rank
+            for rel, ok in ((0, r.scope is not DR), (1, r.scope in (DR, CH))):
+                if ok:
+                    gR[p, nx - 4, rel] = max(gR[p, nx - 4, rel], r.gap)
+            continue
+        if r.prev in _RANKWIDE:
+            for rel, scopes in ((0, rankwide_same), (3, rel_scopes[3])):
+                if r.scope in scopes:
+                    gB[p, nx, rel] = max(gB[p, nx, rel], r.gap)
+            continue
+        for rel in range(4):
+            if r.scope in rel_scopes[rel]:
+                gB[p, nx, rel] = max(gB[p, nx, rel], r.gap)
+    return gB, gR
+
+
+# ------------------------------------------------------------------------------------------------
+# the compiled kernel
+
+
+@numba.njit(cache=True, inline="always")
+def _cand(k, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
+          bankT, bgT, rankT, faw, faw_pos, faw_w):
+    """(class, ready cycle) of queue slot ``k``: class 0 CAS, 1 ACT, 2 PRE, -1 none."""
+    r = q_r[k]
+    if rstate[r] != 0:
+        return -1, 0
+    b = q_b[k]
+    orow = open_row[b]
+    if orow == q_row[k]:
+        if b == gbank or q_dep[k] >= 0:
+            return -1, 0
+        g = q_g[k]
+        n = 2 if q_w[k] else 1
+        x = max(max(bankT[n, b], bgT[n, g]), max(rankT[n, r], now))
+        return 0, x
+    g = q_g[k]
+    if orow < 0:
+        x = max(max(bankT[0, b], bgT[0, g]), max(rankT[0, r], faw[r, faw_pos[r]] + faw_w))
+        return 1, max(x, now)
+    if hitcnt[b] > 0 and b != gbank:
+        return -1, 0
+    x = max(max(bankT[3, b], bgT[3, g]), max(rankT[3, r], now))
+    return 2, x
+
+
+@numba.njit(cache=True)
+def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
+            Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
+            rd_lat, wr_lat, write_hold, merge, cmd_buf):
+    n = rank.shape[0]
+    NB = R * G * BPG
+    NG = R * G
+    INF = np.int64(1) << 62
+    NEG = -(np.int64(1) << 40)
+    bankT = np.full((4, NB), NEG, np.int64)
+    bgT = np.full((4, NG), NEG, np.int64)
+    rankT = np.full((4, R), NEG, np.int64)
+    rwT = np.full((2, R), NEG, np.int64)
+    faw = np.full((R, faw_n), NEG, np.int64)
+    faw_pos = np.zeros(R, np.int64)
+    open_row = np.full(NB, -1, np.int64)
+    hitcnt = np.zeros(NB, np.int64)
+    rstate = np.zeros(R, np.int64)
+    ref_due = ref_first.copy()
+    # the queue: slots in age order (compacted), slot-local copies of the request fields
+    qa = np.empty(Q, np.int64)
+    q_r = np.empty(Q, np.int64)
+    q_g = np.empty(Q, np.int64)
+    q_b = np.empty(Q, np.int64)
+    q_row = np.empty(Q, np.int64)
+    q_w = np.empty(Q, np.uint8)
+    q_dep = np.empty(Q, np.int64)
+    ndep = 0
+    nq = 0
+    HC = Q + 1
+    held = np.empty(HC, np.int64)
+    hh = 0
+    hn = 0
+    bleft = np.full(n, k_bursts, np.int64)
+    casdone = np.zeros(n, np.uint8)
+    leader = np.full(n, -1, np.int64)
+    completion = np.zeros(n, np.int64)
+    cap = cmd_buf.shape[0]
+    ncmd = 0
+    overflow = 0
+    acts = 0
+    refs = 0
+    merged = 0
+    remaining = n
+    next_req = 0
+    last_acc = np.int64(-1)
+    first_acc = np.int64(-1)
+    end = np.int64(0)
+    now = np.int64(0)
+    rescan = True
+    ref_t = INF
+    ref_r = -1
+    cas_t = INF
+    cas_i = -1
+    act_t = INF
+    act_i = -1
+    pre_t = INF
+    pre_i = -1
+    gbank = -1
+    guard_limit = INF
+    if n > 0:
+        guard_limit = stamp[n - 1] + 100_000_000 + 1000 * n
+    n_iter = 0
+    n_scan = 0
+    while remaining > 0:
+        n_iter += 1
+        if now > guard_limit:
+            return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 1, n_iter, n_scan
+        # ---- start of cycle `now`: held write slots released, refreshes falling due
+        while hn > 0 and held[hh] <= now:
+            hh += 1
+            if hh == HC:
+                hh = 0
+            hn -= 1
+        for r in range(R):
+            if rstate[r] == 0 and ref_due[r] + 1 <= now:
+                rstate[r] = 1
+                ref_due[r] += tREFI
+                rescan = True
+        # ---- scan the queue: earliest ready candidate per class (oldest among equals)
+        if rescan:
+            n_scan += 1
+            rescan = False
+            gbank = -1
+            if nq > 0:
+                bo = q_b[0]
+                if open_row[bo] >= 0 and open_row[bo] != q_row[0]:
+                    gbank = bo
+            cas_t = INF
+            act_t = INF
+            pre_t = INF
+            cas_i = -1
+            act_i = -1
+            pre_i = -1
+            for k in range(nq):
+                cl, x = _cand(k, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
+                              bankT, bgT, rankT, faw, faw_pos, faw_w)
+                if cl == 0:
+                    if x < cas_t:
+                        cas_t = x
+                        cas_i = qa[k]
+                elif cl == 1:
+                    if x < act_t:
+                        act_t = x
+                        act_i = qa[k]
+                elif cl == 2:
+                    if x < pre_t:
+                        pre_t = x
+                        pre_i = qa[k]
+            ref_t = INF
+            ref_r = -1
+            for r in range(R):
+                if rstate[r] == 1:
+                    x = max(rwT[0, r], now)
+                elif rstate[r] == 2:
+                    x = max(rwT[1, r], now)
+                else:
+                    continue
+                if x < ref_t:
+                    ref_t = x
+                    ref_r = r
+        # ---- next events
+        acc_t = INF
+        if next_req < n:
+            a = max(now, stamp[next_req], last_acc + 1)
+            if nq + hn < Q:
+                acc_t = a
+            elif hn > 0:
+                acc_t = max(a, held[hh])
+        refev = INF
+        for r in range(R):
+            if rstate[r] == 0 and ref_due[r] + 1 < refev:
+                refev = ref_due[r] + 1
+        tc = min(min(ref_t, cas_t), min(act_t, pre_t))
+        if refev <= tc and refev <= acc_t:
+            now = refev
+            continue
+        if acc_t < tc:
+            # ---- acceptance only (no command before it): merge the new request into the scan
+            j = next_req
+            next_req += 1
+            last_acc = acc_t
+            if first_acc < 0:
+                first_acc = acc_t
+            now = acc_t + 1
+            if merge and wr[j] == 0:
+                p = prev_same[j]
+                if p >= 0 and wr[p] == 0:
+                    L = leader[p] if leader[p] >= 0 else p
+                    if casdone[L] == 0 or completion[L] > acc_t:
+                        leader[j] = L
+                        merged += 1
+                        remaining -= 1
+                        continue
+            kk = nq
+            qa[kk] = j
+            q_r[kk] = rank[j]
+            q_g[kk] = bgf[j]
+            q_b[kk] = bank[j]
+            q_row[kk] = row[j]
+            q_w[kk] = wr[j]
+            p = prev_same[j]
+            if p >= 0 and leader[p] >= 0:
+                p = leader[p]
+            if p >= 0 and casdone[p] == 0:
+                q_dep[kk] = p
+                ndep += 1
+            else:
+                q_dep[kk] = -1
+            nq += 1
+            if nq == 1:
+                rescan = True
+                continue
+            bj = q_b[kk]
+            if open_row[bj] == q_row[kk]:
+                hitcnt[bj] += 1
+                if pre_i >= 0 and bank[pre_i] == bj:
+                    rescan = True
+                    continue
+            cl, x = _cand(kk, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
+                          bankT, bgT, rankT, faw, faw_pos, faw_w)
+            if cl == 0:
+                if x < cas_t:
+                    cas_t = x
+                    cas_i = j
+            elif cl == 1:
+                if x < act_t:
+                    act_t = x
+                    act_i = j
+            elif cl == 2:
+                if x < pre_t:
+                    pre_t = x
+                    pre_i = j
+            continue
+        # ---- a command issues at cycle tc (and maybe an acceptance in the same cycle)
+        T = tc
+        accept_now = acc_t == T
+        if ref_t == T:
+            r = ref_r
+            code = 4 if rstate[r] == 1 else 5
+            g = r * G
+            b = g * BPG
+            i = -1
+        elif cas_t == T:
+            i = cas_i
+            code = 2 if wr[i] else 1
+        elif act_t == T:
+            i = act_i
+            code = 0
+        else:
+            i = pre_i
+            code = 3
+        if i >= 0:
+            r = rank[i]
+            g = bgf[i]
+            b = bank[i]
+        # timing state: every later command's earliest cycle
+        if code >= 4:
+            for nn in range(4):
+                gs = T + gB[code, nn, 0]
+                go = T + gB[code, nn, 3]
+                for h in range(r * G, r * G + G):
+                    if gs > bgT[nn, h]:
+                        bgT[nn, h] = gs
+                for q in range(R):
+                    if q != r and go > rankT[nn, q]:
+                        rankT[nn, q] = go
+        else:
+            for nn in range(4):
+                x0 = T + gB[code, nn, 0]
+                if x0 > bankT[nn, b]:
+                    bankT[nn, b] = x0
+                x1 = T + gB[code, nn, 1]
+                x2 = T + gB[code, nn, 2]
+                for h in range(r * G, r * G + G):
+                    xx = x1 if h == g else x2
+                    if xx > bgT[nn, h]:
+                        bgT[nn, h] = xx
+                x3 = T + gB[code, nn, 3]
+                for q in range(R):
+                    if q != r and x3 > rankT[nn, q]:
+                        rankT[nn, q] = x3
+        for nn in range(2):
+            for q in range(R):
+                xx = T + gR[code, nn, 0 if q == r else 1]
+                if xx > rwT[nn, q]:
+                    rwT[nn, q] = xx
+        # bank / queue state
+        rowv = -1
+        colv = -1
+        if code == 0:
+            faw[r, faw_pos[r]] = T
+            faw_pos[r] += 1
+            if faw_pos[r] == faw_n:
+                faw_pos[r] = 0
+            rowv = row[i]
+            open_row[b] = rowv
+            c = 0
+            for k in range(nq):
+                if q_b[k] == b and q_row[k] == rowv:
+                    c += 1
+            hitcnt[b] = c
+            acts += 1
+        elif code == 3:
+            open_row[b] = -1
+            hitcnt[b] = 0
+        elif code == 4:
+            for bb in range(r * G * BPG, (r + 1) * G * BPG):
+                open_row[bb] = -1
+                hitcnt[bb] = 0
+            rstate[r] = 2
+        elif code == 5:
+            rstate[r] = 0
+            refs += 1
+        else:
+            rowv = row[i]
+            colv = (col[i] * k_bursts + (k_bursts - bleft[i])) * BL
+            bleft[i] -= 1
+            if bleft[i] == 0:
+                casdone[i] = 1
+                done = T + 1 + (wr_lat if code == 2 else rd_lat)
+                completion[i] = done
+                if done > end:
+                    end = done
+                remaining -= 1
+                hitcnt[b] -= 1
+                # remove from the queue (keep age order)
+                k = 0
+                while qa[k] != i:
+                    k += 1
+                while k < nq - 1:
+                    qa[k] = qa[k + 1]
+                    q_r[k] = q_r[k + 1]
+                    q_g[k] = q_g[k + 1]
+                    q_b[k] = q_b[k + 1]
+                    q_row[k] = q_row[k + 1]
+                    q_w[k] = q_w[k + 1]
+                    q_dep[k] = q_dep[k + 1]
+                    k += 1
+                nq -= 1
+                if ndep > 0:
+                    for k in range(nq):
+                        if q_dep[k] == i:
+                            q_dep[k] = -1
+                            ndep -= 1
+                if code == 2:
+                    tl = hh + hn
+                    if tl >= HC:
+                        tl -= HC
+                    held[tl] = T + write_hold + 1
+                    hn += 1
+        if ncmd < cap:
+            cmd_buf[ncmd, 0] = T + 1
+            cmd_buf[ncmd, 1] = code
+            cmd_buf[ncmd, 2] = r
+            cmd_buf[ncmd, 3] = g - r * G if code < 4 else 0
+            cmd_buf[ncmd, 4] = b - g * BPG if code < 4 else 0
+            cmd_buf[ncmd, 5] = rowv
+            cmd_buf[ncmd, 6] = colv
+            ncmd += 1
+        elif cap > 0:
+            overflow = 1
+        # acceptance in the same cycle (slot state of the start of the cycle)
+        if accept_now:
+            j = next_req
+            next_req += 1
+            last_acc = T
+            if first_acc < 0:
+                first_acc = T
+            merged_j = False
+            if merge and wr[j] == 0:
+                p = prev_same[j]
+                if p >= 0 and wr[p] == 0:
+                    L = leader[p] if leader[p] >= 0 else p
+                    if casdone[L] == 0 or completion[L] > T:
+                        leader[j] = L
+                        merged += 1
+                        remaining -= 1
+                        merged_j = True
+            if not merged_j:
+                kk = nq
+                qa[kk] = j
+                q_r[kk] = rank[j]
+                q_g[kk] = bgf[j]
+                q_b[kk] = bank[j]
+                q_row[kk] = row[j]
+                q_w[kk] = wr[j]
+                p = prev_same[j]
+                if p >= 0 and leader[p] >= 0:
+                    p = leader[p]
+                if p >= 0 and casdone[p] == 0:
+                    q_dep[kk] = p
+                    ndep += 1
+                else:
+                    q_dep[kk] = -1
+                nq += 1
+                if open_row[bank[j]] == row[j]:
+                    hitcnt[bank[j]] += 1
+        now = T + 1
+        rescan = True
+    for j in range(n):
+        if leader[j] >= 0:
+            completion[j] = completion[leader[j]]
+    return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 0, n_iter, n_scan
+
+
+# ------------------------------------------------------------------------------------------------
 
 
 class FastDRAMModel:
@@ -95,21 +542,30 @@ class FastDRAMModel:
     t : DRAMTiming
     mapping : str or AddressMapping, default ``"rochrababgco"``
     queue : int, default 32
-        Request-queue depth (the FR-FCFS window).
+        Request-queue depth (the FR-FCFS window), as the RTL's ``queue``.
+    merge_duplicates : bool, default False
+        DRAMsim3-style merging of a read with an older pending read of the same address.
     """
 
     def __init__(self, t: DRAMTiming, mapping: str | AddressMapping = "rochrababgco", queue: int = 32,
-                 window: int | None = None, cas_batch: int = 1):
-        if queue < 1:
+                 merge_duplicates: bool = False, **_ignored):
+        if isinstance(queue, bool) or int(queue) < 1:
             raise ValueError(f"queue depth must be >= 1, not {queue}")
         self.t = t
         self.mapping = mapping if isinstance(mapping, AddressMapping) else AddressMapping(mapping, t)
         self.queue = int(queue)
-        self.window = int(window if window is not None else 2 * queue)
-        self.cas_batch = int(cas_batch)
-        self.bucket_shift = 4
+        self.merge_duplicates = bool(merge_duplicates)
+        self.gB, self.gR = gap_tables(t)
+        (w,) = [w for w in window_rules(t) if w.cmd is Cmd.ACT]
+        self.faw_n, self.faw_w = int(w.count), int(w.window)
+        R = t.ranks
+        self.ref_first = np.array([t.tREFI + r * t.tREFI // R for r in range(R)], np.int64)
 
-    # -----------------------------------------------------------------------------------------
+    def warmup(self) -> None:
+        """Compile (or load from the on-disk cache) the kernel, so that timing excludes it."""
+        self.run(np.zeros(2, np.uint64), np.array([False, True]), record_commands=True)
+
+    # -------------------------------------------------------------------------------------------
     def run(self, addr, is_write=None, cycle=None, *, record_commands: bool = False) -> ModelResult:
         t = self.t
         t_start = time.perf_counter()
@@ -117,386 +573,63 @@ class FastDRAMModel:
         n = len(addr)
         is_write = np.zeros(n, bool) if is_write is None else np.broadcast_to(np.asarray(is_write, bool), (n,))
         cycle = np.zeros(n, np.int64) if cycle is None else np.broadcast_to(np.asarray(cycle, np.int64), (n,))
-        f = self.mapping.decode(addr)
+        a = self.mapping.check(addr)
         srt = None
-        if n and np.any(np.diff(cycle) < 0):  # serve in eligibility order (stable)
+        if n and np.any(np.diff(cycle) < 0):  # requests enter in eligibility order (stable)
             srt = np.argsort(cycle, kind="stable")
-            f = {k: v[srt] for k, v in f.items()}
-            is_write, cycle = is_write[srt], cycle[srt]
-        G, B = t.bankgroups, t.banks_per_group
+            a, is_write, cycle = a[srt], is_write[srt], cycle[srt]
+        if n and cycle[0] < 0:
+            raise ValueError(f"negative cycle stamp {int(cycle[0])}")
+        f = self.mapping.decode(a)
+        G, BPG = t.bankgroups, t.banks_per_group
         rank = f["ra"]
         bgf = rank * G + f["bg"]
-        bank = bgf * B + f["ba"]
-        order = self._service_order(bank, f["ro"], rank)
-        res = self._schedule(rank[order].tolist(), bgf[order].tolist(), bank[order].tolist(),
-                             f["ro"][order].tolist(), f["co"][order].tolist(),
-                             is_write[order].tolist(), cycle[order].tolist(), record_commands)
-        cycles, acts, hits, refs, cmds, compl_o = res
-        compl = np.empty_like(compl_o)
-        compl[order] = compl_o
+        bank = bgf * BPG + f["ba"]
+        # previous request to the same 64 B address (same-address ordering, merging)
+        prev_same = np.full(n, -1, np.int64)
+        if n > 1:
+            o = np.argsort(a, kind="stable")
+            same = a[o][1:] == a[o][:-1]
+            prev_same[o[1:][same]] = o[:-1][same]
+        k = t.bursts_per_request
+        cap = n * (k + 2) + 256 if record_commands else 0
+        wr8 = np.ascontiguousarray(is_write, np.uint8)
+        st = np.ascontiguousarray(cycle, np.int64)
+        while True:
+            buf = np.zeros((cap, 7), np.int64)
+            out = _kernel(rank, bgf, bank, f["ro"], f["co"], wr8, st, prev_same,
+                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
+                          self.faw_n, self.faw_w, t.tREFI, self.ref_first,
+                          t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf)
+            compl, ncmd, overflow, acts, refs, merged, first, end, err, n_iter, n_scan = out
+            self.last_counts = (n_iter, n_scan)
+            if not overflow:
+                break
+            cap *= 2
+        if err:
+            raise RuntimeError("fast DRAM model made no progress (controller deadlock) - a model bug")
         if srt is not None:
             tmp = np.empty_like(compl)
             tmp[srt] = compl
             compl = tmp
+        cmds = None
+        if record_commands:
+            b = buf[:ncmd]
+            cmds = [(int(c), CMD_NAMES[int(k_)], int(r), int(g), int(bb), int(ro), int(co))
+                    for c, k_, r, g, bb, ro, co in b.tolist()]
         wall = time.perf_counter() - t_start
         nw = int(np.count_nonzero(is_write))
         nbytes = n * REQUEST_BYTES
-        first = int(cycle.min()) if n else 0
-        span = max(0, cycles - first)
+        span = int(max(0, end - first)) if n else 0
         return ModelResult(cycles=span, reads=n - nw, writes=nw, bytes=nbytes,
-                           GBps=(nbytes / (span * t.tCK_ns)) if span else 0.0, acts=acts, row_hits=hits,
-                           refreshes=refs, requests_per_second=n / wall if wall > 0 else float("inf"),
-                           wall_s=wall, commands=cmds, completion=compl)
-
-    # -----------------------------------------------------------------------------------------
-    def _service_order(self, bank: np.ndarray, row: np.ndarray, rank: np.ndarray) -> np.ndarray:
-        """Vectorized pre-pass: the order in which requests are offered to the list scheduler.
-
-        A *job* is a run of consecutive requests to the same bank and row (FR-FCFS row hits).
-        Jobs are cut into windows of ``window`` requests (by the index of their first request);
-        inside a window requests are ordered by (rank, position inside the job, job), i.e. the
-        scheduler sees the ready column commands of every open row round-robin and stays on one
-        rank while it has work there — the order an FR-FCFS controller issues them in when the
-        data bus is the bottleneck (a same-rank, other-bank-group CAS is ready tCCD_S after the
-        last one; the same bank only after tCCD_L; another rank only after BL/2 + tRTRS).
-        Requests of one bank keep their trace order (same-address read-before-write included).
-        """
-        n = len(bank)
-        idx = np.arange(n)
-        if n == 0 or self.window <= 1:
-            return idx
-        new_job = np.ones(n, bool)
-        new_job[1:] = (bank[1:] != bank[:-1]) | (row[1:] != row[:-1])
-        start = np.maximum.accumulate(np.where(new_job, idx, 0))
-        o = np.lexsort((start, idx - start, rank, start // self.window))
-        key = np.empty(n, np.int64)
-        key[o] = idx
-        # keep per-bank trace order: give each bank's requests that bank's keys in sorted order
-        by_bank = np.lexsort((idx, bank))
-        by_bank_key = np.lexsort((key, bank))
-        key2 = np.empty_like(key)
-        key2[by_bank] = key[by_bank_key]
-        return np.argsort(key2, kind="stable")
-
-    def _schedule(self, rank, bgf, bank, row, col, wr, arr, record):
-        t = self.t
-        R, G = t.ranks, t.bankgroups
-        nbanks = t.n_banks
-        Q = self.queue
-        BL2 = t.BL2
-        k_bursts = t.bursts_per_request
-        cols_per_burst = t.burst_length  # device columns covered by one burst
-        tRCD, tRCDWR, tRP, tRAS, tRC = t.tRCD, t.tRCDWR, t.tRP, t.tRAS, t.tRC
-        tRRD_S, tRRD_L, tFAW = t.tRRD_S, t.tRRD_L, t.tFAW
-        tCCD_S, tCCD_L = t.tCCD_S, t.tCCD_L
-        tRTP, WR2PRE = t.tRTP, t.wr_to_pre
-        RD2WR = t.rd_to_wr
-        WTR_S, WTR_L = t.wr_to_rd(False), t.wr_to_rd(True)
-        RR = BL2 + t.tRTRS          # rank switch rd->rd / wr->wr
-        WR2RD_R = t.wr_to_rd_rank   # rank switch wr->rd
-        RD_DONE, WR_DONE = t.CL + BL2, t.CWL + BL2
-        tRFC, tREFI = t.tRFC, t.tREFI
-
-        n = len(rank)
-        OFF = 1024                  # internal cycle = external cycle + OFF (window starts stay >= 0)
-        arr = [a + OFF for a in arr]
-        horizon = (max(arr) if n else OFF) + 16384
-        size = [horizon]
-
-        def mk():
-            return bytearray(size[0])
-
-        rowbus = mk()
-        act_r = [mk() for _ in range(R)]
-        act_g = [mk() for _ in range(R * G)]
-        cas_r = [mk() for _ in range(R)]        # any CAS in rank
-        cas_g = [mk() for _ in range(R * G)]    # any CAS in rank/bankgroup
-        rd_r = [mk() for _ in range(R)]
-        wr_r = [mk() for _ in range(R)]
-        wr_g = [mk() for _ in range(R * G)]
-        rd_g = [mk() for _ in range(R * G)]
-        rd_all = mk()
-        wr_all = mk()
-        busocc = mk()                           # data bus (CAS-time) occupancy, BL2 per burst
-        allmaps = [rowbus, rd_all, wr_all, busocc] + act_r + act_g + cas_r + cas_g + rd_r + wr_r + wr_g + rd_g
-
-        def grow(need):
-            if need + 8192 > size[0]:
-                extra = max(need + 16384, 2 * size[0]) - size[0]
-                pad = bytes(extra)
-                for m in allmaps:
-                    m.extend(pad)
-                size[0] += extra
-
-        NEG = -(1 << 40)
-        open_row = [-1] * nbanks
-        bank_act = [NEG] * nbanks
-        cas_ok = [0] * nbanks       # ACT + tRCD (reads); writes add tRCDWR - tRCD
-        pre_ok = [0] * nbanks       # earliest PRE
-        bank_last_cas = [NEG] * nbanks
-        act_front = [NEG] * R       # latest ACT per rank
-        floor = [0] * R             # rank blocked by refresh until
-        next_ref = [OFF + tREFI] * R   # all ranks due together (not staggered)
-        banks_of_rank = [list(range(r * G * t.banks_per_group, (r + 1) * G * t.banks_per_group)) for r in range(R)]
-        cmds = [] if record else None
-        acts = hits = refs = 0
-        depart: list[int] = []      # heap of queued requests' departure cycles
-        E = OFF
-        last_done = OFF
-        completion = [0] * n
-        others = [[q for q in range(R) if q != r] for r in range(R)]
-
-        def place_row_cmd(x):
-            """Earliest cycle >= x with a free command-bus slot."""
-            while rowbus[x]:
-                x += 1
-            return x
-
-        def refresh(r, due):
-            nonlocal refs
-            x = max(due, floor[r])
-            for b in banks_of_rank[r]:
-                if open_row[b] >= 0 and pre_ok[b] > x:
-                    x = pre_ok[b]
-            # after every command already placed in this rank
-            if act_front[r] + 1 > x:
-                x = act_front[r] + 1
-            grow(x + tRFC + 64)
-            p = place_row_cmd(x)
-            rowbus[p] = 1
-            rf = place_row_cmd(p + tRP)
-            rowbus[rf] = 1
-            for b in banks_of_rank[r]:
-                open_row[b] = -1
-            floor[r] = rf + tRFC
-            refs += 1
-            if record:
-                cmds.append((p, "PREA", r, 0, 0, -1, -1))
-                cmds.append((rf, "REF", r, 0, 0, -1, -1))
-
-        def flush():
-            """Place the column commands of the pending requests, first-ready order
-            (ready time bucketed to 16 cycles, same rank grouped inside a bucket)."""
-            nonlocal last_done
-            if not pending:
-                return
-            pending.sort(key=lambda p: (p[0] >> BSH, p[2], p[0], p[1]))
-            for ready, i, r, g, b, ro, w in pending:
-                if ready <= bank_last_cas[b]:
-                    ready = bank_last_cas[b] + 1
-                for j in range(k_bursts):
-                    c = ready
-                    cg, cr = cas_g[g], cas_r[r]
-                    while True:
-                        if busocc[c]:
-                            c = busocc.find(0, c)
-                            continue
-                        if rowbus[c]:
-                            c += 1
-                            continue
-                        p = cg.rfind(1, c - tCCD_L + 1, c + tCCD_L)
-                        if p >= 0:
-                            c = p + tCCD_L
-                            continue
-                        p = cr.rfind(1, c - tCCD_S + 1, c + tCCD_S)
-                        if p >= 0:
-                            c = p + tCCD_S
-                            continue
-                        if w:
-                            p = rd_all.rfind(1, c - RD2WR + 1, c + 1)
-                            if p >= 0:
-                                c = p + RD2WR
-                                continue
-                            p = rd_r[r].rfind(1, c, c + WTR_S)
-                            if p < 0:
-                                p = rd_g[g].rfind(1, c, c + WTR_L)
-                            if p >= 0:
-                                c = p + 1
-                                continue
-                            moved = False
-                            for q in others[r]:
-                                p = wr_r[q].rfind(1, c - RR + 1, c + RR)
-                                if p >= 0:
-                                    c = p + RR
-                                    moved = True
-                                    break
-                                p = rd_r[q].rfind(1, c, c + WR2RD_R)
-                                if p >= 0:
-                                    c = p + 1
-                                    moved = True
-                                    break
-                            if moved:
-                                continue
-                        else:
-                            p = wr_all.rfind(1, c, c + RD2WR)
-                            if p >= 0:
-                                c = p + 1
-                                continue
-                            p = wr_r[r].rfind(1, c - WTR_S + 1, c + 1)
-                            if p >= 0:
-                                c = p + WTR_S
-                                continue
-                            p = wr_g[g].rfind(1, c - WTR_L + 1, c + 1)
-                            if p >= 0:
-                                c = p + WTR_L
-                                continue
-                            moved = False
-                            for q in others[r]:
-                                p = rd_r[q].rfind(1, c - RR + 1, c + RR)
-                                if p >= 0:
-                                    c = p + RR
-                                    moved = True
-                                    break
-                                p = wr_r[q].rfind(1, c - WR2RD_R + 1, c + 1)
-                                if p >= 0:
-                                    c = p + WR2RD_R
-                                    moved = True
-                                    break
-                            if moved:
-                                continue
-                        break
-                    busocc[c:c + BL2] = b"\x01" * BL2
-                    cg[c] = 1
-                    cr[c] = 1
-                    rowbus[c] = 1
-                    if w:
-                        wr_r[r][c] = 1
-                        wr_g[g][c] = 1
-                        wr_all[c] = 1
-                        po = c + WR2PRE
-                        done = c + WR_DONE
-                    else:
-                        rd_r[r][c] = 1
-                        rd_g[g][c] = 1
-                        rd_all[c] = 1
-                        po = c + tRTP
-                        done = c + RD_DONE
-                    if po > pre_ok[b]:
-                        pre_ok[b] = po
-                    bank_last_cas[b] = c
-                    if record:
-                        cmds.append((c, "WR" if w else "RD", r, g % G, b % t.banks_per_group, ro,
-                                     (col[i] * k_bursts + j) * cols_per_burst))
-                    ready = c + 1
-                heapq.heappush(depart, c)
-                completion[i] = done
-                if done > last_done:
-                    last_done = done
-
-            pending.clear()
-            pend_banks.clear()
-
-        pending: list = []
-        pend_banks: set = set()
-        K = max(1, min(self.cas_batch, Q // 2))
-        BSH = self.bucket_shift
-        min_ref = min(next_ref)
-        for i in range(n):
-            if len(pending) >= K or bank[i] in pend_banks:
-                flush()
-            # ---- queue admission
-            a_i = arr[i]
-            if a_i > E:
-                E = a_i
-            if len(depart) + len(pending) >= Q:
-                if not depart:
-                    flush()
-                d = heapq.heappop(depart)
-                if d > E:
-                    E = d
-            # ---- refresh due?
-            if E >= min_ref:
-                flush()
-                for r in range(R):
-                    while E >= next_ref[r]:
-                        refresh(r, next_ref[r])
-                        next_ref[r] += tREFI
-                min_ref = min(next_ref)
-            r, g, b, ro, w = rank[i], bgf[i], bank[i], row[i], wr[i]
-            t0 = E if E > floor[r] else floor[r]
-            grow(max(t0, pre_ok[b], bank_act[b] + tRC, bank_last_cas[b], act_front[r]) + 512)
-            # ---- row commands
-            if open_row[b] == ro:
-                hits += 1
-                ready = cas_ok[b]
-            else:
-                acts += 1
-                x = t0
-                if open_row[b] >= 0:
-                    p = place_row_cmd(pre_ok[b] if pre_ok[b] > x else x)
-                    rowbus[p] = 1
-                    if record:
-                        cmds.append((p, "PRE", r, g % G, b % t.banks_per_group, -1, -1))
-                    x = p + tRP
-                if bank_act[b] + tRC > x:
-                    x = bank_act[b] + tRC
-                # ACT placement
-                ar, ag = act_r[r], act_g[g]
-                front = act_front[r]
-                while True:
-                    if rowbus[x]:
-                        x += 1
-                        continue
-                    p = ar.rfind(1, x - tRRD_S + 1, x + tRRD_S)
-                    if p >= 0:
-                        x = p + tRRD_S
-                        continue
-                    p = ag.rfind(1, x - tRRD_L + 1, x + tRRD_L)
-                    if p >= 0:
-                        x = p + tRRD_L
-                        continue
-                    if ar.count(1, x - tFAW + 1, x + tFAW) <= 3:
-                        break
-                    if x > front:
-                        # only ACTs before x: the 4th most recent must be >= tFAW away
-                        q = x
-                        for _ in range(4):
-                            q = ar.rfind(1, 0, q)
-                        if x - q >= tFAW:
-                            break
-                        x = q + tFAW
-                        continue
-                    # dense neighbourhood: exact check, else go to the end of the ACT timeline
-                    lo = x - tFAW + 1
-                    pos = [lo + j for j, v in enumerate(ar[lo:x + tFAW]) if v]
-                    pos.append(x)
-                    pos.sort()
-                    for j in range(len(pos) - 4):
-                        if pos[j + 4] - pos[j] < tFAW and pos[j] <= x <= pos[j + 4]:
-                            x = pos[j] + tFAW   # leave this window to the right
-                            break
-                    else:
-                        break
-                rowbus[x] = 1
-                ar[x] = 1
-                ag[x] = 1
-                if x > front:
-                    act_front[r] = x
-                bank_act[b] = x
-                open_row[b] = ro
-                cas_ok[b] = x + tRCD
-                pre_ok[b] = x + tRAS
-                ready = x + tRCD
-                if record:
-                    cmds.append((x, "ACT", r, g % G, b % t.banks_per_group, ro, -1))
-            if w:
-                ready += tRCDWR - tRCD
-            if ready < t0:
-                ready = t0
-            pending.append((ready, i, r, g, b, ro, w))
-            pend_banks.add(b)
-        flush()
-        # refreshes that fell due before the end
-        for r in range(R):
-            while next_ref[r] < last_done:
-                refresh(r, next_ref[r])
-                next_ref[r] += tREFI
-        if record:
-            cmds = sorted(((c[0] - OFF,) + c[1:] for c in cmds), key=lambda c: c[0])
-        return last_done - OFF, acts, hits, refs, cmds, np.array(completion, dtype=np.int64) - OFF
+                           GBps=(nbytes / (span * t.tCK_ns)) if span else 0.0, acts=int(acts),
+                           row_hits=int(n - merged - acts), refreshes=int(refs),
+                           requests_per_second=n / wall if wall > 0 else float("inf"), wall_s=wall,
+                           merged=int(merged), commands=cmds, completion=compl)
 
 
 def simulate(addr, is_write=None, cycle=None, *, t: DRAMTiming, mapping="rochrababgco", queue: int = 32,
-             record_commands: bool = False) -> ModelResult:
-    """Convenience wrapper: ``FastDRAMModel(t, mapping, queue).run(...)``."""
-    return FastDRAMModel(t, mapping, queue).run(addr, is_write, cycle, record_commands=record_commands)
+             merge_duplicates: bool = False, record_commands: bool = False) -> ModelResult:
+    """Convenience wrapper: ``FastDRAMModel(t, mapping, queue, merge_duplicates).run(...)``."""
+    return FastDRAMModel(t, mapping, queue, merge_duplicates).run(addr, is_write, cycle,
+                                                                   record_commands=record_commands)
