@@ -4,8 +4,14 @@ Example::
 
     pimcast dram replay --trace gather.trace --standard ddr4-3200 --ranks 2 --json out.json
 
-Errors (unknown standard, malformed trace line, unaligned or out-of-capacity address) print one
-line naming the file, line and value and exit with status 2.
+Models: ``--model fast`` (default) is :class:`pimcast.host.dram_model.FastDRAMModel`, a compiled
+cycle-level model of the bank controller; ``--model rtl`` replays the trace through the generated
+controller RTL under Verilator (:func:`pimcast.host.dram_rtl.replay_rtl`; slow, DDR4 only).
+``--merge-duplicates`` answers a read that hits an older pending read of the same address with
+the same burst (DRAMsim3 behaviour; default off, as Ramulator; fast model only).
+
+Errors (unknown standard, malformed trace line, unaligned or out-of-capacity address, bad options)
+print one line naming the file, line and value and exit with status 2.
 """
 from __future__ import annotations
 
@@ -30,7 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--ranks", type=int, default=None, help="ranks (default: the preset's)")
     r.add_argument("--mapping", default="rochrababgco", help="DRAMsim3-style address mapping")
     r.add_argument("--queue", type=int, default=32, help="request-queue depth (default 32)")
-    r.add_argument("--model", default="fast", choices=("fast", "rtl"))
+    r.add_argument("--model", default="fast", choices=("fast", "rtl"),
+                   help="fast: compiled cycle-level controller model; rtl: the controller RTL under Verilator")
+    r.add_argument("--merge-duplicates", action="store_true",
+                   help="merge a read with an older pending read of the same address (DRAMsim3; fast only)")
+    r.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"),
+                   help="HDL simulator for --model rtl")
     r.add_argument("--json", metavar="OUT", default=None,
                    help="write the stats as JSON to OUT ('-' for stdout)")
     r.add_argument("--dump-commands", metavar="FILE.csv", default=None,
@@ -49,11 +60,10 @@ def main(args: argparse.Namespace) -> int:
     from pimcast.hdl.dram.timing import AddressMapping, load_preset
     from pimcast.host.trace import TraceError, read_trace
 
-    if args.model == "rtl":
-        return _err("--model rtl is not yet available: the RTL bank controller replay is tracked in "
-                    "issue 3 §2; use --model fast")
     if args.queue < 1:
         return _err(f"--queue must be >= 1, not {args.queue}")
+    if args.model == "rtl" and args.merge_duplicates:
+        return _err("--merge-duplicates is a fast-model option; the RTL controller does not merge reads")
     try:
         t = load_preset(args.standard, ranks=args.ranks)
         mapping = AddressMapping(args.mapping, t)
@@ -76,13 +86,29 @@ def main(args: argparse.Namespace) -> int:
         return _err(f"{trace.where(i)}: address {hex(int(a[i]))} {why} "
                     f"({t.name}, {t.ranks} rank(s), mapping {mapping.scheme})")
 
-    from pimcast.host.dram_model import FastDRAMModel
+    if args.model == "rtl":
+        try:
+            from pimcast.host.dram_rtl import RTLReplayError, replay_rtl
+        except ImportError as exc:  # pragma: no cover - depends on the HDL toolchain
+            return _err(f"--model rtl is not available: {exc}")
+        try:
+            stats = replay_rtl(t, trace.addr, trace.is_write, trace.cycle, mapping=mapping.scheme,
+                               queue=args.queue, simulator=args.simulator, dump_commands=args.dump_commands)
+        except (RTLReplayError, ValueError, ImportError, OSError) as exc:
+            return _err(f"--model rtl: {exc}")
+        stats = dict(stats)
+        stats.setdefault("merged", 0)
+        commands = None
+    else:
+        from pimcast.host.dram_model import FastDRAMModel
 
-    model = FastDRAMModel(t, mapping, queue=args.queue)
-    res = model.run(trace.addr, trace.is_write, trace.cycle, record_commands=bool(args.dump_commands))
-    stats = res.stats()
-    stats.update(model="fast", standard=t.name, ranks=t.ranks, mapping=mapping.scheme, queue=args.queue,
-                 trace=str(args.trace))
+        model = FastDRAMModel(t, mapping, queue=args.queue, merge_duplicates=args.merge_duplicates)
+        model.warmup()  # compile / load the kernel outside the timed run
+        res = model.run(trace.addr, trace.is_write, trace.cycle, record_commands=bool(args.dump_commands))
+        stats = res.stats()
+        commands = res.commands
+    stats.update(model=args.model, standard=t.name, ranks=t.ranks, mapping=mapping.scheme, queue=args.queue,
+                 merge_duplicates=bool(args.merge_duplicates), trace=str(args.trace))
     text = json.dumps(stats, indent=1)
     if args.json == "-":
         print(text)
@@ -94,11 +120,11 @@ def main(args: argparse.Namespace) -> int:
               f"{stats['cycles']} cycles, {stats['GBps']:.2f} GB/s, {stats['acts']} ACT, "
               f"{stats['row_hits']} row hits, {stats['refreshes']} REF; "
               f"{stats['requests_per_second']:.0f} requests/s")
-    if args.dump_commands:
+    if args.dump_commands and commands is not None:
         out = Path(args.dump_commands)
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["cycle", "cmd", "rank", "bankgroup", "bank", "row", "col"])
-            w.writerows(res.commands)
+            w.writerows(commands)
     return 0
