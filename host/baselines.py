@@ -405,12 +405,34 @@ def _measure_rows(tb, max_table_bytes: int) -> tuple[int, torch.Tensor]:
     return rows, idx
 
 
+class _threads:
+    """``torch.set_num_threads(n)`` inside the block (``None``: unchanged)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        self.old = torch.get_num_threads()
+        if self.n is not None:
+            torch.set_num_threads(int(self.n))
+
+    def __exit__(self, *exc):
+        torch.set_num_threads(self.old)
+
+
 def measure_torch(workload, *, reps: int = 3, lr: float = 0.01, max_table_bytes: int = 256 << 20,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, threads: Optional[int] = 1) -> dict:
+    with _threads(threads):
+        return _measure_torch(workload, reps=reps, lr=lr, max_table_bytes=max_table_bytes, seed=seed)
+
+
+def _measure_torch(workload, *, reps: int = 3, lr: float = 0.01, max_table_bytes: int = 256 << 20,
+                   seed: int = 0) -> dict:
     """Wall time of stock PyTorch on this CPU: ``nn.EmbeddingBag(mode="sum", sparse=True)`` forward,
     backward (``out.backward(dY)``) and ``optim.SGD`` step, per table, median of ``reps`` after one
     warm-up.  Tables larger than ``max_table_bytes`` are shrunk (ids taken modulo the new row count;
-    stated in the result)."""
+    stated in the result).  ``threads``: intra-op threads while measuring (default 1: on a shared,
+    oversubscribed machine OpenMP barriers inflate small ops 10-100x; ``None`` keeps torch's setting)."""
     g = torch.Generator().manual_seed(seed)
     fwd = bwd = upd = 0.0
     shrunk = []
@@ -444,7 +466,13 @@ def measure_torch(workload, *, reps: int = 3, lr: float = 0.01, max_table_bytes:
 
 
 def measure_casting(workload, *, reps: int = 3, max_table_bytes: int = 256 << 20, seed: int = 0,
-                    golden: bool = True) -> dict:
+                    golden: bool = True, threads: Optional[int] = 1) -> dict:
+    with _threads(threads):
+        return _measure_casting(workload, reps=reps, max_table_bytes=max_table_bytes, seed=seed, golden=golden)
+
+
+def _measure_casting(workload, *, reps: int = 3, max_table_bytes: int = 256 << 20, seed: int = 0,
+                     golden: bool = True) -> dict:
     """Host tensor casting vs PyTorch's own embedding backward on the same lookups (this machine).
 
     Per table (medians over ``reps``, summed over tables), seconds:
@@ -453,7 +481,7 @@ def measure_casting(workload, *, reps: int = 3, max_table_bytes: int = 256 << 20
     ``tc_backward_fast`` (the same gather-reduce by ``F.embedding_bag`` over ``dY``, the ``model``
     backend's bit-exact path), ``torch_sparse_backward`` (``nn.EmbeddingBag(sparse=True)`` autograd
     backward, uncoalesced), ``torch_sparse_coalesce`` (+ ``grad.coalesce()``) and
-    ``torch_dense_backward`` (``sparse=False``).
+    ``torch_dense_backward`` (``sparse=False``).  ``threads`` as for :func:`measure_torch`.
     """
     from pimcast.models.tensor_cast import cast, tc_backward
     import torch.nn.functional as F

@@ -373,7 +373,7 @@ def run_bench(sweeps: list[str], *, quick: bool = False, out: Path = Path("build
     if gpu not in bl.GPUS:
         raise BenchError(f"unknown gpu {gpu!r}; known: {', '.join(bl.GPUS)}")
     if max_requests is None:
-        max_requests = 65_536 if quick else 262_144
+        max_requests = 65_536 if quick else 131_072
     systems = _systems(cpu_channels)
     t0 = time.time()
     plan = []
@@ -600,7 +600,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tables", type=int, default=None, help="base number of tables (default 8; quick 2)")
     p.add_argument("--rows", type=int, default=None, help="base rows per table (default 1,000,000; quick 200,000)")
     p.add_argument("--max-requests", type=int, default=None,
-                   help="per PIM operation, time at most this many 64 B requests and scale (default 262144; quick 65536)")
+                   help="per PIM operation, time at most this many 64 B requests and scale (default 131072; quick 65536)")
     p.add_argument("--measure", default="base", choices=("none", "base", "all"),
                    help="measure stock PyTorch + host tensor casting on this machine (default: the base workload)")
     p.add_argument("--functional", action="store_true", help="run the real model Device (slow, no sampling)")
