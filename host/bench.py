@@ -338,9 +338,10 @@ def run_point(wl: Workload, systems: dict, *, timing: str, cpu_timing: str, gpu:
         rec["pim"][name]["cpu"] = ckey
         rec["speedup"][name] = cpu["ns"] / p["ns"] if p["ns"] else float("nan")
         ceil = [bl.gather_ceilings(d, ranks=p["config"]["ranks"], channels=p["config"]["channels"]) for d in dims]
+        hceil = [bl.gather_ceilings(d, ranks=ranks, channels=cch) for d in dims]
         ck = "rank" if p["config"]["placement"] == "rank" else "bankgroup_per_rank_ca"
         c_pim = float(np.mean([c[ck] for c in ceil]))
-        c_host = float(np.mean([c["host"] for c in ceil]))
+        c_host = float(np.mean([c["host"] for c in hceil]))
         cpu_fwd_gbps = sum(t.nnz * -(-t.dim * 4 // 64) * 64 for t in wl.tables) / cpu["phases_ns"]["fwd_gather"]
         rec["utilization"][name] = {
             "pim_forward_GBps": p["forward_GBps"], "pim_gather_ceiling_GBps": c_pim,
