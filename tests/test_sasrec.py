@@ -128,3 +128,31 @@ def test_pim_backend_is_default_and_counts_device_work(synth_split):
     S.train_sasrec(m, synth_split, epochs=1, batch_size=32, max_steps=1)
     st = dev.stats()
     assert st and any(isinstance(v, (int, float)) and v > 0 for v in st.values())
+
+
+def test_lazy_sparse_adam_matches_sparseadam_and_handles_wide_pim_steps():
+    torch.manual_seed(0)
+    w0 = torch.randn(300, 50)
+    ref = torch.nn.Embedding(300, 50, sparse=True, _weight=w0.clone())
+    ref_opt = torch.optim.SparseAdam(ref.parameters(), lr=0.05)
+    p = torch.nn.Parameter(w0.clone())
+    opt = S.LazySparseAdam([p], lr=0.05)
+    for _ in range(3):
+        idx = torch.randint(0, 300, (200,))
+        g = torch.randn(200, 50)
+        ref(idx).backward(g)
+        ref_opt.step()
+        ref_opt.zero_grad()
+        p.grad = torch.sparse_coo_tensor(idx[None], g, p.shape)
+        opt.step()
+    assert torch.allclose(p.detach(), ref.weight.detach(), atol=1e-6)
+    # a PIM table with padded rows (dim 50) and a step touching 1000 rows
+    pim = pytest.importorskip("pimcast.host.embedding")
+    e = pim.PIMEmbedding(1201, 50, padding_idx=0)
+    before = e.read_weight()
+    o = S.LazySparseAdam(e.parameters(), lr=0.1)
+    e(torch.arange(1, 1001)).sum().backward()
+    o.step()
+    after = e.read_weight()
+    assert not torch.equal(after[1:1001], before[1:1001])
+    assert torch.equal(after[1001:], before[1001:]) and torch.equal(after[0], before[0])
