@@ -13,7 +13,9 @@ The statistics have the keys of the fast model (:class:`pimcast.host.dram_model.
 ``requests_per_second`` (simulation wall time), plus ``cycles_per_s`` of the RTL simulation.
 
 The controller serves one 64 B burst per request (DDR4); HBM2 presets are rejected by the
-controller with a message.
+controller with a message. The default queue depth is 16: the FR-FCFS age logic grows with the
+square of the depth, and a 32-deep controller (2.7 MB of Verilog) takes many minutes to compile
+with Verilator on a shared 2-core machine. Pass ``queue=32`` to match the fast model's default.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class RTLReplayError(RuntimeError):
 
 
 def replay_rtl(t: DRAMTiming, addr, is_write=None, cycle=None, *, mapping: str = "rochrababgco",
-               queue: int = 32, read_buffer: int = 16, simulator: str = "verilator",
+               queue: int = 16, read_buffer: int = 16, simulator: str = "verilator",
                dump_commands: str | Path | None = None, seed: int = 1) -> dict[str, Any]:
     """Replay a trace through the RTL; return the statistics dict (see the module docstring).
 

@@ -640,30 +640,27 @@ class BankController(wiring.Component):
             m.d.sync += rd_inflight.eq(rd_inflight - 1)
 
         # ---------------------------------------------------------------- queue updates
+        # (written as one expression per register bit so the Verilog stays linear-ish in size)
+        alloc_oh = Signal(Q)
+        m.d.comb += alloc_oh.eq(Mux(accept, Const(1, Q) << alloc, 0))
+        same = Signal(Q)   # pending slots holding the incoming request's 64 B address
+        m.d.comb += same.eq(Cat(*(valid[j] & ~iss_sel[j] & (bankf[j] == n_bankf) & (row[j] == n_row)
+                                  & (co[j] == n_co) for j in range(Q))))
+        wfree = Signal(Q)  # write slots whose data is read out this cycle
+        m.d.comb += wfree.eq(Mux(wp_valid[L - 1], Const(1, Q) << wp_slot[L - 1], 0))
         for i in range(Q):
-            leaving = iss_sel[i]
-            with m.If(leaving):
-                m.d.sync += valid[i].eq(0)
-                with m.If(we[i]):
-                    m.d.sync += held[i].eq(1)
-            with m.If(wp_valid[L - 1] & (wp_slot[L - 1] == i)):
-                m.d.sync += held[i].eq(0)
-            # a slot that leaves clears its bit in every dependency mask
+            m.d.sync += [valid[i].eq(alloc_oh[i] | (valid[i] & ~iss_sel[i])),
+                         held[i].eq((held[i] & ~wfree[i]) | (iss_sel[i] & we[i])),
+                         # a slot that leaves clears its bit in every dependency mask
+                         dep[i].eq(Mux(alloc_oh[i], same, dep[i] & ~iss_sel))]
+            with m.If(alloc_oh[i]):
+                m.d.sync += [we[i].eq(payload.we), rank[i].eq(n_rank), bg[i].eq(n_bg),
+                             bank[i].eq(n_bank), bankf[i].eq(n_bankf), row[i].eq(n_row), co[i].eq(n_co),
+                             tag[i].eq(payload.tag)]
             for j in range(Q):
                 if j != i:
-                    with m.If(iss_sel[i]):
-                        m.d.sync += dep[j][i].eq(0)
-        with m.If(accept):
-            for i in range(Q):
-                with m.If(alloc == i):
-                    same = [valid[j] & ~iss_sel[j] & (bankf[j] == n_bankf) & (row[j] == n_row) & (co[j] == n_co)
-                            if j != i else Const(0) for j in range(Q)]
-                    m.d.sync += [valid[i].eq(1), we[i].eq(payload.we), rank[i].eq(n_rank), bg[i].eq(n_bg),
-                                 bank[i].eq(n_bank), bankf[i].eq(n_bankf), row[i].eq(n_row), co[i].eq(n_co),
-                                 tag[i].eq(payload.tag), dep[i].eq(Cat(*same))]
-                    for j in range(Q):
-                        if j != i:
-                            m.d.sync += [age[i][j].eq(0), age[j][i].eq(1)]
+                    # age[j][i]: j arrived before i. A new i is younger than all; a new j younger than i.
+                    m.d.sync += age[j][i].eq(alloc_oh[i] | (age[j][i] & ~alloc_oh[j]))
         return m
 
 
