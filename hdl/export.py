@@ -51,6 +51,7 @@ def _import_factory(module: str, cls: str) -> Callable[[Any], Any]:
 TOPS: dict[str, Callable[[Any], Any]] = {
     "fma": _import_factory("pimcast.hdl.fp", "FMA"),
     "bankctl": _import_factory("pimcast.hdl.dram.bankctl", "BankController"),
+    "reduce": lambda config=None: importlib.import_module("pimcast.hdl.reduce").from_config(config),
 }
 
 

@@ -39,6 +39,7 @@ SIMULATORS = ("icarus", "verilator")
 #: top -> default cocotb test module
 TESTBENCHES: dict[str, str] = {
     "fma": "pimcast.sim.tb_fma",
+    "reduce": "pimcast.sim.tb_reduce",
 }
 
 

@@ -1,0 +1,352 @@
+"""The PIM reduction unit: ``lanes`` fp32 FMA lanes folding streamed row beats into accumulators.
+
+:class:`ReductionUnit` computes the gather-reduce numerics of ``shared/design/ARCHITECTURE.md``
+("Numerics") for many bags at once: per bag ``acc = +0.0``, then for the bag's rows in index
+order ``acc = fma(w_j, row_j, acc)`` (binary32, one rounding, :class:`pimcast.hdl.fp.FMA`);
+an empty bag gives +0.0.  :func:`schedule` is the reference producer: the order in which a
+core (or a testbench) feeds the beats of a batch of bags so that the unit runs at full rate.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Optional, Sequence
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal
+from amaranth.lib import data, fifo, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from pimcast.hdl.fp import DEFAULT_PIPELINE, FMA
+
+__all__ = ["ReductionUnit", "from_config", "reduce_in_layout", "reduce_out_layout", "Beat", "schedule",
+           "pack_beats"]
+
+
+def _slot_shape(slots: int):
+    return range(slots)
+
+
+def reduce_in_layout(lanes: int, slots: int) -> data.StructLayout:
+    """Input beat of :class:`ReductionUnit` (``data`` in the low ``32*lanes`` bits).
+
+    ``data``    lanes × 32 bits: one beat of a table row, lane ``k`` = bits ``32k..32k+31``
+    ``weight``  32 bits: the row's weight ``w_j`` as binary32 (``0x3F800000`` = 1.0 for a sum)
+    ``slot``    ``ceil(log2(slots))`` bits: the accumulator this beat folds into
+    ``first``   1: first row of its bag — the addend is +0.0, the accumulator is not read
+    ``last``    1: last row of its bag — the result leaves on ``o``, the accumulator is not written
+    ``empty``   1: the bag has no rows — the result is +0.0 (``data``/``weight`` ignored); acts as
+                ``first`` and ``last``; send one such beat per beat of the row
+    ``end``     1: last beat of the row — copied to ``o.payload.last`` when the beat is ``last``
+    """
+    return data.StructLayout({
+        "data": data.ArrayLayout(32, lanes),
+        "weight": 32,
+        "slot": _slot_shape(slots),
+        "first": 1,
+        "last": 1,
+        "empty": 1,
+        "end": 1,
+    })
+
+
+def reduce_out_layout(lanes: int, slots: int) -> data.StructLayout:
+    """Output beat of :class:`ReductionUnit`: ``data`` (lanes × 32), ``slot``, ``last``
+    (the final beat of a pooled row)."""
+    return data.StructLayout({
+        "data": data.ArrayLayout(32, lanes),
+        "slot": _slot_shape(slots),
+        "last": 1,
+    })
+
+
+class ReductionUnit(wiring.Component):
+    """Streaming weighted-sum pooling of row beats into ``slots`` accumulators of one beat each.
+
+    Every input beat is one FMA per lane, ``fma(weight, data[k], c)``, with ``c`` = +0.0 for the
+    first row of a bag and the accumulator ``acc[slot]`` otherwise.  Results of rows that are not
+    the bag's last are written back to ``acc[slot]``; results of the last row leave on ``o``.
+    Beats are processed strictly in arrival order, so the producer fixes the accumulation order:
+    the beats of one bag's rows must arrive in index order, and a slot must not be reused before
+    its bag's ``last`` beat has been sent.  Several bags are interleaved by giving them different
+    slots (the usual mapping for rows of ``R`` beats: ``slot = context * R + beat``, see
+    :func:`schedule`).  ``empty`` beats give +0.0 (a bag of zero rows).
+
+    Hazards
+    -------
+    The FMA pipeline has latency ``L`` (:attr:`latency`).  A beat that reads ``acc[slot]`` while a
+    result for that slot is still in the pipeline would read a stale value, so a scoreboard (one
+    pending bit per slot) holds such a beat back (``i.ready`` low) until the pending result
+    reaches the end of the pipeline; the result is forwarded to the waiting beat in the cycle it
+    is written back (no extra cycle).  Nothing is lost, reordered or duplicated, whatever the row
+    size.
+
+    Latency and throughput
+    ----------------------
+    Latency: a beat transferred on ``i`` in cycle ``n`` produces its result (if ``last``) on
+    ``o`` in cycle ``n + L`` when ``o`` is not back-pressured (``L`` = 5 with the default FMA
+    pipeline).  ``o.valid`` and ``o.payload`` come from registers.
+
+    Throughput: one beat (``lanes`` FMAs) per cycle, except that two beats to the same slot are
+    at least ``L`` cycles apart.  With ``K`` bags interleaved over slots with rows of ``R``
+    beats: ``min(1, K·R / L)`` beats per cycle — full rate when ``K·R >= L`` (rows of 5+ beats
+    from one bag, or 5 bags of 1-beat rows with ``L = 5``); a single bag of 1-beat rows runs at
+    one row per ``L`` cycles.  ``empty`` and ``first`` beats never wait.  Back-pressure on
+    ``o`` stalls the whole pipeline (the FMA's global enable).
+
+    Arguments
+    ---------
+    lanes : int
+        fp32 lanes per beat (16 = one 64-B beat), at least 1.
+    slots : int
+        accumulators (one beat each), a power of two, at least 2.
+    pipeline : iterable of str
+        register stages of each FMA lane (:class:`pimcast.hdl.fp.FMA` ``pipeline``).
+
+    Members
+    -------
+    i : ``In(stream.Signature(reduce_in_layout(lanes, slots)))``
+        row beats with weight, slot and flags (:func:`reduce_in_layout`).
+    o : ``Out(stream.Signature(reduce_out_layout(lanes, slots)))``
+        pooled row beats, in the order of their ``last`` input beats (:func:`reduce_out_layout`).
+
+    Raises
+    ------
+    TypeError
+        If ``lanes`` or ``slots`` is not an integer.
+    ValueError
+        If ``lanes < 1`` or ``slots`` is not a power of two ``>= 2``.
+    """
+
+    def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE):
+        for name, value in (("lanes", lanes), ("slots", slots)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name.capitalize()} must be an integer, not {value!r}")
+        if lanes < 1:
+            raise ValueError(f"Lanes must be at least 1, not {lanes}")
+        if slots < 2 or slots & (slots - 1):
+            raise ValueError(f"Slots must be a power of two, at least 2, not {slots}")
+        self._lanes = lanes
+        self._slots = slots
+        self._pipeline = tuple(pipeline)
+        probe = FMA(pipeline=self._pipeline)  # validates the pipeline; never elaborated
+        probe._MustUse__silence = True
+        self._latency = probe.latency
+        super().__init__({
+            "i": In(stream.Signature(reduce_in_layout(lanes, slots))),
+            "o": Out(stream.Signature(reduce_out_layout(lanes, slots))),
+        })
+
+    @property
+    def lanes(self) -> int:
+        """fp32 lanes per beat."""
+        return self._lanes
+
+    @property
+    def slots(self) -> int:
+        """Number of one-beat accumulators."""
+        return self._slots
+
+    @property
+    def latency(self) -> int:
+        """Cycles from an input transfer to its result on ``o`` (the FMA latency)."""
+        return self._latency
+
+    def elaborate(self, platform):
+        m = Module()
+        lanes, slots = self._lanes, self._slots
+        p = self.i.payload
+
+        lane = []
+        for k in range(lanes):
+            fma = FMA(pipeline=self._pipeline)
+            m.submodules[f"fma{k}"] = fma
+            lane.append(fma)
+
+        m.submodules.acc = acc = Memory(shape=32 * lanes, depth=slots, init=[])
+        rd = acc.read_port(domain="comb")
+        wr = acc.write_port()
+
+        # Tags (slot, last, end) follow the FMA pipeline through a FIFO: pushed when a beat enters
+        # the lanes, popped when its result leaves them (the lanes are in order).
+        tag_layout = data.StructLayout({"slot": _slot_shape(slots), "last": 1, "end": 1})
+        m.submodules.tags = tags = fifo.SyncFIFO(width=tag_layout.size, depth=self._latency + 2)
+        head = data.View(tag_layout, tags.r_data)
+
+        # -- result side -----------------------------------------------------------------------
+        res_valid = lane[0].o.valid
+        res_ready = Signal()
+        res_fire = Signal()
+        wb = Signal()  # a non-final result is written back to acc[head.slot] this cycle
+        res_data = Cat(*(f.o.payload for f in lane))
+        m.d.comb += [
+            res_ready.eq(Mux(head.last, self.o.ready, 1)),
+            res_fire.eq(res_valid & res_ready),
+            wb.eq(res_fire & ~head.last),
+            self.o.valid.eq(res_valid & head.last),
+            self.o.payload.data.eq(res_data),
+            self.o.payload.slot.eq(head.slot),
+            self.o.payload.last.eq(head.end),
+            tags.r_en.eq(res_fire),
+            wr.en.eq(wb),
+            wr.addr.eq(head.slot),
+            wr.data.eq(res_data),
+        ]
+        for f in lane:
+            m.d.comb += f.o.ready.eq(res_ready)
+
+        # -- issue side ------------------------------------------------------------------------
+        pending = Signal(slots)
+        bypass = Signal()
+        busy = Signal()
+        lanes_ready = Signal()
+        issue = Signal()
+        final = Signal()
+        m.d.comb += [
+            rd.addr.eq(p.slot),
+            bypass.eq(wb & (head.slot == p.slot)),
+            busy.eq(pending.bit_select(p.slot, 1) & ~bypass),
+            lanes_ready.eq(Cat(*(f.i.ready for f in lane)).all()),
+            self.i.ready.eq(lanes_ready & tags.w_rdy & ~busy),
+            issue.eq(self.i.valid & self.i.ready),
+            final.eq(p.last | p.empty),
+            tags.w_en.eq(issue),
+            tags.w_data.eq(Cat(p.slot, final, p.end)),
+        ]
+        zero = Const(0, 32)
+        for k, f in enumerate(lane):
+            acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], rd.data[32 * k:32 * (k + 1)])
+            m.d.comb += [
+                f.i.valid.eq(self.i.valid & tags.w_rdy & ~busy),
+                f.i.payload.a.eq(Mux(p.empty, zero, p.weight)),
+                f.i.payload.b.eq(Mux(p.empty, zero, p.data[k])),
+                f.i.payload.c.eq(Mux(p.first | p.empty, zero, acc_k)),
+            ]
+
+        # scoreboard: a slot is pending from the issue of a non-final beat to its write-back
+        clear = Mux(wb, Const(1, slots) << head.slot, 0)
+        set_ = Mux(issue & ~final, Const(1, slots) << p.slot, 0)
+        m.d.sync += pending.eq((pending & ~clear) | set_)
+        return m
+
+
+def from_config(config=None) -> ReductionUnit:
+    """The ``reduce`` Verilog top (:data:`pimcast.hdl.export.TOPS`) for a configuration.
+
+    ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots``, or a
+    PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and optional ``slots``).
+    """
+    if config is None:
+        return ReductionUnit()
+    if not hasattr(config, "get"):
+        import yaml
+
+        from pimcast.config import resolve
+
+        config = yaml.safe_load(resolve("pim", config).read_text()) or {}
+    return ReductionUnit(lanes=int(config.get("lanes", 16)), slots=int(config.get("slots", 32)))
+
+
+# ------------------------------------------------------------------------------------------------
+# reference producer
+
+
+@dataclass(frozen=True)
+class Beat:
+    """One input beat of :class:`ReductionUnit` as :func:`schedule` orders them.
+
+    ``bag`` / ``pos`` / ``beat`` say which data it carries (``table[indices[offsets[bag] + pos]]``,
+    beat ``beat`` of the row; ``pos = -1`` for an empty bag); the rest are the payload fields.
+    """
+
+    bag: int
+    pos: int
+    beat: int
+    slot: int
+    first: bool
+    last: bool
+    empty: bool
+    end: bool
+
+
+def schedule(lengths: Sequence[int], row_beats: int, slots: int,
+             contexts: Optional[int] = None) -> list[Beat]:
+    """Order the beats of bags with ``lengths`` rows of ``row_beats`` beats for the unit.
+
+    ``K = min(contexts, slots // row_beats)`` bags are in flight; bag contexts take turns, one
+    whole row each (round robin), context ``c`` using slots ``c*row_beats .. c*row_beats +
+    row_beats - 1``.  A context whose bag has ended takes the next bag in bag order; an empty bag
+    is ``row_beats`` ``empty`` beats.  Pooled rows leave the unit in the order their last rows
+    appear here (bag order when ``K = 1`` or the bags have equal lengths).
+
+    Full rate needs ``K * row_beats >= latency`` (see :class:`ReductionUnit`).
+
+    Raises
+    ------
+    ValueError
+        If ``row_beats`` is not in ``1 .. slots``, ``contexts < 1``, or a length is negative.
+    """
+    if not 1 <= row_beats <= slots:
+        raise ValueError(f"Row beats must be in 1..{slots}, not {row_beats}")
+    k_max = slots // row_beats
+    if contexts is not None:
+        if contexts < 1:
+            raise ValueError(f"Contexts must be at least 1, not {contexts}")
+        k_max = min(k_max, contexts)
+    lengths = [int(n) for n in lengths]
+    if any(n < 0 for n in lengths):
+        raise ValueError(f"Bag lengths must be >= 0, got {min(lengths)}")
+    out: list[Beat] = []
+    active: list[Optional[list[int]]] = [None] * k_max  # per context: [bag, next pos]
+    nxt = 0
+
+    def take(ctx: int) -> None:
+        nonlocal nxt
+        while nxt < len(lengths):
+            bag = nxt
+            nxt += 1
+            if lengths[bag] == 0:
+                for b in range(row_beats):
+                    out.append(Beat(bag, -1, b, ctx * row_beats + b, True, True, True, b == row_beats - 1))
+                continue
+            active[ctx] = [bag, 0]
+            return
+        active[ctx] = None
+
+    for ctx in range(k_max):
+        take(ctx)
+    while any(a is not None for a in active):
+        for ctx in range(k_max):
+            a = active[ctx]
+            if a is None:
+                continue
+            bag, pos = a
+            n = lengths[bag]
+            for b in range(row_beats):
+                out.append(Beat(bag, pos, b, ctx * row_beats + b, pos == 0, pos == n - 1, False,
+                                b == row_beats - 1))
+            a[1] += 1
+            if a[1] == n:
+                take(ctx)
+    return out
+
+
+def pack_beats(beats: Iterable[Beat], rows_bits, weights_bits, lanes: int, slots: int) -> list[int]:
+    """Flattened ``i.payload`` integers for ``beats`` (field offsets from :func:`reduce_in_layout`).
+
+    ``rows_bits(bag, pos)`` returns the row as ``row_beats * lanes`` uint32 values;
+    ``weights_bits(bag, pos)`` the weight bits (``0x3F800000`` for a plain sum).  ``empty``
+    beats carry zero data and weight.
+    """
+    off = {name: f.offset for name, f in reduce_in_layout(lanes, slots)}
+    out = []
+    for bt in beats:
+        word = 0
+        if not bt.empty:
+            vals = rows_bits(bt.bag, bt.pos)[bt.beat * lanes:(bt.beat + 1) * lanes]
+            for k, v in enumerate(vals):
+                word |= int(v) << (32 * k)
+            word |= int(weights_bits(bt.bag, bt.pos)) << off["weight"]
+        word |= (bt.slot << off["slot"]) | (int(bt.first) << off["first"]) | (int(bt.last) << off["last"])
+        word |= (int(bt.empty) << off["empty"]) | (int(bt.end) << off["end"])
+        out.append(word)
+    return out

@@ -1,0 +1,198 @@
+# amaranth: UnusedElaboratable=no
+"""Amaranth-simulator tests of :mod:`pimcast.hdl.reduce` (the reduction unit) against the golden
+``models.tensor_cast.gather_reduce``, raw bits, NaN canonical.
+
+Workloads, stimulus and checker are shared with the cocotb testbench (:mod:`pimcast.sim.tb_reduce`).
+The 16-lane unit simulates at a few hundred cycles per second here, so the row-size sweep uses
+it with a few bags; longer random runs use fewer lanes (the lane datapath is identical) and the
+cocotb/Verilator tests carry the volume.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from pimcast.hdl.reduce import ReductionUnit, reduce_in_layout, schedule
+from pimcast.sim.tb_reduce import (Checker, Workload, build_stimulus, make_workload, random_lengths,
+                                   report)
+
+_CACHE: dict = {}
+
+
+def simulate(dut: ReductionUnit, payloads, n_out, *, idle=0.0, backpressure=0.0, seed=0,
+             max_cycles=200_000):
+    """Drive ``payloads``; return (outputs, in_cycles, out_cycles)."""
+    rng = np.random.default_rng(seed)
+    res = {}
+
+    async def tb(ctx):
+        i_pay, o_pay = dut.i.payload.as_value(), dut.o.payload.as_value()
+        pos, offered, cycle = 0, False, 0
+        outs, inc, outc = [], [], []
+        drain = 0
+        while drain < 2 * dut.latency + 4:
+            v = pos < len(payloads) and (offered or rng.random() >= idle)
+            offered = v
+            ctx.set(dut.i.valid, v)
+            if v:
+                ctx.set(i_pay, payloads[pos])
+            r = len(outs) >= n_out or rng.random() >= backpressure
+            ctx.set(dut.o.ready, r)
+            if v and ctx.get(dut.i.ready):
+                pos += 1
+                offered = False
+                inc.append(cycle)
+            if r and ctx.get(dut.o.valid):
+                outs.append(ctx.get(o_pay))
+                outc.append(cycle)
+            if len(outs) >= n_out and pos == len(payloads):
+                drain += 1
+            await ctx.tick()
+            cycle += 1
+            assert cycle < max_cycles, f"stuck: {pos}/{len(payloads)} in, {len(outs)}/{n_out} out"
+        res.update(outs=outs, inc=inc, outc=outc)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return res["outs"], res["inc"], res["outc"]
+
+
+def check(w: Workload, lanes=16, slots=32, contexts=None, **kw):
+    dut = ReductionUnit(lanes=lanes, slots=slots)
+    stim = build_stimulus(w, lanes, slots, contexts)
+    outs, inc, outc = simulate(dut, stim.payloads, len(stim.expected), **kw)
+    report("amaranth", Checker(w, stim, lanes, slots).check(outs))
+    return stim, inc, outc, dut.latency
+
+
+# -- the row-size sweep on the default 16-lane unit ------------------------------------------------
+
+def test_row_sizes_16_lanes():
+    """D = 16..256 (1..16 beats) through one 16-lane, 32-slot unit: an empty bag, a long bag,
+    duplicates, extreme values (subnormal, inf, NaN, overflow), weights; random idle and
+    back-pressure on both streams."""
+    lanes, slots = 16, 32
+    rng = np.random.default_rng(16)
+    dut = ReductionUnit(lanes=lanes, slots=slots)
+    payloads, parts = [], []
+    for dim in (16, 32, 64, 128, 256):
+        lengths = [3, 0, 40 if dim == 16 else 9, 1, 2] if dim <= 64 else [2, 0, 5, 1]
+        w = make_workload(rng, dim, lengths, weighted=dim != 32, extreme=True, table_rows=8)
+        stim = build_stimulus(w, lanes, slots)
+        payloads += stim.payloads
+        parts.append((w, stim))
+    n_out = sum(len(st.expected) for _, st in parts)
+    outs, _, _ = simulate(dut, payloads, n_out, idle=0.2, backpressure=0.3, seed=16)
+    assert len(outs) == n_out
+    pos = 0
+    for w, stim in parts:
+        n = len(stim.expected)
+        report(f"D{w.dim}", Checker(w, stim, lanes, slots).check(outs[pos:pos + n]))
+        pos += n
+
+
+# -- randomized, fewer lanes (same lane datapath) ---------------------------------------------------
+
+@pytest.mark.parametrize("weighted", [False, True], ids=["sum", "weighted"])
+@pytest.mark.parametrize("row_beats", [1, 3, 8])
+def test_random_bags_backpressure(row_beats, weighted):
+    lanes, slots = 2, 16
+    rng = np.random.default_rng(100 * row_beats + weighted)
+    lengths = random_lengths(rng, 5, 12, p_empty=0.25)
+    lengths[0] = 0
+    lengths[1] = 40 if row_beats == 1 else 13
+    w = make_workload(rng, lanes * row_beats, lengths, weighted=weighted, extreme=True,
+                      table_rows=16, hot_row=True)
+    check(w, lanes=lanes, slots=slots, idle=0.3, backpressure=0.4, seed=row_beats)
+
+
+def test_only_empty_bags_give_positive_zero():
+    w = make_workload(np.random.default_rng(3), 32, [0, 0, 0], weighted=False, extreme=False)
+    stim, *_ = check(w, lanes=16, slots=4)
+    assert len(stim.expected) == 3 * 2
+
+
+def test_negative_zero_rows_sum_to_positive_zero():
+    w = Workload(np.full((2, 4), -0.0, np.float32), np.array([0, 1, 1]), np.array([0, 1]), None)
+    check(w, lanes=4, slots=4)
+    w.weights = np.array([1.0, -0.0, 0.5], np.float32)
+    check(w, lanes=4, slots=4)
+
+
+# -- the read-after-write hazard -------------------------------------------------------------------
+
+def test_hazard_one_beat_rows_single_context():
+    """Each beat depends on the result of the previous one (L cycles away): no lost or reordered
+    accumulation, and exactly one row per L cycles."""
+    rng = np.random.default_rng(7)
+    w = make_workload(rng, 4, [40, 40], weighted=True, extreme=False)
+    stim, inc, outc, lat = check(w, lanes=4, slots=8, contexts=1)
+    gaps = [b - a for a, b in zip(inc, inc[1:])]
+    # L cycles between dependent rows; the first row of the next bag needs no wait
+    assert gaps == [lat] * 39 + [1] + [lat] * 39
+    # the same with back-pressure and idle input
+    check(w, lanes=4, slots=8, contexts=1, idle=0.3, backpressure=0.5, seed=9)
+
+
+def test_hazard_detects_wrong_order():
+    """The checker is sharp: folding a bag's rows in another order changes the bits."""
+    w = Workload(np.array([[1.0], [2.0 ** -24], [2.0 ** -24]], np.float32).repeat(4, 1),
+                 np.array([0, 1, 2]), np.array([0]), None)
+    stim = build_stimulus(w, 4, 8, 1)
+    golden = Checker(w, stim, 4, 8).golden
+    assert golden[0, 0] == 0x3F800000  # (1 + 2^-24) + 2^-24 rounds to 1 twice
+    w2 = Workload(w.table, np.array([1, 2, 0]), np.array([0]), None)
+    assert Checker(w2, stim, 4, 8).golden[0, 0] != golden[0, 0]
+    check(w, lanes=4, slots=8, contexts=1)
+
+
+@pytest.mark.parametrize("row_beats,contexts,rate", [(1, 5, 1.0), (4, 2, 1.0), (4, 1, 0.8), (1, 2, 0.4)])
+def test_throughput(row_beats, contexts, rate):
+    lanes = 2
+    w = make_workload(np.random.default_rng(1), lanes * row_beats, [12] * (2 * contexts), weighted=True,
+                      extreme=False)
+    stim, inc, outc, lat = check(w, lanes=lanes, slots=16, contexts=contexts)
+    assert lat == 5
+    measured = len(inc) / (inc[-1] - inc[0] + 1)
+    assert measured == pytest.approx(min(1.0, row_beats * contexts / lat), abs=0.03)
+    assert measured == pytest.approx(rate, abs=0.03)
+
+
+def test_latency():
+    w = make_workload(np.random.default_rng(2), 4, [1], weighted=False, extreme=False)
+    stim, inc, outc, lat = check(w, lanes=4, slots=4)
+    assert outc[0] - inc[0] == lat == ReductionUnit(lanes=4, slots=4).latency
+
+
+# -- interface ---------------------------------------------------------------------------------------
+
+def test_arguments():
+    with pytest.raises(ValueError, match="Lanes must be at least 1, not 0"):
+        ReductionUnit(lanes=0)
+    with pytest.raises(ValueError, match="Slots must be a power of two, at least 2, not 12"):
+        ReductionUnit(slots=12)
+    with pytest.raises(TypeError, match="Lanes must be an integer"):
+        ReductionUnit(lanes=2.0)
+    with pytest.raises(ValueError):
+        ReductionUnit(pipeline=("unpack",))
+    u = ReductionUnit(lanes=16, slots=32)
+    assert (u.lanes, u.slots, u.latency) == (16, 32, 5)
+    lay = reduce_in_layout(16, 32)
+    assert lay.size == 16 * 32 + 32 + 5 + 4
+    assert ReductionUnit(lanes=1, slots=2, pipeline=("unpack", "partial", "multiply", "add", "count",
+                                                      "normalize", "round")).latency == 7
+
+
+def test_schedule():
+    s = schedule([2, 0, 1], row_beats=2, slots=4)
+    # two contexts; bag 1 (empty) is taken by context 1 right away, then bag 2
+    assert [(b.bag, b.pos, b.beat, b.slot) for b in s] == [
+        (1, -1, 0, 2), (1, -1, 1, 3),
+        (0, 0, 0, 0), (0, 0, 1, 1), (2, 0, 0, 2), (2, 0, 1, 3), (0, 1, 0, 0), (0, 1, 1, 1)]
+    assert [b.end for b in s] == [False, True] * 4
+    assert s[2].first and not s[2].last and s[4].first and s[4].last and s[6].last
+    with pytest.raises(ValueError, match="Row beats must be in 1..4, not 5"):
+        schedule([1], row_beats=5, slots=4)
