@@ -47,7 +47,8 @@ def test_causal_and_padding_masked():
 
 def test_training_decreases_loss_and_beats_random(synth_split):
     torch.manual_seed(0)
-    m = S.SASRec(synth_split.dataset.num_items, small_cfg(), seed=0)
+    # torch table for speed: the PIM tables follow the same trajectory (bit-identity test below)
+    m = S.SASRec(synth_split.dataset.num_items, small_cfg(), backend="torch", seed=0)
     cand = D.sample_candidates(synth_split, "valid", seed=2)
     before = E.rank_metrics(S.sasrec_scores(m, synth_split, cand, "valid"))
     hist = S.train_sasrec(m, synth_split, epochs=6, batch_size=64, lr=5e-3, item_lr=2e-2)
@@ -143,7 +144,7 @@ def test_lazy_sparse_adam_matches_sparseadam_and_handles_wide_pim_steps():
         ref(idx).backward(g)
         ref_opt.step()
         ref_opt.zero_grad()
-        p.grad = torch.sparse_coo_tensor(idx[None], g, p.shape)
+        p.grad = torch.sparse_coo_tensor(idx[None], g, p.shape, check_invariants=False)
         opt.step()
     assert torch.allclose(p.detach(), ref.weight.detach(), atol=1e-6)
     # a PIM table with padded rows (dim 50) and a step touching 1000 rows
