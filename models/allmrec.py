@@ -430,7 +430,7 @@ class PromptLM(nn.Module):
             ids[c, :len(a)] = torch.tensor(a)
             amask[c, :len(a)] = 1
         T = prompt.shape[0]
-        cache = getattr(out, "past_key_values", None) or getattr(out, "cache", None)
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         try:
             cache.batch_repeat_interleave(C)
             import inspect
