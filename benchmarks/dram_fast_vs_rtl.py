@@ -47,7 +47,7 @@ def trace_suite(t, n: int = 2000, seed: int = 11, mapping: str = "rochrababgco")
     out = []
 
     def add(name, addr, wr=None, cyc=None, merge=False):
-        addr = np.asarray(addr, np.int64)
+        addr = np.asarray(addr, np.int64) % m.capacity  # fit smaller configurations
         k = len(addr)
         out.append(dict(name=name, addr=addr.astype(np.uint64), is_write=(np.zeros(k, bool) if wr is None else np.asarray(wr, bool)),
                         cycle=np.zeros(k, np.int64) if cyc is None else np.asarray(cyc, np.int64), merge=merge))
@@ -61,9 +61,9 @@ def trace_suite(t, n: int = 2000, seed: int = 11, mapping: str = "rochrababgco")
     # bank-group bits below the column bits: the same order as a 'ro..cobg' mapping would give
     idx = np.arange(n)
     add("stream-bg-interleaved", m.encode(bg=idx % t.bankgroups, ba=(idx // t.bankgroups) % t.banks_per_group,
-                                          co=idx // t.banks_per_rank % t.requests_per_row, ro=5))
+                                          co=idx // t.banks_per_rank % t.requests_per_row, ro=5 % t.rows))
     add("stream-rank-interleaved", m.encode(ra=idx % t.ranks, bg=(idx // t.ranks) % t.bankgroups,
-                                            co=idx // (t.ranks * t.bankgroups) % t.requests_per_row, ro=9))
+                                            co=idx // (t.ranks * t.bankgroups) % t.requests_per_row, ro=9 % t.rows))
     add("writes-1/3-64B", _gather(rng, n, 64), rng.random(n) < 1 / 3)
     add("writes-1/3-256B", _gather(rng, n, 256), rng.random(n) < 1 / 3)
     add("writes-all-256B", _gather(rng, n, 256), ~z)
@@ -78,10 +78,12 @@ def trace_suite(t, n: int = 2000, seed: int = 11, mapping: str = "rochrababgco")
     add("raw-hazards-hot64", a, rng.random(n) < 0.5)
     add("hot-set-reads-merge", a, merge=True)
     # row-hit heavy: 8 open rows, requests shuffled among them
-    rows = rng.integers(0, 1 << 14, 8)
-    add("row-hit-heavy", m.encode(bg=np.arange(n) % 4, ba=(np.arange(n) // 4) % 2, ro=rows[np.arange(n) % 8],
+    rows = rng.integers(0, t.rows, 8)
+    add("row-hit-heavy", m.encode(bg=np.arange(n) % t.bankgroups, ba=(np.arange(n) // t.bankgroups) % 2,
+                                  ro=rows[np.arange(n) % 8],
                                   co=rng.integers(0, t.requests_per_row, n)))
-    add("bank-conflict", m.encode(bg=1, ba=2, ro=rng.integers(0, 1 << 16, n), co=rng.integers(0, 128, n)))
+    add("bank-conflict", m.encode(bg=1 % t.bankgroups, ba=1, ro=rng.integers(0, t.rows, n),
+                                  co=rng.integers(0, t.requests_per_row, n)))
     add("paced-8cyc-uniform", _gather(rng, n, 64), None, np.arange(n) * 8)
     add("bursty-arrivals-256B", _gather(rng, n, 256), None, (np.arange(n) // 200) * 1500)
     add("zipf1.2-64B-1/4-writes", _gather(rng, n, 64, zipf=1.2), rng.random(n) < 0.25)

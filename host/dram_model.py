@@ -140,29 +140,15 @@ def gap_tables(t: DRAMTiming) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, inline="always")
-def _cand(k, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
-          bankT, bgT, rankT, faw, faw_pos, faw_w):
-    """(class, ready cycle) of queue slot ``k``: class 0 CAS, 1 ACT, 2 PRE, -1 none."""
-    r = q_r[k]
-    if rstate[r] != 0:
-        return -1, 0
-    b = q_b[k]
-    orow = open_row[b]
-    if orow == q_row[k]:
-        if b == gbank or q_dep[k] >= 0:
-            return -1, 0
-        g = q_g[k]
-        n = 2 if q_w[k] else 1
-        x = max(max(bankT[n, b], bgT[n, g]), max(rankT[n, r], now))
-        return 0, x
-    g = q_g[k]
-    if orow < 0:
-        x = max(max(bankT[0, b], bgT[0, g]), max(rankT[0, r], faw[r, faw_pos[r]] + faw_w))
-        return 1, max(x, now)
-    if hitcnt[b] > 0 and b != gbank:
-        return -1, 0
-    x = max(max(bankT[3, b], bgT[3, g]), max(rankT[3, r], now))
-    return 2, x
+def _ready(nn, b, g, r, bankT, bgT, rankT, now):
+    """Earliest cycle >= ``now`` for bank command ``nn`` (0 ACT, 1 RD, 2 WR, 3 PRE) to bank ``b``."""
+    return max(max(bankT[nn, b], bgT[nn, g]), max(rankT[nn, r], now))
+
+
+@numba.njit(cache=True, inline="always")
+def _better(x, i, bt, bi):
+    """Candidate (ready ``x``, request ``i``) beats (bt, bi): earlier, or as early and older."""
+    return x < bt or (x == bt and i < bi)
 
 
 @numba.njit(cache=True)
@@ -174,28 +160,35 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     NG = R * G
     INF = np.int64(1) << 62
     NEG = -(np.int64(1) << 40)
+    # timing state: earliest cycle of each bank command per bank / bank group / rank (other ranks)
     bankT = np.full((4, NB), NEG, np.int64)
     bgT = np.full((4, NG), NEG, np.int64)
     rankT = np.full((4, R), NEG, np.int64)
-    rwT = np.full((2, R), NEG, np.int64)
-    faw = np.full((R, faw_n), NEG, np.int64)
+    rwT = np.full((2, R), NEG, np.int64)          # PREA, REF per rank
+    faw = np.full((R, faw_n), NEG, np.int64)      # last faw_n ACTs per rank (ring)
     faw_pos = np.zeros(R, np.int64)
     open_row = np.full(NB, -1, np.int64)
-    hitcnt = np.zeros(NB, np.int64)
-    rstate = np.zeros(R, np.int64)
+    hitcnt = np.zeros(NB, np.int64)               # queued requests hitting the open row
+    rstate = np.zeros(R, np.int64)                # refresh: 0 idle, 1 wants PREA, 2 wants REF
     ref_due = ref_first.copy()
-    # the queue: slots in age order (compacted), slot-local copies of the request fields
+    b_rank = np.empty(NB, np.int64)
+    b_bg = np.empty(NB, np.int64)
+    for x in range(NB):
+        b_bg[x] = x // BPG
+        b_rank[x] = x // (G * BPG)
+    # the queue: global age order (qa) and per-bank lists in age order
     qa = np.empty(Q, np.int64)
-    q_r = np.empty(Q, np.int64)
-    q_g = np.empty(Q, np.int64)
-    q_b = np.empty(Q, np.int64)
-    q_row = np.empty(Q, np.int64)
-    q_w = np.empty(Q, np.uint8)
-    q_dep = np.empty(Q, np.int64)
-    ndep = 0
     nq = 0
+    bq_i = np.empty((NB, Q), np.int64)
+    bq_row = np.empty((NB, Q), np.int64)
+    bq_w = np.empty((NB, Q), np.uint8)
+    bq_dep = np.empty((NB, Q), np.int64)
+    bn = np.zeros(NB, np.int64)
+    busy = np.empty(NB, np.int64)
+    busy_pos = np.full(NB, -1, np.int64)
+    nbusy = 0
     HC = Q + 1
-    held = np.empty(HC, np.int64)
+    held = np.empty(HC, np.int64)                 # release cycles of write slots (FIFO)
     hh = 0
     hn = 0
     bleft = np.full(n, k_bursts, np.int64)
@@ -227,12 +220,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     guard_limit = INF
     if n > 0:
         guard_limit = stamp[n - 1] + 100_000_000 + 1000 * n
-    n_iter = 0
-    n_scan = 0
     while remaining > 0:
-        n_iter += 1
         if now > guard_limit:
-            return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 1, n_iter, n_scan
+            return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 1
         # ---- start of cycle `now`: held write slots released, refreshes falling due
         while hn > 0 and held[hh] <= now:
             hh += 1
@@ -244,14 +234,13 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 rstate[r] = 1
                 ref_due[r] += tREFI
                 rescan = True
-        # ---- scan the queue: earliest ready candidate per class (oldest among equals)
+        # ---- scan the busy banks: earliest ready candidate per class (oldest among equals)
         if rescan:
-            n_scan += 1
             rescan = False
             gbank = -1
             if nq > 0:
-                bo = q_b[0]
-                if open_row[bo] >= 0 and open_row[bo] != q_row[0]:
+                bo = bank[qa[0]]
+                if open_row[bo] >= 0 and open_row[bo] != row[qa[0]]:
                     gbank = bo
             cas_t = INF
             act_t = INF
@@ -259,21 +248,49 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             cas_i = -1
             act_i = -1
             pre_i = -1
-            for k in range(nq):
-                cl, x = _cand(k, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
-                              bankT, bgT, rankT, faw, faw_pos, faw_w)
-                if cl == 0:
-                    if x < cas_t:
-                        cas_t = x
-                        cas_i = qa[k]
-                elif cl == 1:
-                    if x < act_t:
+            for kb in range(nbusy):
+                b = busy[kb]
+                r = b_rank[b]
+                if rstate[r] != 0:
+                    continue
+                g = b_bg[b]
+                orow = open_row[b]
+                if orow < 0:
+                    x = max(_ready(0, b, g, r, bankT, bgT, rankT, now), faw[r, faw_pos[r]] + faw_w)
+                    i = bq_i[b, 0]
+                    if _better(x, i, act_t, act_i):
                         act_t = x
-                        act_i = qa[k]
-                elif cl == 2:
-                    if x < pre_t:
+                        act_i = i
+                elif hitcnt[b] > 0 and b != gbank:
+                    ir = -1
+                    iw = -1
+                    for k in range(bn[b]):
+                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
+                            if bq_w[b, k]:
+                                if iw < 0:
+                                    iw = bq_i[b, k]
+                                    if ir >= 0:
+                                        break
+                            elif ir < 0:
+                                ir = bq_i[b, k]
+                                if iw >= 0:
+                                    break
+                    if ir >= 0:
+                        x = _ready(1, b, g, r, bankT, bgT, rankT, now)
+                        if _better(x, ir, cas_t, cas_i):
+                            cas_t = x
+                            cas_i = ir
+                    if iw >= 0:
+                        x = _ready(2, b, g, r, bankT, bgT, rankT, now)
+                        if _better(x, iw, cas_t, cas_i):
+                            cas_t = x
+                            cas_i = iw
+                else:
+                    x = _ready(3, b, g, r, bankT, bgT, rankT, now)
+                    i = bq_i[b, 0]
+                    if _better(x, i, pre_t, pre_i):
                         pre_t = x
-                        pre_i = qa[k]
+                        pre_i = i
             ref_t = INF
             ref_r = -1
             for r in range(R):
@@ -302,233 +319,220 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         if refev <= tc and refev <= acc_t:
             now = refev
             continue
+        accept_now = acc_t == tc
         if acc_t < tc:
             # ---- acceptance only (no command before it): merge the new request into the scan
-            j = next_req
-            next_req += 1
-            last_acc = acc_t
-            if first_acc < 0:
-                first_acc = acc_t
-            now = acc_t + 1
-            if merge and wr[j] == 0:
-                p = prev_same[j]
-                if p >= 0 and wr[p] == 0:
-                    L = leader[p] if leader[p] >= 0 else p
-                    if casdone[L] == 0 or completion[L] > acc_t:
-                        leader[j] = L
-                        merged += 1
-                        remaining -= 1
-                        continue
-            kk = nq
-            qa[kk] = j
-            q_r[kk] = rank[j]
-            q_g[kk] = bgf[j]
-            q_b[kk] = bank[j]
-            q_row[kk] = row[j]
-            q_w[kk] = wr[j]
-            p = prev_same[j]
-            if p >= 0 and leader[p] >= 0:
-                p = leader[p]
-            if p >= 0 and casdone[p] == 0:
-                q_dep[kk] = p
-                ndep += 1
+            T = acc_t
+            now = T + 1
+        else:
+            # ---- a command issues at cycle tc (and maybe an acceptance in the same cycle)
+            T = tc
+            if ref_t == T:
+                r = ref_r
+                code = 4 if rstate[r] == 1 else 5
+                g = r * G
+                b = g * BPG
+                i = -1
+            elif cas_t == T:
+                i = cas_i
+                code = 2 if wr[i] else 1
+            elif act_t == T:
+                i = act_i
+                code = 0
             else:
-                q_dep[kk] = -1
-            nq += 1
-            if nq == 1:
-                rescan = True
+                i = pre_i
+                code = 3
+            if i >= 0:
+                r = rank[i]
+                g = bgf[i]
+                b = bank[i]
+            # every later command's earliest cycle
+            if code >= 4:
+                for nn in range(4):
+                    gs = T + gB[code, nn, 0]
+                    go = T + gB[code, nn, 3]
+                    for h in range(r * G, r * G + G):
+                        if gs > bgT[nn, h]:
+                            bgT[nn, h] = gs
+                    for q in range(R):
+                        if q != r and go > rankT[nn, q]:
+                            rankT[nn, q] = go
+            else:
+                for nn in range(4):
+                    x0 = T + gB[code, nn, 0]
+                    if x0 > bankT[nn, b]:
+                        bankT[nn, b] = x0
+                    x1 = T + gB[code, nn, 1]
+                    x2 = T + gB[code, nn, 2]
+                    for h in range(r * G, r * G + G):
+                        xx = x1 if h == g else x2
+                        if xx > bgT[nn, h]:
+                            bgT[nn, h] = xx
+                    x3 = T + gB[code, nn, 3]
+                    for q in range(R):
+                        if q != r and x3 > rankT[nn, q]:
+                            rankT[nn, q] = x3
+            for nn in range(2):
+                for q in range(R):
+                    xx = T + gR[code, nn, 0 if q == r else 1]
+                    if xx > rwT[nn, q]:
+                        rwT[nn, q] = xx
+            # bank / queue state
+            rowv = -1
+            colv = -1
+            if code == 0:
+                faw[r, faw_pos[r]] = T
+                faw_pos[r] += 1
+                if faw_pos[r] == faw_n:
+                    faw_pos[r] = 0
+                rowv = row[i]
+                open_row[b] = rowv
+                c = 0
+                for k in range(bn[b]):
+                    if bq_row[b, k] == rowv:
+                        c += 1
+                hitcnt[b] = c
+                acts += 1
+            elif code == 3:
+                open_row[b] = -1
+                hitcnt[b] = 0
+            elif code == 4:
+                for bb in range(r * G * BPG, (r + 1) * G * BPG):
+                    open_row[bb] = -1
+                    hitcnt[bb] = 0
+                rstate[r] = 2
+            elif code == 5:
+                rstate[r] = 0
+                refs += 1
+            else:
+                rowv = row[i]
+                colv = (col[i] * k_bursts + (k_bursts - bleft[i])) * BL
+                bleft[i] -= 1
+                if bleft[i] == 0:
+                    casdone[i] = 1
+                    done = T + 1 + (wr_lat if code == 2 else rd_lat)
+                    completion[i] = done
+                    if done > end:
+                        end = done
+                    remaining -= 1
+                    hitcnt[b] -= 1
+                    # leave the queue (keep age order) and release same-address dependants
+                    k = 0
+                    while qa[k] != i:
+                        k += 1
+                    while k < nq - 1:
+                        qa[k] = qa[k + 1]
+                        k += 1
+                    nq -= 1
+                    m = bn[b]
+                    k = 0
+                    while bq_i[b, k] != i:
+                        k += 1
+                    while k < m - 1:
+                        bq_i[b, k] = bq_i[b, k + 1]
+                        bq_row[b, k] = bq_row[b, k + 1]
+                        bq_w[b, k] = bq_w[b, k + 1]
+                        bq_dep[b, k] = bq_dep[b, k + 1]
+                        k += 1
+                    m -= 1
+                    bn[b] = m
+                    for k in range(m):
+                        if bq_dep[b, k] == i:
+                            bq_dep[b, k] = -1
+                    if m == 0:
+                        pb = busy_pos[b]
+                        nbusy -= 1
+                        lb = busy[nbusy]
+                        busy[pb] = lb
+                        busy_pos[lb] = pb
+                        busy_pos[b] = -1
+                    if code == 2:
+                        tl = hh + hn
+                        if tl >= HC:
+                            tl -= HC
+                        held[tl] = T + write_hold + 1
+                        hn += 1
+            if ncmd < cap:
+                cmd_buf[ncmd, 0] = T + 1
+                cmd_buf[ncmd, 1] = code
+                cmd_buf[ncmd, 2] = r
+                cmd_buf[ncmd, 3] = g - r * G if code < 4 else 0
+                cmd_buf[ncmd, 4] = b - g * BPG if code < 4 else 0
+                cmd_buf[ncmd, 5] = rowv
+                cmd_buf[ncmd, 6] = colv
+                ncmd += 1
+            elif cap > 0:
+                overflow = 1
+            now = T + 1
+            rescan = True
+        if not (accept_now or acc_t < tc):
+            continue
+        # ---- acceptance of the next request at cycle T (slot state of the start of the cycle)
+        j = next_req
+        next_req += 1
+        last_acc = T
+        if first_acc < 0:
+            first_acc = T
+        p = prev_same[j]
+        if p >= 0 and leader[p] >= 0:
+            p = leader[p]
+        if merge and wr[j] == 0 and p >= 0 and wr[p] == 0:
+            if casdone[p] == 0 or completion[p] > T:
+                leader[j] = p
+                merged += 1
+                remaining -= 1
                 continue
-            bj = q_b[kk]
-            if open_row[bj] == q_row[kk]:
-                hitcnt[bj] += 1
-                if pre_i >= 0 and bank[pre_i] == bj:
-                    rescan = True
-                    continue
-            cl, x = _cand(kk, now, gbank, q_r, q_g, q_b, q_row, q_w, q_dep, rstate, open_row, hitcnt,
-                          bankT, bgT, rankT, faw, faw_pos, faw_w)
-            if cl == 0:
+        bj = bank[j]
+        qa[nq] = j
+        nq += 1
+        m = bn[bj]
+        bq_i[bj, m] = j
+        bq_row[bj, m] = row[j]
+        bq_w[bj, m] = wr[j]
+        dep = p if (p >= 0 and casdone[p] == 0) else -1
+        bq_dep[bj, m] = dep
+        bn[bj] = m + 1
+        if m == 0:
+            busy[nbusy] = bj
+            busy_pos[bj] = nbusy
+            nbusy += 1
+        hit = open_row[bj] == row[j]
+        if hit:
+            hitcnt[bj] += 1
+        if rescan:
+            continue
+        # merge the new (youngest) request into the last scan instead of re-scanning
+        if nq == 1:
+            rescan = True
+            continue
+        rj = rank[j]
+        if rstate[rj] != 0:
+            continue
+        gj = bgf[j]
+        orow = open_row[bj]
+        if orow < 0:
+            x = max(_ready(0, bj, gj, rj, bankT, bgT, rankT, now), faw[rj, faw_pos[rj]] + faw_w)
+            if x < act_t:
+                act_t = x
+                act_i = j
+        elif hit:
+            if pre_i >= 0 and bank[pre_i] == bj:
+                rescan = True   # the bank now has a live hit: its PRE candidate is gone
+                continue
+            if bj != gbank and dep < 0:
+                x = _ready(2 if wr[j] else 1, bj, gj, rj, bankT, bgT, rankT, now)
                 if x < cas_t:
                     cas_t = x
                     cas_i = j
-            elif cl == 1:
-                if x < act_t:
-                    act_t = x
-                    act_i = j
-            elif cl == 2:
-                if x < pre_t:
-                    pre_t = x
-                    pre_i = j
-            continue
-        # ---- a command issues at cycle tc (and maybe an acceptance in the same cycle)
-        T = tc
-        accept_now = acc_t == T
-        if ref_t == T:
-            r = ref_r
-            code = 4 if rstate[r] == 1 else 5
-            g = r * G
-            b = g * BPG
-            i = -1
-        elif cas_t == T:
-            i = cas_i
-            code = 2 if wr[i] else 1
-        elif act_t == T:
-            i = act_i
-            code = 0
-        else:
-            i = pre_i
-            code = 3
-        if i >= 0:
-            r = rank[i]
-            g = bgf[i]
-            b = bank[i]
-        # timing state: every later command's earliest cycle
-        if code >= 4:
-            for nn in range(4):
-                gs = T + gB[code, nn, 0]
-                go = T + gB[code, nn, 3]
-                for h in range(r * G, r * G + G):
-                    if gs > bgT[nn, h]:
-                        bgT[nn, h] = gs
-                for q in range(R):
-                    if q != r and go > rankT[nn, q]:
-                        rankT[nn, q] = go
-        else:
-            for nn in range(4):
-                x0 = T + gB[code, nn, 0]
-                if x0 > bankT[nn, b]:
-                    bankT[nn, b] = x0
-                x1 = T + gB[code, nn, 1]
-                x2 = T + gB[code, nn, 2]
-                for h in range(r * G, r * G + G):
-                    xx = x1 if h == g else x2
-                    if xx > bgT[nn, h]:
-                        bgT[nn, h] = xx
-                x3 = T + gB[code, nn, 3]
-                for q in range(R):
-                    if q != r and x3 > rankT[nn, q]:
-                        rankT[nn, q] = x3
-        for nn in range(2):
-            for q in range(R):
-                xx = T + gR[code, nn, 0 if q == r else 1]
-                if xx > rwT[nn, q]:
-                    rwT[nn, q] = xx
-        # bank / queue state
-        rowv = -1
-        colv = -1
-        if code == 0:
-            faw[r, faw_pos[r]] = T
-            faw_pos[r] += 1
-            if faw_pos[r] == faw_n:
-                faw_pos[r] = 0
-            rowv = row[i]
-            open_row[b] = rowv
-            c = 0
-            for k in range(nq):
-                if q_b[k] == b and q_row[k] == rowv:
-                    c += 1
-            hitcnt[b] = c
-            acts += 1
-        elif code == 3:
-            open_row[b] = -1
-            hitcnt[b] = 0
-        elif code == 4:
-            for bb in range(r * G * BPG, (r + 1) * G * BPG):
-                open_row[bb] = -1
-                hitcnt[bb] = 0
-            rstate[r] = 2
-        elif code == 5:
-            rstate[r] = 0
-            refs += 1
-        else:
-            rowv = row[i]
-            colv = (col[i] * k_bursts + (k_bursts - bleft[i])) * BL
-            bleft[i] -= 1
-            if bleft[i] == 0:
-                casdone[i] = 1
-                done = T + 1 + (wr_lat if code == 2 else rd_lat)
-                completion[i] = done
-                if done > end:
-                    end = done
-                remaining -= 1
-                hitcnt[b] -= 1
-                # remove from the queue (keep age order)
-                k = 0
-                while qa[k] != i:
-                    k += 1
-                while k < nq - 1:
-                    qa[k] = qa[k + 1]
-                    q_r[k] = q_r[k + 1]
-                    q_g[k] = q_g[k + 1]
-                    q_b[k] = q_b[k + 1]
-                    q_row[k] = q_row[k + 1]
-                    q_w[k] = q_w[k + 1]
-                    q_dep[k] = q_dep[k + 1]
-                    k += 1
-                nq -= 1
-                if ndep > 0:
-                    for k in range(nq):
-                        if q_dep[k] == i:
-                            q_dep[k] = -1
-                            ndep -= 1
-                if code == 2:
-                    tl = hh + hn
-                    if tl >= HC:
-                        tl -= HC
-                    held[tl] = T + write_hold + 1
-                    hn += 1
-        if ncmd < cap:
-            cmd_buf[ncmd, 0] = T + 1
-            cmd_buf[ncmd, 1] = code
-            cmd_buf[ncmd, 2] = r
-            cmd_buf[ncmd, 3] = g - r * G if code < 4 else 0
-            cmd_buf[ncmd, 4] = b - g * BPG if code < 4 else 0
-            cmd_buf[ncmd, 5] = rowv
-            cmd_buf[ncmd, 6] = colv
-            ncmd += 1
-        elif cap > 0:
-            overflow = 1
-        # acceptance in the same cycle (slot state of the start of the cycle)
-        if accept_now:
-            j = next_req
-            next_req += 1
-            last_acc = T
-            if first_acc < 0:
-                first_acc = T
-            merged_j = False
-            if merge and wr[j] == 0:
-                p = prev_same[j]
-                if p >= 0 and wr[p] == 0:
-                    L = leader[p] if leader[p] >= 0 else p
-                    if casdone[L] == 0 or completion[L] > T:
-                        leader[j] = L
-                        merged += 1
-                        remaining -= 1
-                        merged_j = True
-            if not merged_j:
-                kk = nq
-                qa[kk] = j
-                q_r[kk] = rank[j]
-                q_g[kk] = bgf[j]
-                q_b[kk] = bank[j]
-                q_row[kk] = row[j]
-                q_w[kk] = wr[j]
-                p = prev_same[j]
-                if p >= 0 and leader[p] >= 0:
-                    p = leader[p]
-                if p >= 0 and casdone[p] == 0:
-                    q_dep[kk] = p
-                    ndep += 1
-                else:
-                    q_dep[kk] = -1
-                nq += 1
-                if open_row[bank[j]] == row[j]:
-                    hitcnt[bank[j]] += 1
-        now = T + 1
-        rescan = True
+        elif hitcnt[bj] == 0 or bj == gbank:
+            x = _ready(3, bj, gj, rj, bankT, bgT, rankT, now)
+            if x < pre_t:
+                pre_t = x
+                pre_i = j
     for j in range(n):
         if leader[j] >= 0:
             completion[j] = completion[leader[j]]
-    return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 0, n_iter, n_scan
+    return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -601,8 +605,7 @@ class FastDRAMModel:
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf)
-            compl, ncmd, overflow, acts, refs, merged, first, end, err, n_iter, n_scan = out
-            self.last_counts = (n_iter, n_scan)
+            compl, ncmd, overflow, acts, refs, merged, first, end, err = out
             if not overflow:
                 break
             cap *= 2
