@@ -139,6 +139,27 @@ def gap_tables(t: DRAMTiming) -> tuple[np.ndarray, np.ndarray]:
 # the compiled kernel
 
 
+@numba.njit(cache=True)
+def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
+    """Address fields in one pass: rank, flat bank group, flat bank, row, column (64 B units)."""
+    n = a.shape[0]
+    rank = np.empty(n, np.int64)
+    bgf = np.empty(n, np.int64)
+    bank = np.empty(n, np.int64)
+    row = np.empty(n, np.int64)
+    col = np.empty(n, np.int64)
+    for i in range(n):
+        x = a[i]
+        r = np.int64((x >> s_ra) & m_ra)
+        g = r * G + np.int64((x >> s_bg) & m_bg)
+        rank[i] = r
+        bgf[i] = g
+        bank[i] = g * BPG + np.int64((x >> s_ba) & m_ba)
+        row[i] = np.int64((x >> s_ro) & m_ro)
+        col[i] = np.int64((x >> s_co) & m_co)
+    return rank, bgf, bank, row, col
+
+
 @numba.njit(cache=True, inline="always")
 def _ready(nn, b, g, r, bankT, bgT, rankT, now):
     """Earliest cycle >= ``now`` for bank command ``nn`` (0 ACT, 1 RD, 2 WR, 3 PRE) to bank ``b``."""
@@ -183,7 +204,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     bq_row = np.empty((NB, Q), np.int64)
     bq_w = np.empty((NB, Q), np.uint8)
     bq_dep = np.empty((NB, Q), np.int64)
+    bq_col = np.empty((NB, Q), np.int64)
     bn = np.zeros(NB, np.int64)
+    use_prev = prev_same.shape[0] == n
     busy = np.empty(NB, np.int64)
     busy_pos = np.full(NB, -1, np.int64)
     nbusy = 0
@@ -433,6 +456,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                         bq_row[b, k] = bq_row[b, k + 1]
                         bq_w[b, k] = bq_w[b, k + 1]
                         bq_dep[b, k] = bq_dep[b, k + 1]
+                        bq_col[b, k] = bq_col[b, k + 1]
                         k += 1
                     m -= 1
                     bn[b] = m
@@ -473,20 +497,31 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         last_acc = T
         if first_acc < 0:
             first_acc = T
-        p = prev_same[j]
-        if p >= 0 and leader[p] >= 0:
-            p = leader[p]
+        bj = bank[j]
+        m = bn[bj]
+        if use_prev:
+            p = prev_same[j]
+            if p >= 0 and leader[p] >= 0:
+                p = leader[p]
+        else:
+            # youngest queued request to the same address (it waits for the older ones itself)
+            p = -1
+            rj_ = row[j]
+            cj_ = col[j]
+            for k in range(m - 1, -1, -1):
+                if bq_row[bj, k] == rj_ and bq_col[bj, k] == cj_:
+                    p = bq_i[bj, k]
+                    break
         if merge and wr[j] == 0 and p >= 0 and wr[p] == 0:
             if casdone[p] == 0 or completion[p] > T:
                 leader[j] = p
                 merged += 1
                 remaining -= 1
                 continue
-        bj = bank[j]
         qa[nq] = j
         nq += 1
-        m = bn[bj]
         bq_i[bj, m] = j
+        bq_col[bj, m] = col[j]
         bq_row[bj, m] = row[j]
         bq_w[bj, m] = wr[j]
         dep = p if (p >= 0 and casdone[p] == 0) else -1
@@ -562,6 +597,11 @@ class FastDRAMModel:
         self.gB, self.gR = gap_tables(t)
         (w,) = [w for w in window_rules(t) if w.cmd is Cmd.ACT]
         self.faw_n, self.faw_w = int(w.count), int(w.window)
+        mp = self.mapping
+        sh = lambda f: np.uint64(mp.shifts[f])  # noqa: E731
+        mk = lambda f: np.uint64((1 << mp.bits[f]) - 1)  # noqa: E731
+        self._fields = (sh("ra"), mk("ra"), sh("bg"), mk("bg"), sh("ba"), mk("ba"), sh("ro"), mk("ro"),
+                        sh("co"), mk("co"), np.int64(t.bankgroups), np.int64(t.banks_per_group))
         R = t.ranks
         self.ref_first = np.array([t.tREFI + r * t.tREFI // R for r in range(R)], np.int64)
 
@@ -577,31 +617,30 @@ class FastDRAMModel:
         n = len(addr)
         is_write = np.zeros(n, bool) if is_write is None else np.broadcast_to(np.asarray(is_write, bool), (n,))
         cycle = np.zeros(n, np.int64) if cycle is None else np.broadcast_to(np.asarray(cycle, np.int64), (n,))
-        a = self.mapping.check(addr)
+        a = self.mapping.check(addr)  # raises ValueError naming the first bad address
         srt = None
         if n and np.any(np.diff(cycle) < 0):  # requests enter in eligibility order (stable)
             srt = np.argsort(cycle, kind="stable")
             a, is_write, cycle = a[srt], is_write[srt], cycle[srt]
         if n and cycle[0] < 0:
             raise ValueError(f"negative cycle stamp {int(cycle[0])}")
-        f = self.mapping.decode(a)
-        G, BPG = t.bankgroups, t.banks_per_group
-        rank = f["ra"]
-        bgf = rank * G + f["bg"]
-        bank = bgf * BPG + f["ba"]
-        # previous request to the same 64 B address (same-address ordering, merging)
-        prev_same = np.full(n, -1, np.int64)
-        if n > 1:
+        rank, bgf, bank, row, col = _decode(a, *self._fields)
+        if self.merge_duplicates and n > 1:
+            # previous request to the same 64 B address (for merging across issued reads)
+            prev_same = np.full(n, -1, np.int64)
             o = np.argsort(a, kind="stable")
             same = a[o][1:] == a[o][:-1]
             prev_same[o[1:][same]] = o[:-1][same]
+        else:
+            prev_same = np.empty(0, np.int64)   # the kernel finds same-address requests in its queue
         k = t.bursts_per_request
         cap = n * (k + 2) + 256 if record_commands else 0
         wr8 = np.ascontiguousarray(is_write, np.uint8)
         st = np.ascontiguousarray(cycle, np.int64)
         while True:
             buf = np.zeros((cap, 7), np.int64)
-            out = _kernel(rank, bgf, bank, f["ro"], f["co"], wr8, st, prev_same,
+            G, BPG = t.bankgroups, t.banks_per_group
+            out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf)
