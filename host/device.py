@@ -13,9 +13,13 @@ Memory model
 The device image is one flat byte address space ``0 .. capacity`` (decoded by the configured
 DRAM address mapping).  Each allocation gets a 4 KiB-aligned region (first fit); a table row is
 padded to whole 64 B beats (``dim=50`` -> 64 floats = 256 B) — invisible to callers, counted in
-``stats()["bytes"]["padding"]``.  Host backing is per allocation (``calloc``'d, so untouched
-pages cost nothing and a 512 GiB device does not reserve host memory); tables exist once in host
-memory.  A request beyond the free space raises :class:`OutOfDeviceMemory` naming the request and
+``stats()["bytes"]["padding"]``, in the addresses, the reserved capacity and the timing.  Host
+backing is per allocation and holds the payload only: a contiguous ``(rows, dim)`` fp32 tensor
+(the padding lanes are zero by construction and no operation can read or write them, so they
+are not stored; this also keeps the ``weight`` Parameter that aliases the backing contiguous,
+which stock optimizers need — see :mod:`pimcast.host.embedding`).  Backing is ``calloc``'d, so
+untouched pages cost nothing and a 512 GiB device does not reserve host memory; tables exist
+once in host memory.  A request beyond the free space raises :class:`OutOfDeviceMemory` naming the request and
 the free space — there is no host fallback.
 
 Numerics
@@ -266,7 +270,7 @@ class Device:
                 f"cannot allocate table {name!r} ({rows} rows x {dim} fp32, padded to {pd} = {reserve} B) on "
                 f"device {self.cfg.name!r}: {self.free_bytes()} B free of {self.capacity} B "
                 f"(largest free block {self.largest_free_block()} B)")
-        storage = self.backend.new_storage(rows * pd)   # may raise MemoryError before any state change
+        storage = self.backend.new_storage(rows * dim)  # payload only; may raise MemoryError before any state change
         if reserve == size:
             del self._free[i]
         else:
@@ -294,12 +298,14 @@ class Device:
         self._free = merged
         self._count("free")
 
-    def _padded(self, name: str) -> torch.Tensor:
+    def _rows(self, name: str) -> torch.Tensor:
+        """The host backing of a table: a contiguous ``(rows, dim)`` tensor (the padding lanes of the
+        device rows are zero by construction and never stored on the host)."""
         t = self._tables[name]
-        return self._storage[name].view(t.rows, t.padded_dim)
+        return self._storage[name].view(t.rows, t.dim)
 
     def host_view(self, name: str) -> torch.Tensor:
-        """The table's ``(rows, dim)`` view of device memory (no copy; in-process backends only).
+        """The table's ``(rows, dim)`` view of device memory (contiguous, no copy; in-process backends only).
 
         Writing through it bypasses the statistics; :class:`~pimcast.host.embedding.PIMEmbeddingBag`
         uses it as its ``weight`` Parameter so that the table is held once.
@@ -307,7 +313,7 @@ class Device:
         t = self._table(name)
         if not self.backend.in_process:
             raise PIMError(f"backend {self.backend_name!r} keeps device memory out of process; no host view")
-        return self._padded(name)[:, :t.dim]
+        return self._rows(name)
 
     # ------------------------------------------------------------------ statistics
     def reset_stats(self) -> None:
@@ -414,7 +420,7 @@ class Device:
         if self._timed() and n:
             timing = self.backend.time_sequential(t.base + row_offset * t.row_bytes, n * t.row_bytes, True,
                                                   host_in=n * t.row_bytes + _INSTR_BYTES)
-        self._padded(name)[row_offset:row_offset + n, :t.dim] = x
+        self._rows(name)[row_offset:row_offset + n] = x
         self._account("write", writes=n * t.row_beats, padding=n * (t.padded_dim - t.dim) * 4,
                       host_in=n * t.row_bytes + _INSTR_BYTES, timing=timing)
 
@@ -425,7 +431,7 @@ class Device:
         if self._timed():
             timing = self.backend.time_sequential(t.base, t.rows * t.row_bytes, False,
                                                   host_out=t.rows * t.row_bytes, host_in=_INSTR_BYTES)
-        out = self._padded(name)[:, :t.dim].clone()
+        out = self._rows(name).clone()
         self._account("read", reads=t.rows * t.row_beats, padding=t.rows * (t.padded_dim - t.dim) * 4,
                       host_out=t.rows * t.row_bytes, host_in=_INSTR_BYTES, timing=timing)
         return out
@@ -441,7 +447,7 @@ class Device:
         timing = None
         if self._timed() and n:
             timing = self.backend.time(self._row_addresses(t, r), host_in=host_in, host_out=n * t.row_bytes)
-        out = self._padded(name)[r, :t.dim]
+        out = self._rows(name).index_select(0, r)
         self._account("gather_rows", reads=n * t.row_beats, padding=n * (t.padded_dim - t.dim) * 4,
                       host_in=host_in, host_out=n * t.row_bytes, lookups=n, timing=timing)
         return out
@@ -460,7 +466,7 @@ class Device:
         timing = None
         if self._timed() and n:
             timing = self.backend.time(self._row_addresses(t, r), np.ones(n * t.row_beats, bool), host_in=host_in)
-        self._padded(name)[r, :t.dim] = v
+        self._rows(name).index_copy_(0, r, v.contiguous())
         self._account("scatter_rows", writes=n * t.row_beats, padding=n * (t.padded_dim - t.dim) * 4,
                       host_in=host_in, rows_updated=n, timing=timing)
 
@@ -518,7 +524,7 @@ class Device:
             per_bag = torch.ones(nb, dtype=torch.float32) / lengths.clamp(min=1).to(torch.float32)
             w = torch.repeat_interleave(per_bag, lengths)
         # lookups past the last bag's start are inside it; lookups before offsets[0] cannot exist
-        out = _canon(self.backend.gather_reduce(self._padded(name), t.dim, idx, starts, lengths, w))
+        out = _canon(self.backend.gather_reduce(self._rows(name), t.dim, idx, starts, lengths, w))
         host_in = _INSTR_BYTES + 4 * nnz + 4 * nb + (4 * nnz if w is not None and mode == "sum" else 0)
         host_out = nb * t.row_bytes
         fmas = nnz * t.padded_dim
@@ -567,12 +573,12 @@ class Device:
         t, r, g = self._check_update(name, rows, grads)
         lr = _check_lr(lr)
         n = r.numel()
-        P = self._padded(name)
-        new = _canon(self.backend.sgd(P[r, :t.dim], g, lr)) if n else None
+        P = self._rows(name)
+        new = _canon(self.backend.sgd(P.index_select(0, r), g, lr)) if n else None
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = self._rmw_timing([(t, r)], host_in, n * t.padded_dim)
         if n:
-            P[r, :t.dim] = new
+            P.index_copy_(0, r, new)
         self._account("scatter_sgd", reads=n * t.row_beats, writes=n * t.row_beats,
                       padding=2 * n * (t.padded_dim - t.dim) * 4, host_in=host_in, fmas=n * t.padded_dim,
                       rows_updated=n, timing=timing)
@@ -595,15 +601,15 @@ class Device:
             self.alloc(sname, t.rows, t.dim)   # OutOfDeviceMemory (with the details) if it does not fit
         st = self._tables[sname]
         n = r.numel()
-        P, S = self._padded(name), self._padded(sname)
+        P, S = self._rows(name), self._rows(sname)
         if n:
-            nw, ns = self.backend.adagrad(P[r, :t.dim], S[r, :t.dim], g, lr, eps)
+            nw, ns = self.backend.adagrad(P.index_select(0, r), S.index_select(0, r), g, lr, eps)
             nw, ns = _canon(nw), _canon(ns)
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = self._rmw_timing([(t, r), (st, r)], host_in, 4 * n * t.padded_dim)
         if n:
-            P[r, :t.dim] = nw
-            S[r, :t.dim] = ns
+            P.index_copy_(0, r, nw.contiguous())
+            S.index_copy_(0, r, ns.contiguous())
         self._account("scatter_adagrad", reads=2 * n * t.row_beats, writes=2 * n * t.row_beats,
                       padding=4 * n * (t.padded_dim - t.dim) * 4, host_in=host_in, fmas=4 * n * t.padded_dim,
                       rows_updated=n, timing=timing)
@@ -620,10 +626,10 @@ class Device:
             self.alloc(sname, -(-t.rows // BEAT_FLOATS), BEAT_FLOATS)
         st = self._tables[sname]
         n = r.numel()
-        P = self._padded(name)
+        P = self._rows(name)
         H = self._storage[sname]
         if n:
-            nw, nh = self.backend.rowwise_adagrad(P[r, :t.dim], H[r], g, lr, eps)
+            nw, nh = self.backend.rowwise_adagrad(P.index_select(0, r), H[r], g, lr, eps)
             nw, nh = _canon(nw), _canon(nh)
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = None
@@ -637,7 +643,7 @@ class Device:
             flags = np.tile(np.r_[np.zeros(m, bool), np.ones(m, bool)], n)
             timing = self.backend.time(addr, flags, fmas=2 * n * t.padded_dim, host_in=host_in)
         if n:
-            P[r, :t.dim] = nw
+            P.index_copy_(0, r, nw.contiguous())
             H[r] = nh
         self._account("scatter_rowwise_adagrad", reads=n * (t.row_beats + 1), writes=n * (t.row_beats + 1),
                       padding=2 * n * (t.padded_dim - t.dim) * 4, host_in=host_in, fmas=2 * n * t.padded_dim,
@@ -648,7 +654,7 @@ class Device:
         t = self._table(name)
         if kind == "adagrad":
             s = self.adagrad_state_name(name)
-            return self._padded(s)[:, :t.dim].clone() if s in self._tables else torch.zeros(t.rows, t.dim)
+            return self._rows(s).clone() if s in self._tables else torch.zeros(t.rows, t.dim)
         if kind == "rowwise_adagrad":
             s = self.rowwise_state_name(name)
             return self._storage[s][:t.rows].clone() if s in self._tables else torch.zeros(t.rows)

@@ -11,10 +11,21 @@ Storage and the ``weight`` Parameter (design choice)
 ----------------------------------------------------
 The table is held **once** in host memory: in the device image.  For in-process backends
 (``golden``, ``model``) ``weight`` is an ``nn.Parameter`` whose data *is* the device image's
-``(rows, dim)`` view (rows padded to 64 B beats, so for ``dim % 16 != 0`` it is a strided view) —
-no copy, no stand-in.  Hence ``weight.grad`` (a coalesced sparse COO tensor with ``sparse=True``,
-the default here; dense with ``sparse=False`` as in PyTorch) works with stock ``torch.optim.SGD``,
-``Adagrad`` and ``SparseAdam``: they update the device image in place.  Those host updates are
+host backing, a contiguous ``(rows, dim)`` tensor — no copy, no stand-in.  (Device rows are
+padded to 64 B beats in the modeled device memory, but the always-zero padding lanes are not
+stored on the host; see :mod:`pimcast.host.device`.)  Hence ``weight.grad`` (a coalesced sparse
+COO tensor with ``sparse=True``, the default here; dense with ``sparse=False`` as in PyTorch)
+works with stock ``torch.optim.SGD``, ``Adagrad`` and ``SparseAdam``: they update the device
+image in place.
+
+The Parameter must be contiguous.  It used to be a strided ``[:, :dim]`` view over padded rows;
+PyTorch's CPU ``dense.add_(sparse)`` (what every stock sparse optimizer step calls) then takes
+its generic path — a loop of ``dense.select(0, row).add_(values[k])`` inside ``at::parallel_for``
+— and once the number of touched rows exceeds the grain size, the loop runs on OpenMP worker
+threads, which do not inherit the caller's ``no_grad`` mode: autograd then rejects the in-place
+add on a view of a leaf that requires grad ("a view of a leaf Variable that requires grad is
+being used in an in-place operation").  With one thread, few rows, or a contiguous table
+(``dim % 16 == 0``) the bug did not show.  Those host updates are
 counted in the device statistics as a read + write-back of the touched rows by a global optimizer
 step hook (:func:`_host_step_hook`).  The in-memory optimizers of :mod:`pimcast.host.optim` update
 the rows inside the device instead (SCATTER_SGD).  A backend without host memory (``rtl``) cannot

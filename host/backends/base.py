@@ -2,7 +2,8 @@
 does everything else (validation, allocation, address streams, statistics).
 
 A backend receives *validated* arguments only (int64 index tensors, float32 value tensors, the
-padded ``(rows, padded_dim)`` storage of a table) and returns plain tensors.  It must follow
+contiguous ``(rows, dim)`` host backing of a table — the device rows' padding lanes are not
+stored, see :mod:`pimcast.host.device`) and returns plain tensors.  It must follow
 pimcast's one numerics definition (ARCHITECTURE.md "Numerics"); the Device canonicalizes NaN
 results to ``0x7FC00000`` afterwards, as the hardware does.
 
@@ -47,7 +48,7 @@ class Backend:
                       lengths: torch.Tensor, weights: Optional[torch.Tensor]) -> torch.Tensor:
         """``(bags, dim)``: per bag ``acc = +0; acc = fma(w_j, table[i_j], acc)`` in index order.
 
-        ``table`` is the padded ``(rows, padded_dim)`` storage; ``starts``/``lengths`` describe the
+        ``table`` is the contiguous ``(rows, dim)`` backing; ``starts``/``lengths`` describe the
         bags (``sum(lengths) == len(indices)``); ``weights`` is ``None`` (plain sum) or float32 per lookup.
         """
         raise NotImplementedError

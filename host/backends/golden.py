@@ -20,4 +20,4 @@ class GoldenBackend(Backend):
     def gather_reduce(self, table, dim, indices, starts, lengths, weights):
         if starts.numel() == 0:
             return torch.zeros(0, dim, dtype=torch.float32)
-        return tc.gather_reduce(table[:, :dim], indices, starts, weights)
+        return tc.gather_reduce(table, indices, starts, weights)

@@ -67,11 +67,8 @@ class ModelBackend(Backend):
         if nb == 0 or indices.numel() == 0:
             return torch.zeros(nb, dim, dtype=torch.float32)
         if not self.exact_fast_path:
-            return tc.gather_reduce(table[:, :dim], indices, starts, weights)
-        out = _fast_reduce(table, indices, starts, weights)
-        if out.shape[1] != dim:
-            out = out[:, :dim].contiguous()
-        return out
+            return tc.gather_reduce(table, indices, starts, weights)
+        return _fast_reduce(table, indices, starts, weights)
 
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0):
         if self.cfg.timing == "off":
