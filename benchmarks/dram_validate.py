@@ -47,7 +47,7 @@ def _rtl(row: dict, t, mapping, queue, addr, wr, cyc, n_rtl: int) -> None:
 
     a, w, c = addr[:n_rtl], wr[:n_rtl], cyc[:n_rtl]
     try:
-        s = replay_rtl(t, a, w, c, mapping=mapping, queue=queue)
+        s = replay_rtl(t, a, w, c, mapping=mapping, queue=queue, read_buffer=12)
     except Exception as exc:  # report, go on
         row["rtl_error"] = str(exc)[:200]
         return
