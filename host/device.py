@@ -72,9 +72,10 @@ def _canonical_nan() -> torch.Tensor:
 
 
 def _canon(t: torch.Tensor) -> torch.Tensor:
-    """Every NaN -> 0x7FC00000 (the check runs in numpy: much cheaper than torch.isnan for small tensors)."""
+    """Every NaN -> 0x7FC00000 (the check runs in numpy: much cheaper than torch.isnan for small tensors;
+    a binary32 sum is NaN if any element is, and its false positives (inf - inf) are rechecked)."""
     a = t.detach().numpy()
-    if a.size and np.isnan(a.sum(dtype=np.float64)) and np.isnan(a).any():
+    if a.size and np.isnan(a.sum()) and np.isnan(a).any():
         t = torch.where(torch.isnan(t), _canonical_nan(), t)
     return t
 
@@ -152,6 +153,8 @@ def _check_ids(ids: torch.Tensor, rows: int, name: str, table: str) -> None:
 
 def _check_unique(rows: torch.Tensor, name: str) -> None:
     if rows.numel() < 2:
+        return
+    if bool((rows[1:] > rows[:-1]).all()):   # strictly increasing (a coalesced gradient): no sort needed
         return
     s, order = torch.sort(rows, stable=True)
     dup = s[1:] == s[:-1]
@@ -574,10 +577,13 @@ class Device:
         lr = _check_lr(lr)
         n = r.numel()
         P = self._rows(name)
-        new = _canon(self.backend.sgd(P.index_select(0, r), g, lr)) if n else None
+        fused = self.backend.fused_sgd
+        new = _canon(self.backend.sgd(P.index_select(0, r), g, lr)) if n and not fused else None
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = self._rmw_timing([(t, r)], host_in, n * t.padded_dim)
-        if n:
+        if n and fused:
+            self.backend.sgd_rows(P, r.contiguous(), g, lr)     # in place, canonical NaNs
+        elif n:
             P.index_copy_(0, r, new)
         self._account("scatter_sgd", reads=n * t.row_beats, writes=n * t.row_beats,
                       padding=2 * n * (t.padded_dim - t.dim) * 4, host_in=host_in, fmas=n * t.padded_dim,

@@ -135,8 +135,11 @@ class _DeviceTable(nn.Module):
 
     def _make_grad(self, unique, G):
         if self.sparse:
-            return torch.sparse_coo_tensor(unique.unsqueeze(0), G, (self.num_embeddings, self.embedding_dim),
-                                           is_coalesced=True, check_invariants=False)
+            g = torch.sparse_coo_tensor(unique.unsqueeze(0), G, (self.num_embeddings, self.embedding_dim),
+                                        is_coalesced=True, check_invariants=False)
+            # remembered so that _coalesce_grad can recognize it after autograd's accumulation
+            self.weight._pim_grad_id = (g._indices().data_ptr(), g._values().data_ptr(), g._nnz())
+            return g
         g = torch.zeros(self.num_embeddings, self.embedding_dim)
         g[unique] = G
         return g
@@ -408,11 +411,18 @@ class PIMEmbedding(_DeviceTable):
 
 def _coalesce_grad(p: nn.Parameter) -> None:
     """Autograd's gradient accumulation drops the ``is_coalesced`` flag of the (already unique and
-    sorted) tensor-cast gradient; restore it.  ``coalesce()`` of unique indices does no arithmetic,
-    so the values keep their bits; accumulated gradients (several backwards) are summed by it."""
+    sorted) tensor-cast gradient; restore it.  When ``p.grad`` still holds the very indices and
+    values this module's backward made (autograd stores a shallow copy), only the flag is set (no
+    sort); otherwise (accumulated gradients of several backwards, a copy) ``coalesce()`` sums them —
+    on unique indices it does no arithmetic, so the values keep their bits."""
     g = p.grad
+    mark = getattr(p, "_pim_grad_id", None)
+    p._pim_grad_id = None
     if g is not None and g.is_sparse and not g.is_coalesced():
-        p.grad = g.coalesce()
+        if mark is not None and mark == (g._indices().data_ptr(), g._values().data_ptr(), g._nnz()):
+            g._coalesced_(True)
+        else:
+            p.grad = g.coalesce()
 
 
 _HOOK = None

@@ -197,6 +197,110 @@ def _mean_weights(lengths: torch.Tensor) -> torch.Tensor:
     return torch.repeat_interleave(per_bag, lengths)
 
 
+# ----------------------------------------------------------------------------- fast exact FMA
+
+#: a double whose low 28 fraction bits are all zero may be a binary32 rounding breakpoint
+_LOW28 = np.int64(0x0FFFFFFF)
+
+
+try:   # numba is a project dependency; the numpy path below is the fallback (same bits)
+    import numba as _numba
+except ImportError:  # pragma: no cover
+    _numba = None
+
+if _numba is not None:
+    @_numba.njit(cache=True, nogil=True, inline="always")
+    def _fma_one(a, b, c):  # pragma: no cover (compiled)
+        """The definition (:func:`pimcast.models.numerics._fma_f32_np`) on one element: exact
+        double product, one double rounding, TwoSum error, round to odd, then to binary32
+        (branch-free, so the loops vectorize)."""
+        dc = np.float64(c)
+        p = np.float64(a) * np.float64(b)
+        s = p + dc
+        bv = s - p
+        err = (p - (s - bv)) + (dc - bv)
+        sb = np.float64(s).view(np.int64)
+        fix = ((sb & 1) == 0) & ((err > 0) | (err < 0))
+        step = np.int64(1) if (err > 0) == (s > 0) else np.int64(-1)
+        sb = sb + (step if fix else np.int64(0))
+        return np.float32(np.int64(sb).view(np.float64))
+
+    @_numba.njit(cache=True, nogil=True)
+    def _fma_kernel_scalar(a, b, c, out):  # pragma: no cover (compiled)
+        for i in range(out.size):
+            out[i] = _fma_one(a, b[i], c[i])
+
+    @_numba.njit(cache=True, nogil=True)
+    def _fma_kernel(a, b, c, out):  # pragma: no cover (compiled)
+        for i in range(out.size):
+            out[i] = _fma_one(a[i], b[i], c[i])
+
+
+def _fma_f32_fast(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Bit-for-bit :func:`pimcast.models.numerics._fma_f32_np` (the definition), faster: one
+    compiled pass (numba) over the operands, else :func:`_fma_f32_fast_np`.
+
+    ``a``, ``b``, ``c``: float32 arrays or ``np.float32`` scalars (broadcast together).
+    """
+    if _numba is None:
+        return _fma_f32_fast_np(a, b, c)
+    shape = np.broadcast_shapes(np.shape(a), np.shape(b), np.shape(c))
+    out = np.empty(shape, dtype=np.float32)
+    if out.size == 0:
+        return out
+    flat = lambda x: np.ascontiguousarray(np.broadcast_to(x, shape), dtype=np.float32).reshape(-1)
+    if np.ndim(a) == 0:
+        _fma_kernel_scalar(np.float32(a), flat(b), flat(c), out.reshape(-1))
+    else:
+        _fma_kernel(flat(a), flat(b), flat(c), out.reshape(-1))
+    return out
+
+
+def _fma_f32_fast_np(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Bit-for-bit :func:`pimcast.models.numerics._fma_f32_np` (the definition), in fewer numpy passes.
+
+    ``a``, ``b``, ``c``: float32 arrays or ``np.float32`` scalars (broadcast together).  Both
+    compute the exact product ``p = a*b`` and ``s = RN53(p + c)`` in double.  The definition then
+    runs TwoSum to get the error of ``s`` and, if ``s`` is even and inexact, moves it one double ulp
+    towards the exact sum (round to odd) before rounding to binary32.  That step can only matter
+    where ``s`` is a breakpoint of the binary32 rounding (a midpoint of two binary32 values, incl.
+    the subnormal ones and the overflow threshold): rounding to nearest is monotone, so ``s`` and
+    ``s' = s ± 1 ulp`` (or the exact sum, which lies between them) round differently only if a
+    breakpoint lies in ``[s, s']``; ``s'`` is odd and breakpoints are even (they need at most 25
+    significant bits, so their low 28 fraction bits are zero), hence only ``s`` itself can be one.
+    So: round ``s`` directly, and run the definition itself on the elements whose low 28 fraction
+    bits are zero (a superset of the breakpoints; it also catches every ``±0``, inf, NaN, power of
+    two — where the ulp is not uniform — and binary32-exact result).  Equality with the definition
+    is tested on random, adversarial (double-rounding) and special operands in
+    ``tests/test_tensor_cast.py``.
+    """
+    with np.errstate(all="ignore"):
+        s = np.multiply(a, b, dtype=np.float64)     # exact: 24 + 24 significant bits
+        s += c                                      # one rounding to double, as the definition
+        out = s.astype(np.float32)
+        cand = (s.view(np.int64) & _LOW28) == 0
+        if cand.any():
+            shape = s.shape
+            out[cand] = _fma_f32_np(np.broadcast_to(a, shape)[cand], np.broadcast_to(b, shape)[cand],
+                                    np.broadcast_to(c, shape)[cand])
+    return out
+
+
+def _f32_operand(x) -> np.ndarray:
+    """A float32 tensor (as numpy) or a Python number rounded to binary32 (as :func:`fma_f32`)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().numpy()
+    return np.float32(float(x))
+
+
+def _fma(a, b, c) -> torch.Tensor:
+    """``fma_f32(a, b, c)`` (same bits) via :func:`_fma_f32_fast`; CPU float32 tensors / numbers."""
+    na, nb, nc = _f32_operand(a), _f32_operand(b), _f32_operand(c)
+    out = _fma_f32_fast(na, nb, nc)
+    return torch.from_numpy(np.ascontiguousarray(out, dtype=np.float32).reshape(np.broadcast_shapes(
+        np.shape(na), np.shape(nb), np.shape(nc))))
+
+
 # ----------------------------------------------------------------------------- the reduction core
 
 
@@ -231,7 +335,7 @@ def _reduce_bags(table: torch.Tensor, indices: torch.Tensor, starts: torch.Tenso
                 if w is None:
                     acc[:n] = acc[:n] + rows
                 else:
-                    acc[:n] = _fma_f32_np(np.broadcast_to(w[pos][:, None], rows.shape), rows, acc[:n])
+                    acc[:n] = _fma_f32_fast(w[pos][:, None], rows, acc[:n])
         out[order] = acc
     return torch.from_numpy(out)
 
@@ -557,7 +661,7 @@ def sgd(weight: torch.Tensor, unique: torch.Tensor, grad: torch.Tensor, lr: floa
     """
     u = _check_rows_update(weight, unique, grad, lr)
     out = weight.clone()
-    out[u] = fma_f32(-float(lr), grad, weight[u])
+    out[u] = _fma(-float(lr), grad, weight[u])
     return out
 
 
@@ -572,7 +676,7 @@ def adagrad(weight: torch.Tensor, state_sum: torch.Tensor, unique: torch.Tensor,
     _check_table(state_sum, "state_sum")
     if state_sum.shape != weight.shape:
         raise ValueError(f"state_sum must have shape {tuple(weight.shape)}, got shape {tuple(state_sum.shape)}")
-    s = fma_f32(grad, grad, state_sum[u])
+    s = _fma(grad, grad, state_sum[u])
     std = s.sqrt().add_(eps)
     neg_lr = torch.tensor(-float(lr), dtype=torch.float32)
     w = weight[u] + (neg_lr * grad) / std
@@ -601,10 +705,10 @@ def rowwise_adagrad(weight: torch.Tensor, state_rows: torch.Tensor, unique: torc
     q = torch.zeros(u.numel(), dtype=torch.float32)
     for k in range(dim):
         gk = grad[:, k]
-        q = fma_f32(gk, gk, q)
+        q = _fma(gk, gk, q)
     h = state_rows[u] + q / torch.tensor(float(dim), dtype=torch.float32)
     r = torch.tensor(float(lr), dtype=torch.float32) / h.sqrt().add_(eps)
     new_w, new_h = weight.clone(), state_rows.clone()
-    new_w[u] = fma_f32(-r.unsqueeze(1), grad, weight[u])
+    new_w[u] = _fma(-r.unsqueeze(1), grad, weight[u])
     new_h[u] = h
     return new_w, new_h

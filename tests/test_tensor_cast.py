@@ -539,3 +539,108 @@ def test_functions_do_not_modify_inputs():
     tc_backward(DY, c, w)
     expand_coalesce_backward(DY, idx, off, w)
     assert torch.equal(idx, IDX) and torch.equal(off, OFF) and torch.equal(w, wc)
+
+
+# ----------------------------------------------------------------------------- fast exact FMA path
+
+def _fma_operand_sets():
+    """Random, adversarial (double-rounding) and special float32 operands."""
+    from pimcast.models.numerics import bits_to_f32
+    rng = np.random.default_rng(7)
+    n = 200_000
+    sets = []
+    # random bits (every class: subnormals, inf, NaN, both zeros)
+    sets.append(tuple(rng.integers(0, 2**32, n, dtype=np.uint64).astype(np.uint32).view(np.float32) for _ in range(3)))
+    # wide but finite exponents, product and addend of comparable size (cancellation, carries)
+    e = lambda lo, hi: np.exp2(rng.integers(lo, hi, n)).astype(np.float32)
+    a = (rng.standard_normal(n) * e(-70, 70)).astype(np.float32)
+    b = (rng.standard_normal(n) * e(-70, 70)).astype(np.float32)
+    c = (-(a.astype(np.float64) * b) * (1 + rng.standard_normal(n) * 2.0 ** -rng.integers(1, 30, n))).astype(np.float32)
+    sets.append((a, b, c))
+    # near the binary32 overflow threshold and in the subnormal range
+    big = np.float32(3.4028235e38)
+    sets.append((rng.uniform(0.9, 1.1, n).astype(np.float32), np.full(n, big, np.float32),
+                 (rng.uniform(-1, 1, n) * 2.0 ** 104).astype(np.float32)))
+    sets.append(((rng.standard_normal(n) * 2.0 ** -75).astype(np.float32),
+                 (rng.standard_normal(n) * 2.0 ** -75).astype(np.float32),
+                 (rng.integers(-2**20, 2**20, n) * 2.0 ** -149).astype(np.float32)))
+    # double rounding traps: a*b = 2^-24 (1 - i^2 2^-46) = just under half an ulp of c in [1, 2), so
+    # RN53(a*b + c) is a binary32 midpoint and rounding it again goes the wrong way for half the c
+    i = rng.integers(1, 362, n).astype(np.float64)
+    sign = lambda: np.where(rng.random(n) < .5, 1, -1)
+    x = ((1 + i * 2.0 ** -23) * 2.0 ** -12).astype(np.float32)
+    y = ((1 - i * 2.0 ** -23) * 2.0 ** -12 * sign()).astype(np.float32)
+    cb = np.uint32(0x3F800000) + rng.integers(0, 2**23, n, dtype=np.uint64).astype(np.uint32)
+    c = cb.view(np.float32) * sign().astype(np.float32)
+    sets.append((x, y, c))
+    sets.append((y, x, c * np.float32(2.0 ** 40)))         # same at another exponent (no trap: control)
+    # ... and in the subnormal range: a*b = 2^-150 (1 - i^2 2^-46), c = k 2^-149
+    xs = ((1 + i * 2.0 ** -23) * 2.0 ** -75).astype(np.float32)
+    ys = ((1 - i * 2.0 ** -23) * 2.0 ** -75 * sign()).astype(np.float32)
+    cs = (rng.integers(-2**23, 2**23, n) * 2.0 ** -149).astype(np.float32)
+    sets.append((xs, ys, cs))
+    # specials
+    sp = bits_to_f32([0, 0x80000000, 1, 0x80000001, 0x007FFFFF, 0x00800000, 0x3F800000, 0x7F7FFFFF, 0xFF7FFFFF,
+                      0x7F800000, 0xFF800000, 0x7FC00000, 0x7FA00001, 0xFFC00123, 0x33800000, 0x34000000]).numpy()
+    g = np.stack(np.meshgrid(sp, sp, sp, indexing="ij")).reshape(3, -1)
+    sets.append((g[0], g[1], g[2]))
+    return sets
+
+
+@pytest.mark.parametrize("impl", ["_fma_f32_fast", "_fma_f32_fast_np"])
+def test_fast_fma_bitwise_equals_the_definition(impl):
+    """The fast exact FMA paths (numba kernel; numpy with the breakpoint shortcut) give the bits of
+    numerics._fma_f32_np, the definition, on random, adversarial and special operands."""
+    from pimcast.models import tensor_cast
+    from pimcast.models.numerics import _fma_f32_np
+    _fma_f32_fast = getattr(tensor_cast, impl)
+    hits = 0
+    for a, b, c in _fma_operand_sets():
+        ref = _fma_f32_np(a, b, c).view(np.uint32)
+        got = _fma_f32_fast(a, b, c).view(np.uint32)
+        assert np.array_equal(ref, got)
+        got2 = _fma_f32_fast(a.reshape(-1, 8), b.reshape(-1, 8), c.reshape(-1, 8)).view(np.uint32)
+        assert np.array_equal(ref, got2.ravel())
+        naive = (a.astype(np.float64) * b + c).astype(np.float32).view(np.uint32)
+        hits += int((naive != ref).sum())
+    assert hits > 1000          # the adversarial sets do exercise the double-rounding correction
+    # scalar first operand (SGD: fma(-lr, g, w)) and broadcasting (row-wise Adagrad)
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((3000, 50)).astype(np.float32)
+    w = rng.standard_normal((3000, 50)).astype(np.float32)
+    for lr in (0.1, 0.05, 1e-3, 3.0, 2.0 ** -7):
+        a = np.float32(-lr)
+        assert np.array_equal(_fma_f32_np(np.full_like(g, a), g, w).view(np.uint32),
+                              _fma_f32_fast(a, g, w).view(np.uint32))
+    r = rng.standard_normal((3000, 1)).astype(np.float32)
+    assert np.array_equal(_fma_f32_np(np.broadcast_to(r, g.shape), g, w).view(np.uint32),
+                          _fma_f32_fast(r, g, w).view(np.uint32))
+    gs, ws = g[::2, 3:40], w[1::2, 5:42]                     # strided operands
+    assert np.array_equal(_fma_f32_np(gs, gs, ws).view(np.uint32), _fma_f32_fast(gs, gs, ws).view(np.uint32))
+    assert _fma_f32_fast(np.float32(1), g[:0], w[:0]).shape == (0, 50)
+
+
+@pytest.mark.parametrize("lr", [0.1, 0.05, 0.01, 2.0 ** -4])
+def test_optimizers_bitwise_vs_fma_f32_definition(lr):
+    """sgd / adagrad / rowwise_adagrad (fast FMA path) = the same formulas with numerics.fma_f32."""
+    from pimcast.models.numerics import fma_f32
+    g_ = torch.Generator().manual_seed(int(lr * 1000))
+    W = torch.randn(500, 37, generator=g_) * torch.exp2(torch.randint(-20, 20, (500, 37), generator=g_)).float()
+    u = torch.randperm(500, generator=g_)[:300]
+    G = torch.randn(300, 37, generator=g_) * torch.exp2(torch.randint(-20, 20, (300, 37), generator=g_)).float()
+    ref = W.clone()
+    ref[u] = fma_f32(-float(lr), G, W[u])
+    assert torch.equal(sgd(W, u, G, lr).view(torch.int32), ref.view(torch.int32))
+    S = torch.rand(500, 37, generator=g_)
+    nw, ns = adagrad(W, S, u, G, lr)
+    s = fma_f32(G, G, S[u])
+    assert torch.equal(ns[u].view(torch.int32), s.view(torch.int32))
+    H = torch.rand(500, generator=g_)
+    nw, nh = rowwise_adagrad(W, H, u, G, lr)
+    q = torch.zeros(300)
+    for k in range(37):
+        q = fma_f32(G[:, k], G[:, k], q)
+    h = H[u] + q / torch.tensor(37.0)
+    r = torch.tensor(float(lr)) / h.sqrt().add_(1e-8)
+    assert torch.equal(nh[u].view(torch.int32), h.view(torch.int32))
+    assert torch.equal(nw[u].view(torch.int32), fma_f32(-r.unsqueeze(1), G, W[u]).view(torch.int32))

@@ -53,10 +53,18 @@ class Backend:
         """
         raise NotImplementedError
 
+    #: :meth:`sgd_rows` updates the table in place (with canonical NaNs); else the Device calls :meth:`sgd`
+    fused_sgd = False
+
     def sgd(self, w: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
-        """New rows ``fma(-lr, g, w)`` (``-lr`` rounded to binary32)."""
+        """New rows ``fma(-lr, g, w)`` (``-lr`` rounded to binary32), by :func:`tensor_cast.sgd`."""
         n = w.shape[0]
         return tc.sgd(w, torch.arange(n), g, lr)
+
+    def sgd_rows(self, table: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, lr: float) -> None:
+        """In place (``fused_sgd`` backends): ``table[rows] = canon(fma(-lr, g, table[rows]))`` for unique
+        ``rows`` — the bits of :meth:`sgd` with NaNs made ``0x7FC00000``."""
+        raise NotImplementedError
 
     def adagrad(self, w, s, g, lr: float, eps: float):
         n = w.shape[0]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +23,23 @@ from pimcast.models import tensor_cast as tc
 from pimcast.models.numerics import canonicalize_nan, f32_to_bits
 
 __all__ = ["ModelBackend", "embedding_bag_is_exact"]
+
+if tc._numba is not None:
+    _fma_one = tc._fma_one
+
+    @tc._numba.njit(cache=True, nogil=True)
+    def _sgd_rows_kernel(table, rows, g, a):  # pragma: no cover (compiled)
+        """``table[rows[i]] = canon(fma(a, g[i], table[rows[i]]))`` in place (rows unique): the
+        definition's FMA (:func:`tensor_cast._fma_one`) fused with the row gather and write-back."""
+        nan = np.int32(0x7FC00000).view(np.float32)
+        n, d = g.shape
+        for i in range(n):
+            r = rows[i]
+            for j in range(d):
+                v = _fma_one(a, g[i, j], table[r, j])
+                table[r, j] = nan if v != v else v
+else:  # pragma: no cover
+    _sgd_rows_kernel = None
 
 
 def _fast_reduce(table, indices, starts, weights):
@@ -61,6 +79,14 @@ class ModelBackend(Backend):
         super().__init__(cfg)
         self.timer = PIMTimer(cfg)
         self.exact_fast_path = embedding_bag_is_exact()
+        self.fused_sgd = _sgd_rows_kernel is not None
+
+    def sgd(self, w, g, lr):
+        # tensor_cast.sgd's arithmetic on all the given rows (without its copy of the whole table)
+        return tc._fma(-float(lr), g, w)
+
+    def sgd_rows(self, table, rows, g, lr):
+        _sgd_rows_kernel(table.numpy(), rows.numpy(), g.numpy(), np.float32(-float(lr)))
 
     def gather_reduce(self, table, dim, indices, starts, lengths, weights):
         nb = starts.numel()
