@@ -1,6 +1,6 @@
 """cocotb reduction-unit testbench (``pimcast.sim.tb_reduce``) on Icarus and Verilator.
 
-The fast default runs a 4-lane, 32-slot unit (the lane datapath is the 16-lane one; a 16-lane
+The fast default runs a 4-lane, 64-slot unit (the lane datapath is the 16-lane one; a 16-lane
 Verilator build takes minutes of C++ compilation); the ``slow`` regression runs the default
 16-lane top on Verilator with more bags.
 """
@@ -18,7 +18,7 @@ SIMS = [
     pytest.param("verilator", marks=pytest.mark.skipif(not have_verilator(), reason="Verilator missing")),
 ]
 
-SMALL = {"lanes": 4, "slots": 32}
+SMALL = {"lanes": 4, "slots": 64}
 
 
 @pytest.fixture(autouse=True)
