@@ -8,10 +8,13 @@ arrivals) and runs each through ``fast`` (:class:`pimcast.host.dram_model.FastDR
 Verilator, against the protocol-checking DRAM device model). Prints the per-trace % difference
 in cycles and saves ``build/bench/dram_fast_vs_rtl.json``. Acceptance: |fast / rtl - 1| <= 5 %.
 
-All traces use one controller configuration (DDR4-3200, 2 ranks, ``rochrababgco``, queue 32), so
-the RTL is built once (a Verilator build of the controller takes minutes on a shared 2-core host).
+All traces of one run use one controller configuration (default DDR4-3200, 2 ranks,
+``rochrababgco``, queue 32; ``--standard/--ranks/--queue`` pick another), so the RTL is built once
+(Verilator takes many minutes on a shared 2-core host; ``--simulator icarus`` builds in seconds
+and simulates ~300 cycles/s).
 
-Usage: ``python benchmarks/dram_fast_vs_rtl.py [--requests N] [--only NAME,...] [--no-rtl] [--out DIR]``
+Usage: ``python benchmarks/dram_fast_vs_rtl.py [--requests N] [--only NAME,...] [--no-rtl]
+[--simulator verilator|icarus] [--build-root DIR] [--standard S --ranks R --queue Q] [--out DIR]``
 """
 from __future__ import annotations
 
@@ -94,19 +97,21 @@ def trace_suite(t, n: int = 2000, seed: int = 11, mapping: str = "rochrababgco")
     return out
 
 
-def run_suite(n: int, only: set[str] | None, rtl: bool, seed: int = 11, simulator: str = "verilator") -> list[dict]:
+def run_suite(n: int, only: set[str] | None, rtl: bool, seed: int = 11, simulator: str = "verilator",
+              preset: str = "ddr4-3200", ranks: int = 2, queue: int = 32) -> list[dict]:
     from pimcast.hdl.dram.timing import load_preset
     from pimcast.host.dram_model import FastDRAMModel
 
-    t = load_preset("ddr4-3200", ranks=2)
+    t = load_preset(preset, ranks=ranks)
+    kw = dict(RTL_KW, queue=queue)
     rows = []
     for tr in trace_suite(t, n, seed):
         if only and tr["name"] not in only:
             continue
-        fm = FastDRAMModel(t, "rochrababgco", queue=32, merge_duplicates=tr["merge"])
+        fm = FastDRAMModel(t, "rochrababgco", queue=queue, merge_duplicates=tr["merge"])
         fm.warmup()
         f = fm.run(tr["addr"], tr["is_write"], tr["cycle"])
-        row = dict(name=tr["name"], requests=len(tr["addr"]), writes=int(tr["is_write"].sum()),
+        row = dict(name=tr["name"], config=f"{t.name} x{t.ranks} q{queue}", requests=len(tr["addr"]), writes=int(tr["is_write"].sum()),
                    fast_cycles=f.cycles, fast_GBps=round(f.GBps, 2), fast_acts=f.acts,
                    fast_req_per_s=round(f.requests_per_second))
         if rtl and not tr["merge"]:  # the RTL does not merge duplicate reads
@@ -115,7 +120,7 @@ def run_suite(n: int, only: set[str] | None, rtl: bool, seed: int = 11, simulato
             t0 = time.perf_counter()
             try:
                 s = replay_rtl(t, tr["addr"], tr["is_write"], tr["cycle"], mapping="rochrababgco",
-                               simulator=simulator, **RTL_KW)
+                               simulator=simulator, **kw)
             except Exception as exc:  # report and go on
                 row.update(rtl_error=str(exc)[:300])
             else:
@@ -141,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--only", default="", help="comma-separated trace names")
+    ap.add_argument("--standard", default="ddr4-3200", help="DRAM preset (DDR4 only for the RTL)")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--queue", type=int, default=32)
     ap.add_argument("--no-rtl", action="store_true", help="fast model only")
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"),
                     help="HDL simulator for the RTL (Icarus builds in seconds, Verilator in minutes)")
@@ -154,14 +162,17 @@ def main(argv: list[str] | None = None) -> int:
         import pimcast.sim.runner as runner
 
         runner.BUILD_ROOT = args.build_root.resolve()
-    rows = run_suite(args.requests, only, not args.no_rtl, args.seed, args.simulator)
+    rows = run_suite(args.requests, only, not args.no_rtl, args.seed, args.simulator, args.standard, args.ranks,
+                     args.queue)
     diffs = [abs(r["diff_pct"]) for r in rows if "diff_pct" in r]
     if diffs:
         ok = sum(d <= 5.0 for d in diffs)
         print(f"{ok}/{len(diffs)} traces within ±5 % (max |diff| {max(diffs):.2f} %, mean {np.mean(diffs):.2f} %)")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dram_fast_vs_rtl.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"saved {args.out / 'dram_fast_vs_rtl.json'}")
+    name = "dram_fast_vs_rtl.json" if (args.standard, args.ranks, args.queue) == ("ddr4-3200", 2, 32) else \
+        f"dram_fast_vs_rtl_{args.standard}_r{args.ranks}_q{args.queue}.json"
+    (args.out / name).write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"saved {args.out / name}")
     return 0 if diffs and all(d <= 5.0 for d in diffs) else (0 if args.no_rtl else 1)
 
 
