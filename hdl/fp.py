@@ -31,6 +31,8 @@ __all__ = [
     "FMA",
     "STEPS",
     "DEFAULT_PIPELINE",
+    "FAST_PIPELINE",
+    "PIPELINES",
     "FP32_ONE",
     "FP32_NEG_ZERO",
     "FP32_CANONICAL_NAN",
@@ -96,9 +98,17 @@ _X0_ADD = -(23 + _C_LSB)             # X0 = ec - 76 when the shift clamps at 0
 _T_BIAS = _MANT_LSB + 149            # 203
 
 #: Names of the datapath steps, in order; each may be followed by a register stage.
-STEPS = ("unpack", "partial", "multiply", "add", "count", "normalize", "round")
+#: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
+#: pipeline that leaves them out registers exactly where the original seven-step datapath did.
+STEPS = ("classify", "unpack", "partial", "multiply", "add", "lzc", "count", "shift", "normalize",
+         "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
+#: Every step registered (latency 10): the pipeline for clock rates of 150 MHz and more on an
+#: ECP5 (see :class:`FMA` for measured numbers).
+FAST_PIPELINE = STEPS
+#: Named pipelines (``pimcast synth --pipeline NAME``).
+PIPELINES = {"default": DEFAULT_PIPELINE, "fast": FAST_PIPELINE}
 
 
 def _clz(value):
@@ -124,6 +134,31 @@ def _leading_zeros(value):
     padded = 1 << max(1, (width - 1).bit_length())
     _, count = _clz(Cat(Const(0, padded - width), value))
     return count
+
+
+def _lz_groups(value, group=16):
+    """First level of a two-level leading-zero count: ``value`` (padded with zeros below to a
+    multiple of ``group``, a power of 2) cut into groups, most significant first; per group
+    ``(all_zero, count)`` with a ``log2(group)``-bit count."""
+    width = len(value)
+    pad = -width % group
+    padded = Cat(Const(0, pad), value) if pad else value
+    n = len(padded) // group
+    return [_clz(padded[(n - 1 - g) * group:(n - g) * group]) for g in range(n)]
+
+
+def _lz_combine(groups, group=16):
+    """Second level: ``(all_zero, count)`` of the whole value from :func:`_lz_groups`' output
+    (a priority select of the first nonzero group; its index is the count's high bits)."""
+    bits = (group - 1).bit_length()
+    width = (len(groups) * group - 1).bit_length()
+    count = Const(0, width)
+    all_zero = Const(1, 1)
+    for g in reversed(range(len(groups))):
+        zero, cnt = groups[g]
+        count = Mux(zero, count, Cat(cnt, Const(g, width - bits)))
+        all_zero = all_zero & zero
+    return all_zero, count
 
 
 class _Latency:
@@ -158,22 +193,34 @@ class FMA(wiring.Component):
 
     Datapath steps (``pipeline`` names the ones followed by a register stage):
 
+    ``"classify"``
+        classify the operands, the special-case result (NaN, infinities, zero product),
+        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c``, exponent sums;
     ``"unpack"``
-        classify the operands, normalize subnormal ``a``/``b``, exponent arithmetic, the
-        special-case result (NaN, infinities, zero product);
+        normalize subnormal ``a``/``b`` (left shift), the addend's right shift (clamped to
+        ``0..76``) and the normalization shift limit;
     ``"partial"``
-        two 24x12 partial products of ``ma*mb``; right shift of the addend with sticky;
+        two 24x12 partial products of ``ma*mb``; the addend's right shift by the multiple-of-8
+        part of the shift; the alignment sticky bit (from the trailing-zero count);
     ``"multiply"``
-        sum of the partial products (48-bit product);
+        sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
     ``"add"``
         78-bit ``|c ± P|`` and the result sign;
+    ``"lzc"``
+        first level of the leading- and trailing-zero counts (per 16-bit group);
     ``"count"``
-        leading- and trailing-zero counts; normalize shift limited at the subnormal exponent;
+        second level of the counts; normalize shift limited at the subnormal exponent;
+    ``"shift"``
+        left shift by the multiple-of-8 part of the normalize shift; sticky bit;
     ``"normalize"``
-        left shift, round and sticky bits;
+        the rest (0..7) of the left shift; round bit;
     ``"round"``
         rounding increment, overflow, packing, special-case select (always registered: it is
         the output register).
+
+    ``classify``, ``lzc`` and ``shift`` only split the steps that follow them: a pipeline
+    without them has its registers where the original seven-step datapath had them
+    (``unpack``, ``partial``, ``multiply``, ``add``, ``count``, ``normalize``, ``round``).
 
     Latency and throughput
     ----------------------
@@ -271,7 +318,7 @@ class FMA(wiring.Component):
                 regs[key] = reg
             return regs
 
-        # ---- unpack ---------------------------------------------------------------------------
+        # ---- classify: operand classes, special results, exponent sums ------------------
         ops = self.i.payload
 
         def classify(x, name):
@@ -287,25 +334,21 @@ class FMA(wiring.Component):
                 "exp": comb(f"{name}_expf", 8, Mux(exp == 0, 1, exp)),
             }
 
-        def normalized(x, name):
-            lz = comb(f"{name}_lz", 5, _leading_zeros(x["mant"]))
-            mant = comb(f"{name}_norm", 24, (x["mant"] << lz)[:24])
-            exp = comb(f"{name}_e", signed(10), x["exp"] - 127 - lz)
-            return mant, exp
-
         a = classify(ops.a, "a")
         b = classify(ops.b, "b")
         c = classify(ops.c, "c")
-        ma, ea = normalized(a, "a")
-        mb, eb = normalized(b, "b")
-        ec = comb("c_e", signed(10), c["exp"] - 127)
-        eab = comb("ab_e", signed(11), ea + eb)
-        sh_raw = comb("sh_raw", signed(12), eab - ec + _SH_BIAS)
-        shift = comb("c_shift", range(_SH_MAX + 1),
-                     Mux(sh_raw < 0, 0, Mux(sh_raw > _SH_MAX, _SH_MAX, sh_raw)))
-        # left-shift limit t = X0 + 203 in [1, 409]: the shift that puts 2**-149 at the
-        # significand LSB (results below 2**-126 stop there, as subnormals)
-        limit = comb("lz_limit", 9, Mux(sh_raw < 0, ec + (_X0_ADD + _T_BIAS), eab + (_X0_PROD + _T_BIAS)))
+        # subnormal a/b: leading zeros of the significands (the shifts themselves are in unpack)
+        lz_a = comb("a_lz", 5, _leading_zeros(a["mant"]))
+        lz_b = comb("b_lz", 5, _leading_zeros(b["mant"]))
+        # trailing zeros of c's significand, 24 for c = 0 (decides the alignment sticky bit)
+        tz_c = comb("c_tz", 5, _leading_zeros(Cat(c["mant"], Const(1, 1))[::-1]))
+        # exponent sums before the subnormal shifts (ea + eb = a.exp + b.exp - 254 - lz_a - lz_b):
+        #   sh_raw = ea + eb - ec + _SH_BIAS = sh_exp - lz_ab
+        #   limit  = ea + eb + (_X0_PROD + _T_BIAS) = ab_exp - lz_ab   (product dominates)
+        #          = ec + (_X0_ADD + _T_BIAS) = c.exp                 (addend dominates, sh_raw < 0)
+        lz_ab = comb("ab_lz", 6, lz_a + lz_b)
+        sh_exp = comb("sh_exp", signed(11), a["exp"] + b["exp"] - c["exp"] + (_SH_BIAS - 127))
+        ab_exp = comb("ab_exp", signed(11), a["exp"] + b["exp"] + (_X0_PROD + _T_BIAS - 254))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
         p_inf = a["inf"] | b["inf"]
@@ -323,31 +366,52 @@ class FMA(wiring.Component):
         with m.Else():
             m.d.comb += special_bits.eq(Cat(Const(0, 31), p_sign & c["sign"]))   # 0 + 0
 
-        s = boundary("unpack", {
+        s = boundary("classify", {
             "valid": self.i.valid,
-            "ma": ma, "mb": mb, "mc": c["mant"],
-            "shift": shift, "limit": limit,
+            "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
+            "lz_a": lz_a, "lz_b": lz_b, "lz_ab": lz_ab, "tz_c": tz_c,
+            "sh_exp": sh_exp, "ab_exp": ab_exp,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
             "special": special, "special_bits": special_bits,
         })
+        passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
 
-        # ---- partial products, addend alignment -------------------------------------------
+        # ---- unpack: normalize subnormal a/b, addend shift and left-shift limit ------------
+        ma = comb("a_norm", 24, (s["ma"] << s["lz_a"])[:24])
+        mb = comb("b_norm", 24, (s["mb"] << s["lz_b"])[:24])
+        sh_raw = comb("sh_raw", signed(12), s["sh_exp"] - s["lz_ab"])
+        shift = comb("c_shift", range(_SH_MAX + 1),
+                     Mux(sh_raw < 0, 0, Mux(sh_raw > _SH_MAX, _SH_MAX, sh_raw)))
+        # left-shift limit t = X0 + 203 in [1, 409]: the shift that puts 2**-149 at the
+        # significand LSB (results below 2**-126 stop there, as subnormals)
+        limit = comb("lz_limit", 9, Mux(sh_raw < 0, s["c_exp"], s["ab_exp"] - s["lz_ab"]))
+        s = boundary("unpack", {
+            **{k: s[k] for k in passed + ("mc", "tz_c")},
+            "ma": ma, "mb": mb, "shift": shift, "limit": limit,
+        })
+        passed += ("limit",)
+
+        # ---- partial products, addend alignment (coarse shift, sticky) -------------------
         pp_lo = comb("pp_lo", 36, s["ma"] * s["mb"][:12])
         pp_hi = comb("pp_hi", 36, s["ma"] * s["mb"][12:])
-        c_ext = comb("c_ext", _SH_MAX + _SUM_W - 1, Cat(Const(0, _C_LSB + _SH_MAX), s["mc"]) >> s["shift"])
-        c_aligned = comb("c_aligned", _SUM_W - 1,
-                         Cat(c_ext[:_SH_MAX + 1].any(), c_ext[_SH_MAX + 1:]))
+        # the addend's bits that stay above the sticky position: sum bit 1 + i holds
+        # mc[i + shift - 52]; right shift by the multiple-of-8 part here, the rest in multiply
+        c_top = Cat(Const(0, _C_LSB - 1), s["mc"])                        # 76 bits
+        c_coarse = comb("c_coarse", len(c_top), c_top >> Cat(Const(0, 3), s["shift"][3:]))
+        # mc[j] falls below sum bit 1 iff j < shift - 52: sticky iff tz(mc) + 52 < shift
+        c_sticky = comb("c_sticky", 1, (s["tz_c"] + (_C_LSB - 1)) < s["shift"])
         s = boundary("partial", {
-            **{k: s[k] for k in ("valid", "limit", "p_sign", "c_sign", "special", "special_bits")},
-            "pp_lo": pp_lo, "pp_hi": pp_hi, "c_aligned": c_aligned,
+            **{k: s[k] for k in passed},
+            "pp_lo": pp_lo, "pp_hi": pp_hi, "c_coarse": c_coarse,
+            "c_fine": comb("c_fine", 3, s["shift"][:3]), "c_sticky": c_sticky,
         })
 
         # ---- multiply ---------------------------------------------------------------------
         product = comb("product", 48, s["pp_lo"] + (s["pp_hi"] << 12))
+        c_aligned = comb("c_aligned", _SUM_W - 1, Cat(s["c_sticky"], s["c_coarse"] >> s["c_fine"]))
         s = boundary("multiply", {
-            **{k: s[k] for k in ("valid", "limit", "p_sign", "c_sign", "special", "special_bits",
-                                 "c_aligned")},
-            "product": product,
+            **{k: s[k] for k in passed},
+            "product": product, "c_aligned": c_aligned,
         })
 
         # ---- add ----------------------------------------------------------------------------
@@ -364,12 +428,29 @@ class FMA(wiring.Component):
             **{k: s[k] for k in ("valid", "limit", "special", "special_bits")},
             "magnitude": magnitude,
             "sign": comb("sum_sign", 1, s["c_sign"] ^ (subtract & negative)),
-            "zero": comb("sum_zero", 1, magnitude == 0),
+        })
+        passed = ("valid", "limit", "special", "special_bits", "magnitude", "sign")
+
+        # ---- lzc: first level of the leading/trailing-zero counts (16-bit groups) --------
+        lz_groups = _lz_groups(s["magnitude"])
+        tz_groups = _lz_groups(s["magnitude"][::-1])               # for the sticky bit
+        n_groups = len(lz_groups)
+        s = boundary("lzc", {
+            **{k: s[k] for k in passed},
+            "lz_gz": comb("lz_gz", n_groups, Cat(*(z for z, _ in lz_groups))),
+            "lz_gc": comb("lz_gc", 4 * n_groups, Cat(*(c for _, c in lz_groups))),
+            "tz_gz": comb("tz_gz", n_groups, Cat(*(z for z, _ in tz_groups))),
+            "tz_gc": comb("tz_gc", 4 * n_groups, Cat(*(c for _, c in tz_groups))),
         })
 
         # ---- count --------------------------------------------------------------------------
-        lz = comb("sum_lz", 7, _leading_zeros(s["magnitude"]))
-        tz = comb("sum_tz", 7, _leading_zeros(s["magnitude"][::-1]))   # for the sticky bit
+        def groups(key):
+            return [(s[f"{key}_gz"][g], s[f"{key}_gc"][4 * g:4 * g + 4]) for g in range(n_groups)]
+
+        zero, lz_count = _lz_combine(groups("lz"))
+        _, tz_count = _lz_combine(groups("tz"))
+        lz = comb("sum_lz", 7, lz_count)
+        tz = comb("sum_tz", 7, tz_count)
         # one subtraction gives both the shift, min(lz, limit), and the exponent field - 1,
         # limit - shift (0 for a subnormal or the smallest normal binade)
         headroom = comb("lz_headroom", signed(10), s["limit"] - lz)
@@ -377,19 +458,29 @@ class FMA(wiring.Component):
         norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
         exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
-            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
+            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign")},
+            "zero": comb("sum_zero", 1, zero),
             "norm_shift": norm_shift, "exp_base": exp_base, "tz": tz,
         })
+        passed = ("valid", "special", "special_bits", "sign", "zero", "exp_base")
 
-        # ---- normalize ----------------------------------------------------------------------
-        normed = comb("normed", _SUM_W, (s["magnitude"] << s["norm_shift"])[:_SUM_W])
-        s = boundary("normalize", {
-            **{k: s[k] for k in ("valid", "special", "special_bits", "sign", "zero", "exp_base")},
-            "mant": comb("mant", 24, normed[_MANT_LSB:]),
-            "round_bit": comb("round_bit", 1, normed[_MANT_LSB - 1]),
+        # ---- shift: left shift by the multiple-of-8 part; sticky ---------------------------
+        coarse = comb("normed_coarse", _SUM_W,
+                      (s["magnitude"] << Cat(Const(0, 3), s["norm_shift"][3:]))[:_SUM_W])
+        s = boundary("shift", {
+            **{k: s[k] for k in passed},
+            "coarse": coarse, "fine": comb("norm_fine", 3, s["norm_shift"][:3]),
             # a set bit lands below the round bit iff tz + shift < 53 (beside the shifter,
             # not behind it)
             "sticky": comb("sticky", 1, (s["tz"] + s["norm_shift"]) < _MANT_LSB - 1),
+        })
+
+        # ---- normalize ----------------------------------------------------------------------
+        normed = comb("normed", _SUM_W, (s["coarse"] << s["fine"])[:_SUM_W])
+        s = boundary("normalize", {
+            **{k: s[k] for k in passed + ("sticky",)},
+            "mant": comb("mant", 24, normed[_MANT_LSB:]),
+            "round_bit": comb("round_bit", 1, normed[_MANT_LSB - 1]),
         })
 
         # ---- round / pack -------------------------------------------------------------------

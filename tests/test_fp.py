@@ -377,6 +377,8 @@ def test_random_full_rate_latency_throughput():
     ("round",),
     STEPS,
     ("partial", "count", "round"),
+    ("unpack", "partial", "multiply", "add", "count", "normalize", "round"),   # the old seven
+    ("classify", "lzc", "shift", "round"),
 ])
 def test_pipeline_variants(pipeline):
     ops = random_ops(300, seed=5) + directed_vectors()
@@ -424,7 +426,7 @@ def elaborated(**kwargs):
 def test_latency_attribute():
     assert FMA.latency == len(DEFAULT_PIPELINE) == 5
     assert elaborated().latency == 5
-    assert elaborated(pipeline=STEPS).latency == 7
+    assert elaborated(pipeline=STEPS).latency == len(STEPS) == 10
     assert elaborated(pipeline=["round", "unpack"]).pipeline == ("unpack", "round")
     with pytest.raises(AttributeError):
         elaborated().latency = 3
@@ -434,8 +436,8 @@ def test_latency_attribute():
     ("round", TypeError, r"Pipeline must be an iterable of step names, not the string 'round'"),
     (3, TypeError, r"Pipeline must be an iterable of step names, not 3"),
     (("unpack", "bogus", "round"), ValueError,
-     r"Pipeline step must be one of 'unpack', 'partial', 'multiply', 'add', 'count', "
-     r"'normalize', 'round', not 'bogus'"),
+     r"Pipeline step must be one of 'classify', 'unpack', 'partial', 'multiply', 'add', 'lzc', "
+     r"'count', 'shift', 'normalize', 'round', not 'bogus'"),
     (("round", "round"), ValueError, r"Pipeline step 'round' is listed more than once"),
     (("unpack", "add"), ValueError, r"Pipeline must include 'round' \(the output register\)"),
 ])
