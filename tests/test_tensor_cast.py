@@ -644,3 +644,32 @@ def test_optimizers_bitwise_vs_fma_f32_definition(lr):
     r = torch.tensor(float(lr)) / h.sqrt().add_(1e-8)
     assert torch.equal(nh[u].view(torch.int32), h.view(torch.int32))
     assert torch.equal(nw[u].view(torch.int32), fma_f32(-r.unsqueeze(1), G, W[u]).view(torch.int32))
+
+
+@pytest.mark.parametrize("case", ["fixed", "var", "empty_bags", "big_ids", "one_bag"])
+def test_cast_fast_path_equals_the_definition(case):
+    """cast() (int32 keys, sorted keys as rows, perm // L for equal bags) = the definition:
+    dst[j] = bag of lookup j, perm = stable argsort of the ids, casted_index = dst[perm]."""
+    g = torch.Generator().manual_seed(5)
+    if case == "fixed":
+        idx, offs = torch.randint(0, 300, (64 * 7,), generator=g), torch.arange(0, 64 * 7, 7)
+    elif case == "var" or case == "empty_bags":
+        lens = torch.randint(0 if case == "empty_bags" else 1, 9, (50,), generator=g)
+        lens[:3] = 0 if case == "empty_bags" else lens[:3]
+        offs = torch.cat([torch.zeros(1, dtype=torch.int64), lens.cumsum(0)[:-1]])
+        idx = torch.randint(0, 40, (int(lens.sum()),), generator=g)
+    elif case == "big_ids":
+        idx = torch.randint(0, 4, (40,), generator=g) + 2 ** 31 - 2
+        offs = torch.arange(0, 40, 5)
+    else:
+        idx, offs = torch.randint(0, 10, (30,), generator=g), torch.tensor([0])
+    c = cast(idx, offs)
+    n = idx.numel()
+    ends = torch.cat([offs[1:], torch.tensor([n])])
+    dst = torch.repeat_interleave(torch.arange(offs.numel()), ends - offs)
+    perm = torch.from_numpy(np.argsort(idx.numpy(), kind="stable"))
+    rows = idx[perm]
+    starts = torch.cat([torch.zeros(1, dtype=torch.int64), torch.nonzero(rows[1:] != rows[:-1]).flatten() + 1])
+    for got, want in ((c.perm, perm), (c.casted_index, dst[perm]), (c.casted_offsets, starts),
+                      (c.unique, rows[starts]), (c.bag_lengths, ends - offs)):
+        assert got.dtype == torch.int64 and torch.equal(got, want)
