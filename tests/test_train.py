@@ -160,3 +160,36 @@ def test_default_config_with_smollm2(tmp_path):
     s = m["summary"]
     assert not s["nan_losses"] and s["sasrec_hit@1"] > 0.05
     assert s["allmrec_hit@1_likelihood"] is not None and s["device_cycles_total"] > 0
+
+
+def test_run_step_train_figures_and_checks(tiny_run, tmp_path, monkeypatch):
+    """`pimcast run`'s train step: key figures from the run's summary; fails on NaN / random Hit@1."""
+    import copy
+
+    from pimcast import run as R
+
+    _, m = tiny_run
+    calls = []
+
+    def fake(cfg, out, progress=True, log=None):
+        calls.append((cfg["_source"], out))
+        return fake.m
+
+    fake.m = m
+    monkeypatch.setattr(T, "run_training", fake)
+    ctx = {"out": tmp_path, "train_config": "tiny"}
+    f = R.step_train(ctx)
+    assert calls[0][0].endswith("tiny.yaml") and calls[0][1] == tmp_path / "train"
+    assert f["sasrec_hit@1"] > 0.05 and f["device_cycles"] > 0 and "rank@dimm" in f["speedup_vs_cpu"]
+    assert f["allmrec_hit@1_likelihood"] is not None
+    bad = copy.deepcopy(m)
+    bad["summary"]["nan_losses"] = True
+    fake.m = bad
+    with pytest.raises(R.StepFailed, match="non-finite"):
+        R.step_train(ctx)
+    bad = copy.deepcopy(m)
+    bad["summary"]["sasrec_hit@1"] = 0.04
+    fake.m = bad
+    with pytest.raises(R.StepFailed, match="random"):
+        R.step_train(ctx)
+    assert "train" in R.STEPS and list(R.STEPS)[:3] == ["verilog", "golden", "fma-cosim"]
