@@ -13,6 +13,8 @@ the design. They are written as a Verilator configuration file ``<top>.vlt`` nex
   (``{ 4'h0, x } + y`` with a wider result, ``!x[30:23]`` for a reduce-NOR, a 7-bit constant in a
   9-bit subtraction). Every width change is defined by Amaranth's own shape rules before the
   backend runs, so these are statements about the printer, not the design.
+* ``DECLFILENAME`` (whole file) — Amaranth writes a top and every submodule into one file named
+  after the top, so submodule names never match the file name.
 * ``UNUSEDSIGNAL`` on backend temporaries ``$<n>`` (names starting with ``$``) — Amaranth/Yosys
   name the intermediate result of every cell ``$<n>``; when Amaranth slices a wide result (a
   77-bit shift of which 24 bits are kept) or folds a constant, the rest of the temporary is
@@ -50,16 +52,21 @@ def _plain(name: str) -> str:
     return name[1:] if name.startswith("\\") else name
 
 
-def alias_wires(verilog_text: str) -> list[str]:
-    """Names of Amaranth's debug alias wires: assigned once from a plain net/slice, never read."""
-    ports = {_plain(m.group(1)) for m in _PORT_DECL.finditer(verilog_text)}
-    for header in re.finditer(r"\bmodule\s+\S+\s*\((.*?)\)\s*;", verilog_text, re.S):
+def _modules(verilog_text: str) -> list[str]:
+    """The text of each ``module … endmodule`` in a file (Amaranth writes one per submodule)."""
+    mods = re.findall(r"^\s*module\b.*?^\s*endmodule\b", verilog_text, re.S | re.M)
+    return mods or [verilog_text]
+
+
+def _module_alias_wires(text: str) -> list[str]:
+    ports = {_plain(m.group(1)) for m in _PORT_DECL.finditer(text)}
+    for header in re.finditer(r"\bmodule\s+\S+\s*\((.*?)\)\s*;", text, re.S):
         for item in header.group(1).split(","):
             names = re.findall(_IDENT, item)
             if names:
                 ports.add(_plain(names[-1]))
     aliases = []
-    for m in _ASSIGN.finditer(verilog_text):
+    for m in _ASSIGN.finditer(text):
         lhs = m.group(1)
         name = _plain(lhs)
         if name in ports:
@@ -68,10 +75,20 @@ def alias_wires(verilog_text: str) -> list[str]:
         if _OPERATOR.search(rhs):
             continue
         token = re.escape(lhs) + (r"(?=\s)" if lhs.startswith("\\") else r"\b")
-        # declaration + this assignment: exactly two mentions means nothing reads it
-        if len(re.findall(r"(?<![\w$\\])" + token, verilog_text)) == 2:
+        # declaration + this assignment: exactly two mentions (a named port connection `.x(…)` is
+        # not a mention) means nothing in the module reads it
+        if len(re.findall(r"(?<![\w$\\.])" + token, text)) == 2:
             aliases.append(name)
-    return sorted(set(aliases))
+    return aliases
+
+
+def alias_wires(verilog_text: str) -> list[str]:
+    """Names of Amaranth's debug alias wires: assigned once from a plain net/slice, never read.
+
+    Checked module by module: a multi-module file (a top with submodules) repeats the same
+    names in every instance of a submodule.
+    """
+    return sorted({name for mod in _modules(verilog_text) for name in _module_alias_wires(mod)})
 
 
 def write_waivers(vpath: Path) -> Path:
@@ -87,6 +104,8 @@ def write_waivers(vpath: Path) -> Path:
         "// Amaranth's shape rules fixed every width before export.",
         f'lint_off -rule WIDTHEXPAND -file "{pattern}"',
         f'lint_off -rule WIDTHTRUNC -file "{pattern}"',
+        "// DECLFILENAME: Amaranth writes a top and all its submodules into one file named after the top.",
+        f'lint_off -rule DECLFILENAME -file "{pattern}"',
         "// UNUSEDSIGNAL on backend temporaries $<n> (partly used or constant-folded cell outputs).",
         f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Signal is not used: \'$*"',
         f'lint_off -rule UNUSEDSIGNAL -file "{pattern}" -match "Bits of signal are not used: \'$*"',
