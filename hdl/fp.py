@@ -207,9 +207,9 @@ class FMA(wiring.Component):
     ``"add"``
         78-bit ``|c ± P|`` and the result sign;
     ``"lzc"``
-        first level of the leading- and trailing-zero counts (per 16-bit group);
+        leading- and trailing-zero counts of ``|c ± P|`` (per 16-bit group, then a select);
     ``"count"``
-        second level of the counts; normalize shift limited at the subnormal exponent;
+        normalize shift limited at the subnormal exponent, exponent of the result;
     ``"shift"``
         left shift by the multiple-of-8 part of the normalize shift; sticky bit;
     ``"normalize"``
@@ -431,36 +431,27 @@ class FMA(wiring.Component):
         })
         passed = ("valid", "limit", "special", "special_bits", "magnitude", "sign")
 
-        # ---- lzc: first level of the leading/trailing-zero counts (16-bit groups) --------
-        lz_groups = _lz_groups(s["magnitude"])
-        tz_groups = _lz_groups(s["magnitude"][::-1])               # for the sticky bit
-        n_groups = len(lz_groups)
+        # ---- lzc: leading/trailing-zero counts (two levels: 16-bit groups, then a select) -
+        zero, lz_count = _lz_combine(_lz_groups(s["magnitude"]))
+        _, tz_count = _lz_combine(_lz_groups(s["magnitude"][::-1]))      # for the sticky bit
         s = boundary("lzc", {
             **{k: s[k] for k in passed},
-            "lz_gz": comb("lz_gz", n_groups, Cat(*(z for z, _ in lz_groups))),
-            "lz_gc": comb("lz_gc", 4 * n_groups, Cat(*(c for _, c in lz_groups))),
-            "tz_gz": comb("tz_gz", n_groups, Cat(*(z for z, _ in tz_groups))),
-            "tz_gc": comb("tz_gc", 4 * n_groups, Cat(*(c for _, c in tz_groups))),
+            "zero": comb("sum_zero", 1, zero),
+            "lz": comb("sum_lz", 7, lz_count),
+            "tz": comb("sum_tz", 7, tz_count),
         })
 
         # ---- count --------------------------------------------------------------------------
-        def groups(key):
-            return [(s[f"{key}_gz"][g], s[f"{key}_gc"][4 * g:4 * g + 4]) for g in range(n_groups)]
-
-        zero, lz_count = _lz_combine(groups("lz"))
-        _, tz_count = _lz_combine(groups("tz"))
-        lz = comb("sum_lz", 7, lz_count)
-        tz = comb("sum_tz", 7, tz_count)
-        # one subtraction gives both the shift, min(lz, limit), and the exponent field - 1,
-        # limit - shift (0 for a subnormal or the smallest normal binade)
-        headroom = comb("lz_headroom", signed(10), s["limit"] - lz)
-        normal = headroom > 0
+        # the shift is min(lz, limit) and the exponent field - 1 is limit - shift (0 for a
+        # subnormal or the smallest normal binade); compare and subtraction side by side
+        lz = s["lz"]
+        normal = comb("lz_normal", 1, lz < s["limit"])
+        headroom = comb("lz_headroom", 9, s["limit"] - lz)
         norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
         exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
-            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign")},
-            "zero": comb("sum_zero", 1, zero),
-            "norm_shift": norm_shift, "exp_base": exp_base, "tz": tz,
+            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero", "tz")},
+            "norm_shift": norm_shift, "exp_base": exp_base,
         })
         passed = ("valid", "special", "special_bits", "sign", "zero", "exp_base")
 

@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dram": ("pimcast.host.dram_cli", "DRAM tools: `pimcast dram replay` a DRAMsim3/Ramulator trace"),
     "run": ("pimcast.run", "the end-to-end main job on the embedded default"),
     "bench": ("pimcast.host.bench", "PIM vs CPU-centric vs GPU embedding-training sweeps: table, JSON, plots"),
+    "synth": ("pimcast.hdl.synth", "synthesis estimates: Yosys (+ nextpnr) area, Fmax, critical path of a top"),
     "train": ("pimcast.models.train", "train SASRec (item table on the PIM device) + A-LLMRec stages 1-2: metrics, plots, report"),
 }
 
