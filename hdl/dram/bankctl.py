@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import defaultdict
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import data, memory, stream, wiring
@@ -399,7 +398,7 @@ class BankController(wiring.Component):
         return self._counters.counter_count
 
     def params(self) -> dict:
-        """Constructor facts for testbenches (written to JSON by :func:`bankctl_params`)."""
+        """Constructor facts for testbenches (passed as JSON in ``PIMCAST_BANKCTL_PARAMS``)."""
         t = self._t
         return {"timing": dataclasses.asdict(t), "mapping": self._map.scheme, "queue": self._queue,
                 "read_buffer": self._rbuf, "tag_bits": self._tag_bits, "addr_bits": self.addr_bits,
@@ -663,7 +662,3 @@ class BankController(wiring.Component):
                     m.d.sync += age[j][i].eq(alloc_oh[i] | (age[j][i] & ~alloc_oh[j]))
         return m
 
-
-def bankctl_params(ctl: BankController) -> dict:
-    """:meth:`BankController.params` (kept as a function for the export/testbench glue)."""
-    return ctl.params()

@@ -17,7 +17,7 @@ Conventions
 from __future__ import annotations
 
 from amaranth.lib import enum, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib.wiring import Out
 
 from .timing import Cmd
 
