@@ -1,0 +1,144 @@
+"""Area and Fmax per block, and how many reduction lanes keep up with DDR4-3200.
+
+    .venv/bin/python benchmarks/synth_table.py [--target ecp5-85f] [--freq 150]
+        [--blocks fma,fma-fast,reduce1,reduce4,reduce16,bankctl] [--tool auto] [--reuse]
+
+Runs ``pimcast synth`` (:func:`pimcast.hdl.synth.synthesize`) for each block — Yosys
+``synth_ecp5`` and ``nextpnr-ecp5 --out-of-context`` with ``constraints/pim_<freq>mhz.sdc``
+by default — prints a Markdown table (LUTs, FFs, DSP, BRAM, Fmax, critical path) and the
+bandwidth table: lanes needed at each clock to keep up with one DDR4-3200 rank (one 64-B burst
+every tCCD_S = 4 tCK = 2.5 ns: 25.6 GB/s) and with one bank group (one burst every tCCD_L =
+8 tCK = 5 ns: 12.8 GB/s), each lane doing one fp32 FMA (4 B) per cycle.  Writes
+``build/bench/synth_table.json`` (and ``.md``).  ``--reuse`` takes blocks already in that JSON
+instead of running them again (a 16-lane ECP5 place-and-route takes many minutes).
+
+Needs a full Yosys and nextpnr for FPGA targets: ``pip install pimcast[synth]`` (YoWASP).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: block name -> (top, synthesize() keyword arguments)
+BLOCKS = {
+    "fma": ("fma", {}),
+    "fma-fast": ("fma", {"pipeline": "fast"}),
+    "reduce1": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast"}),
+    "reduce4": ("reduce", {"lanes": 4, "slots": 32, "pipeline": "fast"}),
+    "reduce16": ("reduce", {"lanes": 16, "slots": 32, "pipeline": "fast"}),
+    "reduce16-default": ("reduce", {"lanes": 16, "slots": 32}),
+    "bankctl": ("bankctl", {}),
+}
+
+# DDR4-3200 (configs/dram/ddr4-3200.yaml): tCK 0.625 ns, BL8 = 64 B per burst (x64 rank)
+TCK_NS = 0.625
+BURST_BYTES = 64
+STREAMS = {
+    "DDR4-3200 rank (64 B / tCCD_S = 2.5 ns)": BURST_BYTES / (4 * TCK_NS),       # GB/s
+    "DDR4-3200 bank group (64 B / tCCD_L = 5 ns)": BURST_BYTES / (8 * TCK_NS),
+}
+
+
+def lanes_needed(gbytes_per_s: float, mhz: float) -> int:
+    """fp32 lanes (one 4-B FMA per cycle each) that consume ``gbytes_per_s`` at ``mhz``."""
+    return math.ceil(gbytes_per_s * 1e9 / (4 * mhz * 1e6) - 1e-9)
+
+
+def _fmt(v, nd=1):
+    if v is None:
+        return "-"
+    return f"{v:.{nd}f}" if isinstance(v, float) else str(v)
+
+
+def block_table(rows: list[dict]) -> str:
+    out = ["| block | config | LUT (comb) | FF | DSP | BRAM | Fmax MHz | critical path (start → end) |",
+           "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['block']} | {r.get('config', '')} | – | – | – | – | – | **{r['error']}** |")
+            continue
+        cfg = r["config"]
+        desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency"))
+        cp = r.get("critical_path") or {}
+        path = f"{cp.get('from', '-')} → {cp.get('to', '-')} ({cp.get('delay_ns', '-')} ns)" if cp else "-"
+        out.append(f"| {r['block']} | {desc} | {_fmt(r.get('luts'))} | {_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | "
+                   f"{_fmt(r.get('bram'))} | {_fmt(r.get('fmax_mhz'))} | {path} |")
+    return "\n".join(out)
+
+
+def keepup_table(clocks: list[tuple[str, float]]) -> str:
+    out = ["| clock | " + " | ".join(STREAMS) + " |", "|---|" + "---:|" * len(STREAMS)]
+    for label, mhz in clocks:
+        cells = []
+        for gbs in STREAMS.values():
+            n = lanes_needed(gbs, mhz)
+            cells.append(f"{n} lanes ({math.ceil(n / 16)}×16-lane unit{'s' if n > 16 else ''})")
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--target", default="ecp5-85f")
+    p.add_argument("--freq", type=float, default=150.0)
+    p.add_argument("--tool", default="auto")
+    p.add_argument("--blocks", default="fma,fma-fast,reduce1,reduce4,reduce16,bankctl")
+    p.add_argument("--out", default=str(REPO / "build" / "bench"))
+    p.add_argument("--reuse", action="store_true", help="keep blocks already in the output JSON")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run")
+    a = p.parse_args()
+
+    from pimcast.hdl.synth import SynthError, synthesize
+
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    jpath = out / "synth_table.json"
+    old = {}
+    if a.reuse and jpath.is_file():
+        old = {r["block"]: r for r in json.loads(jpath.read_text()).get("blocks", [])}
+    rows = []
+    for block in [b.strip() for b in a.blocks.split(",") if b.strip()]:
+        if block in old and old[block].get("target") == a.target:
+            rows.append(old[block])
+            continue
+        top, kwargs = BLOCKS[block]
+        t0 = time.monotonic()
+        print(f"[{block}] {top} {kwargs} on {a.target} at {a.freq:g} MHz ...", flush=True)
+        try:
+            r = synthesize(top, a.target, freq=a.freq, tool=a.tool, out=out / "synth" / block,
+                           timeout=a.timeout, **kwargs).as_dict()
+        except SynthError as e:
+            r = {"top": top, "target": a.target, "error": str(e).splitlines()[0], "config": kwargs}
+        r["block"] = block
+        r["wall_s"] = round(time.monotonic() - t0, 1)
+        rows.append(r)
+        print(f"[{block}] {r.get('fmax_mhz')} MHz, {r.get('luts')} LUT, {r.get('ffs')} FF "
+              f"({r['wall_s']} s)", flush=True)
+        jpath.write_text(json.dumps({"target": a.target, "freq_mhz": a.freq, "blocks": rows,
+                                     "streams_gbps": STREAMS}, indent=1) + "\n")
+
+    clocks = [(f"{m:g} MHz", m) for m in (100, 150, 200, 250, 300, 400)]
+    for r in rows:
+        if r.get("fmax_mhz") and r["top"] == "reduce":
+            clocks.append((f"{r['block']} Fmax {r['fmax_mhz']:.0f} MHz ({a.target})", float(r["fmax_mhz"])))
+    md = (f"### Synthesis on {a.target} (target {a.freq:g} MHz)\n\n{block_table(rows)}\n\n"
+          f"### Reduction lanes that keep up with one DDR4-3200 stream (one fp32 FMA per lane per cycle)\n\n"
+          f"{keepup_table(clocks)}\n")
+    print()
+    print(md)
+    (out / "synth_table.md").write_text(md)
+    jpath.write_text(json.dumps({"target": a.target, "freq_mhz": a.freq, "blocks": rows,
+                                 "streams_gbps": STREAMS,
+                                 "keep_up": {label: {s: lanes_needed(g, mhz) for s, g in STREAMS.items()}
+                                             for label, mhz in clocks}}, indent=1) + "\n")
+    print(f"saved {jpath} and {out / 'synth_table.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
