@@ -56,7 +56,7 @@ def _fmt(v, nd=1):
 
 
 def block_table(rows: list[dict]) -> str:
-    out = ["| block | config | LUT (comb) | FF | DSP | BRAM | Fmax MHz | critical path (start → end) |",
+    out = ["| block | config | LUT (comb) / cells | FF | DSP | BRAM | Fmax MHz | critical path (start → end) |",
            "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         if "error" in r:
@@ -66,7 +66,7 @@ def block_table(rows: list[dict]) -> str:
         desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency"))
         cp = r.get("critical_path") or {}
         path = f"{cp.get('from', '-')} → {cp.get('to', '-')} ({cp.get('delay_ns', '-')} ns)" if cp else "-"
-        out.append(f"| {r['block']} | {desc} | {_fmt(r.get('luts'))} | {_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | "
+        out.append(f"| {r['block']} | {desc} | {_fmt(r.get('luts') if r.get('luts') is not None else r.get('cells'))} | {_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | "
                    f"{_fmt(r.get('bram'))} | {_fmt(r.get('fmax_mhz'))} | {path} |")
     return "\n".join(out)
 
