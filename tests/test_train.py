@@ -96,7 +96,7 @@ def test_unknown_keys_and_bad_values(tmp_path):
 
 
 def test_shipped_configs_validate():
-    for name in ("default", "tiny", "ml-100k", "scientific"):
+    for name in ("default", "tiny", "ml-100k", "ml-100k-quick", "scientific"):
         cfg = T.load_config(name)
         assert cfg["device"]["backend"] == "model"
     d = T.load_config("default")
