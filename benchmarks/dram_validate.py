@@ -17,7 +17,8 @@ lowest. The other directed traces have no reference numbers (reported only).
 (:mod:`pimcast.host.dram_rtl`; slow: one Verilator build per configuration) and reports the
 fast model on the same N requests next to it.
 
-Usage: ``python benchmarks/dram_validate.py [--requests N] [--seed S] [--rtl N] [--golden PATH] [--out DIR]``
+Usage: ``python benchmarks/dram_validate.py [--requests N] [--seed S] [--rtl N [--simulator icarus]
+[--build-root DIR]] [--golden PATH] [--out DIR]``
 (with ``--requests`` < 200,000 the reference band is scaled by N / 200,000).
 """
 from __future__ import annotations
@@ -39,6 +40,9 @@ def _model(t, mapping, queue, merge=False):
     return m
 
 
+RTL_SIM = {"simulator": "verilator"}
+
+
 def _rtl(row: dict, t, mapping, queue, addr, wr, cyc, n_rtl: int) -> None:
     """Replay the first ``n_rtl`` requests through the RTL and the fast model; add the figures to ``row``."""
     if not n_rtl:
@@ -47,7 +51,7 @@ def _rtl(row: dict, t, mapping, queue, addr, wr, cyc, n_rtl: int) -> None:
 
     a, w, c = addr[:n_rtl], wr[:n_rtl], cyc[:n_rtl]
     try:
-        s = replay_rtl(t, a, w, c, mapping=mapping, queue=queue, read_buffer=12)
+        s = replay_rtl(t, a, w, c, mapping=mapping, queue=queue, read_buffer=12, **RTL_SIM)
     except Exception as exc:  # report, go on
         row["rtl_error"] = str(exc)[:200]
         return
@@ -195,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queue", type=int, default=32)
     ap.add_argument("--rtl", type=int, default=0, metavar="N",
                     help="also replay the first N requests of each trace through the RTL (slow)")
+    ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"),
+                    help="HDL simulator for --rtl (Icarus builds in seconds)")
+    ap.add_argument("--build-root", type=Path, default=None, help="RTL build folder (default build/sim)")
     ap.add_argument("--no-directed", action="store_true", help="only the 8 reference gather cases")
     ap.add_argument("--golden", type=Path, default=DEFAULT_GOLDEN)
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
@@ -203,6 +210,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"reference numbers not found: {args.golden}", file=sys.stderr)
         return 2
     golden = json.loads(args.golden.read_text())
+    RTL_SIM["simulator"] = args.simulator
+    if args.build_root is not None:
+        import pimcast.sim.runner as runner
+
+        runner.BUILD_ROOT = args.build_root.resolve()
     rows = run_cases(golden, args.requests, args.seed, args.queue, args.rtl)
     if not args.no_directed:
         rows += run_directed(args.requests, args.seed, args.queue, args.rtl)
