@@ -200,8 +200,9 @@ class FMA(wiring.Component):
         normalize subnormal ``a``/``b`` (left shift), the addend's right shift (clamped to
         ``0..76``) and the normalization shift limit;
     ``"partial"``
-        two 24x12 partial products of ``ma*mb``; the addend's right shift by the multiple-of-8
-        part of the shift; the alignment sticky bit (from the trailing-zero count);
+        four partial products of ``ma*mb`` (cut at bit 18: one DSP each); the addend's right
+        shift by the multiple-of-8 part of the shift; the alignment sticky bit (from the
+        trailing-zero count of ``c``);
     ``"multiply"``
         sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
     ``"add"``
@@ -213,9 +214,9 @@ class FMA(wiring.Component):
     ``"shift"``
         left shift by the multiple-of-8 part of the normalize shift; sticky bit;
     ``"normalize"``
-        the rest (0..7) of the left shift; round bit;
+        the rest (0..7) of the left shift; rounding increment;
     ``"round"``
-        rounding increment, overflow, packing, special-case select (always registered: it is
+        packing with the increment, overflow, special-case select (always registered: it is
         the output register).
 
     ``classify``, ``lzc`` and ``shift`` only split the steps that follow them: a pipeline
@@ -392,8 +393,14 @@ class FMA(wiring.Component):
         passed += ("limit",)
 
         # ---- partial products, addend alignment (coarse shift, sticky) -------------------
-        pp_lo = comb("pp_lo", 36, s["ma"] * s["mb"][:12])
-        pp_hi = comb("pp_hi", 36, s["ma"] * s["mb"][12:])
+        # four partial products cut at bit 18, so that each is one 18x18 DSP multiplier with
+        # nothing behind it (the DSP's own delay is most of a cycle at 150 MHz)
+        ma_l, ma_h = s["ma"][:18], s["ma"][18:]
+        mb_l, mb_h = s["mb"][:18], s["mb"][18:]
+        pp_ll = comb("pp_ll", 36, ma_l * mb_l)
+        pp_lh = comb("pp_lh", 24, ma_l * mb_h)
+        pp_hl = comb("pp_hl", 24, ma_h * mb_l)
+        pp_hh = comb("pp_hh", 12, ma_h * mb_h)
         # the addend's bits that stay above the sticky position: sum bit 1 + i holds
         # mc[i + shift - 52]; right shift by the multiple-of-8 part here, the rest in multiply
         c_top = Cat(Const(0, _C_LSB - 1), s["mc"])                        # 76 bits
@@ -402,12 +409,13 @@ class FMA(wiring.Component):
         c_sticky = comb("c_sticky", 1, (s["tz_c"] + (_C_LSB - 1)) < s["shift"])
         s = boundary("partial", {
             **{k: s[k] for k in passed},
-            "pp_lo": pp_lo, "pp_hi": pp_hi, "c_coarse": c_coarse,
+            "pp_ll": pp_ll, "pp_lh": pp_lh, "pp_hl": pp_hl, "pp_hh": pp_hh, "c_coarse": c_coarse,
             "c_fine": comb("c_fine", 3, s["shift"][:3]), "c_sticky": c_sticky,
         })
 
         # ---- multiply ---------------------------------------------------------------------
-        product = comb("product", 48, s["pp_lo"] + (s["pp_hi"] << 12))
+        pp_mid = comb("pp_mid", 25, s["pp_lh"] + s["pp_hl"])
+        product = comb("product", 48, Cat(s["pp_ll"], s["pp_hh"]) + (pp_mid << 18))
         c_aligned = comb("c_aligned", _SUM_W - 1, Cat(s["c_sticky"], s["c_coarse"] >> s["c_fine"]))
         s = boundary("multiply", {
             **{k: s[k] for k in passed},
@@ -464,20 +472,27 @@ class FMA(wiring.Component):
             # a set bit lands below the round bit iff tz + shift < 53 (beside the shifter,
             # not behind it)
             "sticky": comb("sticky", 1, (s["tz"] + s["norm_shift"]) < _MANT_LSB - 1),
+            # overflow iff exp_base + k >= 255, k = (mant + increment) >> 23 in {0, 1, 2}:
+            # the comparisons with the constant are made here, off the rounding adder's path
+            "ovf": comb("ovf_at", 3, Cat(s["exp_base"] >= 255, s["exp_base"] >= 254, s["exp_base"] >= 253)),
         })
+        passed += ("ovf",)
 
         # ---- normalize ----------------------------------------------------------------------
         normed = comb("normed", _SUM_W, (s["coarse"] << s["fine"])[:_SUM_W])
         s = boundary("normalize", {
-            **{k: s[k] for k in passed + ("sticky",)},
+            **{k: s[k] for k in passed},
             "mant": comb("mant", 24, normed[_MANT_LSB:]),
-            "round_bit": comb("round_bit", 1, normed[_MANT_LSB - 1]),
+            "increment": comb("increment", 1, normed[_MANT_LSB - 1] & (s["sticky"] | normed[_MANT_LSB])),
         })
 
         # ---- round / pack -------------------------------------------------------------------
-        increment = s["round_bit"] & (s["sticky"] | s["mant"][0])
+        increment = s["increment"]
         packed = comb("packed", 33, (s["exp_base"] << 23) + s["mant"] + increment)
-        overflow = packed >= _INF
+        # packed >= _INF without a comparison behind the adder (see "ovf" above)
+        k_one = comb("round_k1", 1, s["mant"][23] ^ (increment & s["mant"][:23].all()))
+        k_two = comb("round_k2", 1, s["mant"][23] & increment & s["mant"][:23].all())
+        overflow = comb("overflow", 1, Mux(k_two, s["ovf"][2], Mux(k_one, s["ovf"][1], s["ovf"][0])))
         result = Signal(32, name="result")
         with m.If(s["special"]):
             m.d.comb += result.eq(s["special_bits"])
