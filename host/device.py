@@ -274,11 +274,13 @@ class Device:
                 f"device {self.cfg.name!r}: {self.free_bytes()} B free of {self.capacity} B "
                 f"(largest free block {self.largest_free_block()} B)")
         storage = self.backend.new_storage(rows * dim)  # payload only; may raise MemoryError before any state change
+        info = TableInfo(name, rows, dim, pd, start, reserve)
+        if self.backend.mirrored:
+            self.backend.on_alloc(info)       # zero the region in the hardware's memory
         if reserve == size:
             del self._free[i]
         else:
             self._free[i] = (start + reserve, size - reserve)
-        info = TableInfo(name, rows, dim, pd, start, reserve)
         self._tables[name] = info
         self._storage[name] = storage
         self._count("alloc")
@@ -420,6 +422,8 @@ class Device:
             raise IndexError(f"rows {row_offset}..{row_offset + n - 1} (row_offset={row_offset}, {n} rows) are "
                              f"outside table {name!r} of {t.rows} rows")
         timing = None
+        if self.backend.mirrored and n:
+            self.backend.store(t, row_offset, x)
         if self._timed() and n:
             timing = self.backend.time_sequential(t.base + row_offset * t.row_bytes, n * t.row_bytes, True,
                                                   host_in=n * t.row_bytes + _INSTR_BYTES)
@@ -431,12 +435,28 @@ class Device:
         """A copy of the whole table ``(rows, dim)`` (bits unchanged)."""
         t = self._table(name)
         timing = None
+        if self.backend.mirrored:
+            out = self._load_checked(t, torch.arange(t.rows))
         if self._timed():
             timing = self.backend.time_sequential(t.base, t.rows * t.row_bytes, False,
                                                   host_out=t.rows * t.row_bytes, host_in=_INSTR_BYTES)
-        out = self._rows(name).clone()
+        if not self.backend.mirrored:
+            out = self._rows(name).clone()
         self._account("read", reads=t.rows * t.row_beats, padding=t.rows * (t.padded_dim - t.dim) * 4,
                       host_out=t.rows * t.row_bytes, host_in=_INSTR_BYTES, timing=timing)
+        return out
+
+    def _load_checked(self, t: TableInfo, rows: torch.Tensor) -> torch.Tensor:
+        """Rows read from a mirrored backend's hardware memory, checked bit for bit against the host
+        mirror (a mismatch means the hardware lost or corrupted data: :class:`PIMError`)."""
+        out = self.backend.load_rows(t, rows)
+        ref = self._rows(t.name).index_select(0, rows)
+        diff = out.view(torch.int32) != ref.view(torch.int32)
+        if bool(diff.any()):
+            i, j = (int(v) for v in diff.nonzero()[0])
+            raise PIMError(f"{self.backend_name} device memory of table {t.name!r} differs from the host mirror "
+                           f"at row {int(rows[i])}, element {j}: 0x{int(out.view(torch.int32)[i, j]) & 0xFFFFFFFF:08x}"
+                           f" != 0x{int(ref.view(torch.int32)[i, j]) & 0xFFFFFFFF:08x}")
         return out
 
     # ------------------------------------------------------------------ row access
@@ -448,9 +468,12 @@ class Device:
         n = r.numel()
         host_in = _INSTR_BYTES + 4 * n
         timing = None
+        if self.backend.mirrored:
+            out = self._load_checked(t, r)
         if self._timed() and n:
             timing = self.backend.time(self._row_addresses(t, r), host_in=host_in, host_out=n * t.row_bytes)
-        out = self._rows(name).index_select(0, r)
+        if not self.backend.mirrored:
+            out = self._rows(name).index_select(0, r)
         self._account("gather_rows", reads=n * t.row_beats, padding=n * (t.padded_dim - t.dim) * 4,
                       host_in=host_in, host_out=n * t.row_bytes, lookups=n, timing=timing)
         return out
@@ -467,6 +490,8 @@ class Device:
             raise ValueError(f"values must have shape ({n}, {t.dim}) (rows x dim), got shape {tuple(v.shape)}")
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = None
+        if self.backend.mirrored and n:
+            self.backend.store_rows(t, r, v.contiguous())
         if self._timed() and n:
             timing = self.backend.time(self._row_addresses(t, r), np.ones(n * t.row_beats, bool), host_in=host_in)
         self._rows(name).index_copy_(0, r, v.contiguous())
@@ -482,6 +507,8 @@ class Device:
         n = r.numel()
         nbytes = n * t.row_bytes
         timing = None
+        if self.backend.mirrored and n:
+            self.backend.store_rows(t, r, self._rows(name).index_select(0, r))
         if self._timed() and n:
             a = self._row_addresses(t, r).reshape(n, -1)
             m = a.shape[1]
@@ -527,7 +554,10 @@ class Device:
             per_bag = torch.ones(nb, dtype=torch.float32) / lengths.clamp(min=1).to(torch.float32)
             w = torch.repeat_interleave(per_bag, lengths)
         # lookups past the last bag's start are inside it; lookups before offsets[0] cannot exist
-        out = _canon(self.backend.gather_reduce(self._rows(name), t.dim, idx, starts, lengths, w))
+        if self.backend.mirrored:
+            out = _canon(self.backend.gather_reduce_table(t, idx, starts, lengths, w))
+        else:
+            out = _canon(self.backend.gather_reduce(self._rows(name), t.dim, idx, starts, lengths, w))
         host_in = _INSTR_BYTES + 4 * nnz + 4 * nb + (4 * nnz if w is not None and mode == "sum" else 0)
         host_out = nb * t.row_bytes
         fmas = nnz * t.padded_dim
@@ -578,7 +608,11 @@ class Device:
         n = r.numel()
         P = self._rows(name)
         fused = self.backend.fused_sgd
-        new = _canon(self.backend.sgd(P.index_select(0, r), g, lr)) if n and not fused else None
+        if self.backend.mirrored:
+            new = _canon(self.backend.scatter_sgd_table(t, r, g, lr)) if n else None   # rows read back
+            fused = False
+        else:
+            new = _canon(self.backend.sgd(P.index_select(0, r), g, lr)) if n and not fused else None
         host_in = _INSTR_BYTES + 4 * n + n * t.row_bytes
         timing = self._rmw_timing([(t, r)], host_in, n * t.padded_dim)
         if n and fused:
@@ -588,6 +622,12 @@ class Device:
         self._account("scatter_sgd", reads=n * t.row_beats, writes=n * t.row_beats,
                       padding=2 * n * (t.padded_dim - t.dim) * 4, host_in=host_in, fmas=n * t.padded_dim,
                       rows_updated=n, timing=timing)
+
+    def _require_unmirrored(self, op: str) -> None:
+        if self.backend.mirrored:
+            raise PIMError(f"{op} is not an instruction of the {self.backend_name!r} backend's hardware (the PIM "
+                           f"core runs GATHER_REDUCE and SCATTER_SGD); use scatter_sgd, or a host optimizer "
+                           f"with gather_rows/scatter_rows")
 
     def adagrad_state_name(self, name: str) -> str:
         return f"{name}.adagrad_sum"
@@ -600,6 +640,7 @@ class Device:
         """Exact Adagrad on unique rows; the state sum lives in device memory (``<name>.adagrad_sum``,
         allocated on first use).  Bit-identical to :func:`pimcast.models.tensor_cast.adagrad`."""
         t, r, g = self._check_update(name, rows, grads)
+        self._require_unmirrored("scatter_adagrad")
         lr = _check_lr(lr)
         eps = _check_lr(eps, "eps")
         sname = self.adagrad_state_name(name)
@@ -625,6 +666,7 @@ class Device:
         """Exact row-wise Adagrad on unique rows; one fp32 state per row, packed 16 per beat in device
         memory (``<name>.rowwise_adagrad_h``).  Bit-identical to :func:`tensor_cast.rowwise_adagrad`."""
         t, r, g = self._check_update(name, rows, grads)
+        self._require_unmirrored("scatter_rowwise_adagrad")
         lr = _check_lr(lr)
         eps = _check_lr(eps, "eps")
         sname = self.rowwise_state_name(name)

@@ -34,6 +34,11 @@ class Backend:
     in_process = True
     #: the backend reports timing (cycles, DRAM commands, energy)
     has_timing = False
+    #: the device memory lives in hardware (``rtl``); the host backing is a mirror that the Device keeps in
+    #: step: it calls :meth:`on_alloc`, :meth:`store`, :meth:`store_rows`, :meth:`load_rows`,
+    #: :meth:`gather_reduce_table` and :meth:`scatter_sgd_table` instead of computing on the backing, and
+    #: checks every read-back against the mirror bit for bit
+    mirrored = False
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -75,6 +80,31 @@ class Backend:
         n = w.shape[0]
         nw, nh = tc.rowwise_adagrad(w, h, torch.arange(n), g, lr, eps)
         return nw, nh
+
+    # ------------------------------------------------------------------ mirrored backends (hardware memory)
+    def on_alloc(self, info) -> None:
+        """A table was allocated at ``info.base`` (``info.nbytes``): zero it in hardware memory."""
+        raise NotImplementedError
+
+    def store(self, info, row_offset: int, values: torch.Tensor) -> None:
+        """Write ``values`` (``(n, info.dim)`` fp32) to rows ``row_offset..`` in hardware memory."""
+        raise NotImplementedError
+
+    def store_rows(self, info, rows: torch.Tensor, values: torch.Tensor) -> None:
+        """Write ``values[i]`` to row ``rows[i]`` (unique) in hardware memory."""
+        raise NotImplementedError
+
+    def load_rows(self, info, rows: torch.Tensor) -> torch.Tensor:
+        """``(len(rows), info.dim)``: the rows read from hardware memory."""
+        raise NotImplementedError
+
+    def gather_reduce_table(self, info, indices, starts, lengths, weights) -> torch.Tensor:
+        """GATHER_REDUCE run by the hardware on table ``info`` (arguments as :meth:`gather_reduce`)."""
+        raise NotImplementedError
+
+    def scatter_sgd_table(self, info, rows, grads, lr: float) -> torch.Tensor:
+        """SCATTER_SGD run by the hardware; returns the updated rows as read back from hardware memory."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ timing
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0) -> Optional[dict]:
