@@ -28,8 +28,9 @@ being used in an in-place operation").  With one thread, few rows, or a contiguo
 (``dim % 16 == 0``) the bug did not show.  Those host updates are
 counted in the device statistics as a read + write-back of the touched rows by a global optimizer
 step hook (:func:`_host_step_hook`).  The in-memory optimizers of :mod:`pimcast.host.optim` update
-the rows inside the device instead (SCATTER_SGD).  A backend without host memory (``rtl``) cannot
-alias; there ``weight`` would need the in-memory optimizers (not implemented yet).
+the rows inside the device instead (SCATTER_SGD).  On the ``rtl`` backend the device memory lives in
+the simulated DRAM; ``weight`` aliases the Device's host mirror of it, every host-side update is
+written through to the RTL (the step hook above) and every read-back is checked against the mirror.
 
 Numerics: forward bit-identical to ``torch.nn.EmbeddingBag`` in sum mode (with or without
 ``per_sample_weights``); mean mode uses weights ``1.0f/len`` (within rounding of PyTorch's).
@@ -110,6 +111,8 @@ class _DeviceTable(nn.Module):
                 self.weight.normal_()
                 if padding_idx is not None:
                     self.weight[padding_idx].fill_(0)
+            if self.device_.backend.mirrored:      # initialised through the mirror: write it to the hardware
+                self.device_.write(self.table, view.clone())
 
     @property
     def pim_device(self) -> Device:

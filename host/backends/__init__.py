@@ -1,4 +1,5 @@
-"""Device backends: ``golden`` (golden model, no timing) and ``model`` (exact emulation + timing).
+"""Device backends: ``golden`` (golden model, no timing), ``model`` (exact emulation + timing) and
+``rtl`` (the PIM-core Verilog under cocotb).
 
 ``register_backend(name, cls)`` adds one (the ``rtl`` backend plugs in here with the same calls).
 """
@@ -28,6 +29,8 @@ def _register_builtin():
     from pimcast.host.backends.model import ModelBackend
     register_backend("golden", GoldenBackend)
     register_backend("model", ModelBackend)
+    from pimcast.host.backends.rtl import RTLBackend
+    register_backend("rtl", RTLBackend)
 
 
 _register_builtin()
