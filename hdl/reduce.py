@@ -37,6 +37,13 @@ def reduce_in_layout(lanes: int, slots: int) -> data.StructLayout:
     ``empty``   1: the bag has no rows — the result is +0.0 (``data``/``weight`` ignored); acts as
                 ``first`` and ``last``; send one such beat per beat of the row
     ``end``     1: last beat of the row — copied to ``o.payload.last`` when the beat is ``last``
+    ``ext``     1: external-addend mode (read-modify-write, e.g. SGD): the addend is ``addend``
+                (not +0.0 or an accumulator), the result leaves on ``o`` like a ``last`` beat and
+                no accumulator is read or written; ``first``/``last``/``empty`` are ignored
+    ``addend``  lanes × 32 bits: the addend of an ``ext`` beat, lane ``k`` = bits ``32k..``
+
+    ``ext`` and ``addend`` are the last fields, so producers that leave them zero see the
+    original layout's offsets for every other field.
     """
     return data.StructLayout({
         "data": data.ArrayLayout(32, lanes),
@@ -46,6 +53,8 @@ def reduce_in_layout(lanes: int, slots: int) -> data.StructLayout:
         "last": 1,
         "empty": 1,
         "end": 1,
+        "ext": 1,
+        "addend": data.ArrayLayout(32, lanes),
     })
 
 
@@ -69,7 +78,11 @@ class ReductionUnit(wiring.Component):
     the beats of one bag's rows must arrive in index order, and a slot must not be reused before
     its bag's ``last`` beat has been sent.  Several bags are interleaved by giving them different
     slots (the usual mapping for rows of ``R`` beats: ``slot = context * R + beat``, see
-    :func:`schedule`).  ``empty`` beats give +0.0 (a bag of zero rows).
+    :func:`schedule`).  ``empty`` beats give +0.0 (a bag of zero rows).  ``ext`` beats compute
+    ``fma(weight, data[k], addend[k])`` with the addend taken as is (one rounding, IEEE ``fma``
+    semantics including the sign of zero: ``fma(-lr, +0.0, -0.0) = -0.0``), leave on ``o`` and
+    touch no accumulator; they never wait on the scoreboard: the read-modify-write path of ``SCATTER_SGD``
+    (``w = fma(-lr, g, w)``).
 
     Hazards
     -------
@@ -204,11 +217,11 @@ class ReductionUnit(wiring.Component):
         m.d.comb += [
             rd.addr.eq(p.slot),
             bypass.eq(wb & (head.slot == p.slot)),
-            busy.eq(pending.bit_select(p.slot, 1) & ~bypass),
+            busy.eq(pending.bit_select(p.slot, 1) & ~bypass & ~p.ext),
             lanes_ready.eq(Cat(*(f.i.ready for f in lane)).all()),
             self.i.ready.eq(lanes_ready & tags.w_rdy & ~busy),
             issue.eq(self.i.valid & self.i.ready),
-            final.eq(p.last | p.empty),
+            final.eq(p.last | p.empty | p.ext),
             tags.w_en.eq(issue),
             tags.w_data.eq(Cat(p.slot, final, p.end)),
         ]
@@ -217,9 +230,9 @@ class ReductionUnit(wiring.Component):
             acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], rd.data[32 * k:32 * (k + 1)])
             m.d.comb += [
                 f.i.valid.eq(self.i.valid & tags.w_rdy & ~busy),
-                f.i.payload.a.eq(Mux(p.empty, zero, p.weight)),
-                f.i.payload.b.eq(Mux(p.empty, zero, p.data[k])),
-                f.i.payload.c.eq(Mux(p.first | p.empty, zero, acc_k)),
+                f.i.payload.a.eq(Mux(p.empty & ~p.ext, zero, p.weight)),
+                f.i.payload.b.eq(Mux(p.empty & ~p.ext, zero, p.data[k])),
+                f.i.payload.c.eq(Mux(p.ext, p.addend[k], Mux(p.first | p.empty, zero, acc_k))),
             ]
 
         # scoreboard: a slot is pending from the issue of a non-final beat to its write-back

@@ -181,7 +181,7 @@ def test_arguments():
     u = ReductionUnit(lanes=16, slots=32)
     assert (u.lanes, u.slots, u.latency) == (16, 32, 5)
     lay = reduce_in_layout(16, 32)
-    assert lay.size == 16 * 32 + 32 + 5 + 4
+    assert lay.size == 16 * 32 + 32 + 5 + 4 + 1 + 16 * 32   # + ext, addend (SCATTER_SGD)
     assert ReductionUnit(lanes=1, slots=2, pipeline=("unpack", "partial", "multiply", "add", "count",
                                                       "normalize", "round")).latency == 7
 
