@@ -52,6 +52,7 @@ TOPS: dict[str, Callable[[Any], Any]] = {
     "fma": _import_factory("pimcast.hdl.fp", "FMA"),
     "bankctl": _import_factory("pimcast.hdl.dram.bankctl", "BankController"),
     "reduce": lambda config=None: importlib.import_module("pimcast.hdl.reduce").from_config(config),
+    "core": lambda config=None: importlib.import_module("pimcast.hdl.core").from_config(config),
 }
 
 

@@ -43,17 +43,25 @@ Instructions (:class:`Opcode`) and their streams
                    (``-lr`` is ``lr`` with bit 31 flipped: exact, a wire in hardware).
                    No data out.
 
+Data-stream presence: ``WRITE`` with ``beats > 0``, ``GATHER_REDUCE`` with ``bags > 0`` and
+``SCATTER_SGD`` with ``count > 0`` have an input data stream (ended by ``last``); every other
+instruction has none (an unknown opcode has none either: the core consumes no data for it).
+
 Errors (:class:`Status`)
 ------------------------
 An instruction that fails validation changes no memory, consumes its input data up to the
 ``last`` beat, produces no output data, and latches its code in the status word (only the first
-error is kept until ``STATUS`` reads it).  Checks, in this order: unknown opcode; ``row_bytes``
-zero, not a multiple of 64 or above the core's maximum (``BAD_ROW_BYTES``); the addressed
-range beyond device memory (``ADDR_OUT_OF_RANGE``: ``addr + beats``, or ``table + rows ×
-row_bytes/64``); ``count`` above the core's row-id buffer (``COUNT_TOO_LARGE``); a row id
-``>= rows`` (``ROW_OUT_OF_RANGE``; all ids of a ``SCATTER_SGD`` are checked before any write);
-``last`` before the expected number of beats (``STREAM_ENDED_EARLY``) or missing on the
-expected final beat (``STREAM_TOO_LONG``, the core drops beats up to ``last``).
+error is kept until ``STATUS`` reads it).  The core (:class:`pimcast.hdl.core.PIMCore`) buffers
+an instruction's whole input stream and validates it before it issues any memory access, so a
+failure is never partial.  Checks, in this order: unknown opcode; ``row_bytes`` zero, not a
+multiple of 64 or above the core's maximum (``BAD_ROW_BYTES``); the addressed range beyond
+device memory (``ADDR_OUT_OF_RANGE``: ``addr + beats``, or ``table + rows × row_bytes/64``);
+the data not fitting the core's input buffer / ``count`` above its row limit
+(``COUNT_TOO_LARGE``); then, once the stream is in: ``last`` before the expected number of
+beats (``STREAM_ENDED_EARLY``, also an index stream that ends inside its bags) or after it
+(``STREAM_TOO_LONG``; the beats up to ``last`` are dropped); then the contents: a row id
+``>= rows`` (``ROW_OUT_OF_RANGE``), a repeated ``SCATTER_SGD`` row id (``DUPLICATE_ROW``).
+Reserved fields are ignored.
 """
 
 from amaranth.lib import data, enum
@@ -62,7 +70,7 @@ __all__ = [
     "INSN_BITS", "BEAT_BYTES", "BEAT_BITS", "WORD_BITS", "WORDS_PER_BEAT",
     "Opcode", "Status", "Flags", "Header",
     "Nop", "StatusRead", "MemAccess", "GatherReduce", "ScatterSGD",
-    "BagHeader", "Lookup", "WeightedLookup", "InBeat", "StatusWord",
+    "BagHeader", "Lookup", "WeightedLookup", "InBeat", "OutBeat", "StatusWord",
     "LAYOUTS", "INSTRUCTIONS", "layout_for",
 ]
 
@@ -104,8 +112,12 @@ class Status(enum.Enum, shape=8):
     STREAM_ENDED_EARLY = 0x05
     #: the data stream had no ``last`` on the expected final beat (extra beats dropped)
     STREAM_TOO_LONG = 0x06
-    #: ``SCATTER_SGD`` ``count`` above the core's row-id buffer (``detail`` = count)
+    #: the instruction's data does not fit the core's input buffer, or ``SCATTER_SGD`` ``count``
+    #: is above the core's row limit (``detail`` = count or beats)
     COUNT_TOO_LARGE = 0x07
+    #: ``SCATTER_SGD`` lists a row id twice (``detail`` = the id, ``position`` = its second index);
+    #: like the golden ``models.tensor_cast.sgd``, which rejects non-unique rows
+    DUPLICATE_ROW = 0x08
 
 class Flags(data.Struct):
     """Instruction flags (bits 15:8)."""
@@ -216,6 +228,15 @@ class InBeat(data.Struct):
     data: BEAT_BITS
     #: the final beat of the current instruction's data
     last: 1
+
+class OutBeat(data.Struct):
+    """Payload of the core's data output stream."""
+
+    #: 64 bytes of data (a READ beat, a pooled-row beat, or a :class:`StatusWord` in the low bits)
+    data: BEAT_BITS
+    #: 1 on the beat a ``STATUS`` returns, 0 on data beats (so a host can tell them apart even
+    #: when a failed instruction produced none of its data)
+    status: 1
 
 class StatusWord(data.Struct):
     """Low 128 bits of the beat ``STATUS`` returns."""
