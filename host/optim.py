@@ -27,6 +27,16 @@ def _rows_and_grads(g: torch.Tensor):
     return rows, g[rows].contiguous()
 
 
+def _check_lr(lr) -> None:
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
+        raise ValueError(f"Invalid learning rate: {lr}")
+
+
+def _check_eps(eps) -> None:
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or eps < 0:
+        raise ValueError(f"Invalid epsilon value: {eps}")
+
+
 class PIMOptimizer(torch.optim.Optimizer):
     """Base: validates that every parameter is a PIM table, then applies :meth:`_update` per table."""
 
@@ -60,43 +70,53 @@ class PIMSGD(PIMOptimizer):
     """Plain SGD in device memory (SCATTER_SGD); bit-identical to ``torch.optim.SGD(lr=lr)``."""
 
     def __init__(self, params, lr: float = 1e-3):
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
+        _check_lr(lr)
         super().__init__(params, dict(lr=lr))
 
     def _update(self, dev, table, rows, G, group):
         dev.scatter_sgd(table, rows, G, group["lr"])
 
 
-class PIMAdagrad(PIMOptimizer):
-    """Exact Adagrad with the state sum in device memory (``torch.optim.Adagrad`` semantics, no decay)."""
+class _PIMAdagradBase(PIMOptimizer):
+    """Adagrad family: ``lr`` / ``eps`` checked, the update is the device kernel ``scatter_<kind>``
+    and the state lives in device memory under ``kind`` (read back with :meth:`device_state`)."""
 
-    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-10):
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
+    kind = ""          # device kernel / state name: "adagrad" | "rowwise_adagrad"
+    default_eps = 0.0
+
+    def __init__(self, params, lr: float = 1e-2, eps: float | None = None):
+        eps = self.default_eps if eps is None else eps
+        _check_lr(lr)
+        _check_eps(eps)
         super().__init__(params, dict(lr=lr, eps=eps))
 
     def _update(self, dev, table, rows, G, group):
-        dev.scatter_adagrad(table, rows, G, group["lr"], group["eps"])
+        getattr(dev, f"scatter_{self.kind}")(table, rows, G, group["lr"], group["eps"])
+
+    def device_state(self, p) -> torch.Tensor:
+        """The optimizer state of table ``p`` as held in device memory."""
+        return p._pim_device.state(p._pim_table, self.kind)
+
+
+class PIMAdagrad(_PIMAdagradBase):
+    """Exact Adagrad with the state sum in device memory (``torch.optim.Adagrad`` semantics, no
+    decay; eps 1e-10 by default)."""
+
+    kind = "adagrad"
+    default_eps = 1e-10
 
     def state_sum(self, p) -> torch.Tensor:
-        return p._pim_device.state(p._pim_table, "adagrad")
+        """The per-element squared-gradient sum ``[rows, dim]``."""
+        return self.device_state(p)
 
 
-class PIMRowWiseAdagrad(PIMOptimizer):
-    """Exact row-wise Adagrad (FBGEMM EXACT_ROWWISE_ADAGRAD) with one fp32 state per row in device memory."""
+class PIMRowWiseAdagrad(_PIMAdagradBase):
+    """Exact row-wise Adagrad (FBGEMM EXACT_ROWWISE_ADAGRAD) with one fp32 state per row in device
+    memory (eps 1e-8 by default)."""
 
-    def __init__(self, params, lr: float = 1e-2, eps: float = 1e-8):
-        if not isinstance(lr, (int, float)) or isinstance(lr, bool) or lr < 0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not isinstance(eps, (int, float)) or eps < 0:
-            raise ValueError(f"Invalid epsilon value: {eps}")
-        super().__init__(params, dict(lr=lr, eps=eps))
-
-    def _update(self, dev, table, rows, G, group):
-        dev.scatter_rowwise_adagrad(table, rows, G, group["lr"], group["eps"])
+    kind = "rowwise_adagrad"
+    default_eps = 1e-8
 
     def state_rows(self, p) -> torch.Tensor:
-        return p._pim_device.state(p._pim_table, "rowwise_adagrad")
+        """The per-row state ``[rows]``."""
+        return self.device_state(p)

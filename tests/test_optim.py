@@ -65,3 +65,22 @@ def test_dense_grad_and_rejects_plain_parameters():
         PIMSGD([nn.Parameter(torch.zeros(3))], lr=0.1)
     with pytest.raises(ValueError, match="Invalid learning rate"):
         PIMSGD(m.parameters(), lr=-1.0)
+
+
+@pytest.mark.parametrize("cls", [PIMAdagrad, PIMRowWiseAdagrad])
+def test_adagrad_variants_check_arguments_before_state_changes(cls):
+    W = torch.randn(6, 16)
+    m = PIMEmbeddingBag.from_pretrained(W, freeze=False, mode="sum")
+    for bad in (-0.1, True, "1"):
+        with pytest.raises(ValueError, match="Invalid learning rate"):
+            cls(m.parameters(), lr=bad)
+        with pytest.raises(ValueError, match="Invalid epsilon value"):
+            cls(m.parameters(), lr=0.1, eps=bad)
+    same_bits(m.read_weight(), W)
+    opt = cls(m.parameters(), lr=0.1)
+    assert opt.param_groups[0]["eps"] == cls.default_eps > 0
+    m(torch.tensor([1, 3]), torch.tensor([0])).sum().backward()
+    opt.step()
+    st = opt.device_state(m.weight)
+    assert st.shape == ((6, 16) if cls is PIMAdagrad else (6,))
+    assert st[1].abs().sum() > 0 and st[0].abs().sum() == 0
