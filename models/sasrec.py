@@ -16,7 +16,8 @@ returning a module that maps a LongTensor of ids to rows. The row-0 padding is h
 model (padded positions are multiplied by 0), so a factory need not support ``padding_idx``.
 
 Optimisers (:func:`train_sasrec`): Adam (lr 1e-3, β 0.9/0.98) for the dense weights; for the item
-table ``"sparse_adam"`` (:class:`LazySparseAdam`, the semantics of ``torch.optim.SparseAdam``) or
+table ``"sparse_adam"`` (``torch.optim.SparseAdam``: it updates a ``PIMEmbedding`` in place through
+its ``weight``, which aliases the device image) or
 ``"sgd"`` (``torch.optim.SGD`` on the sparse gradient), ``"pim_sgd"`` (``pimcast.host.optim.PIMSGD``: the same update done inside the device
 with SCATTER_SGD, PIM backends only), or a callable ``params -> optimizer``.
 """
@@ -33,7 +34,7 @@ from torch import nn
 
 from .datasets import Split
 
-__all__ = ["SASRecConfig", "SASRec", "make_item_embedding", "LazySparseAdam", "pad_left", "sample_negatives",
+__all__ = ["SASRecConfig", "SASRec", "make_item_embedding", "pad_left", "sample_negatives",
            "train_sasrec", "sasrec_scores", "BACKENDS"]
 
 BACKENDS = ("torch", "model", "golden", "rtl")
@@ -302,52 +303,6 @@ def _batch(split: Split, users: np.ndarray, max_len: int, rng: np.random.Generat
     return seq, pos, neg
 
 
-class LazySparseAdam(torch.optim.Optimizer):
-    """Adam on the rows present in a sparse gradient (the semantics of ``torch.optim.SparseAdam``:
-    moments and weights of untouched rows do not move), updating through ``param.data``.
-
-    Used for the item table with ``item_optimizer="sparse_adam"``. It exists because stock
-    ``SparseAdam`` / ``SGD`` / ``Adagrad`` raise "a view of a leaf Variable that requires grad is
-    being used in an in-place operation" on a ``PIMEmbedding`` whose rows are padded in device
-    memory (``dim % 16 != 0``, e.g. SASRec's 50) once a step touches ~1000 rows (PyTorch's parallel
-    sparse-add path); writing through ``.data`` avoids the autograd view check. Dense gradients are
-    accepted too (all rows updated).
-    """
-
-    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8):
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            b1, b2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if g.is_sparse:
-                    g = g.coalesce()
-                    rows, vals = g.indices()[0], g.values()
-                else:
-                    rows, vals = torch.arange(p.shape[0]), g
-                st = self.state[p]
-                if not st:
-                    st["step"] = 0
-                    st["exp_avg"] = torch.zeros(p.shape, dtype=torch.float32)
-                    st["exp_avg_sq"] = torch.zeros(p.shape, dtype=torch.float32)
-                st["step"] += 1
-                t = st["step"]
-                m = st["exp_avg"][rows].mul_(b1).add_(vals, alpha=1 - b1)
-                v = st["exp_avg_sq"][rows].mul_(b2).addcmul_(vals, vals, value=1 - b2)
-                st["exp_avg"][rows] = m
-                st["exp_avg_sq"][rows] = v
-                step_size = group["lr"] * math.sqrt(1 - b2 ** t) / (1 - b1 ** t)
-                data = p.data
-                data[rows] = data[rows] - step_size * m / (v.sqrt() + group["eps"])
-        return loss
-
-
 def _item_optimizer(model: SASRec, kind, lr: float):
     params = model.item_parameters()
     if callable(kind):
@@ -355,7 +310,7 @@ def _item_optimizer(model: SASRec, kind, lr: float):
     if not params:  # a device-resident table updated by its own optimiser
         return None
     if kind == "sparse_adam":
-        return LazySparseAdam(params, lr=lr, betas=model.config.betas)
+        return torch.optim.SparseAdam(params, lr=lr, betas=model.config.betas)
     if kind == "sgd":
         return torch.optim.SGD(params, lr=lr)
     if kind == "pim_sgd":  # in-memory SCATTER_SGD on the device (PIM backends only)
