@@ -4,10 +4,10 @@ As in the A-LLMRec paper's comparison, the prompt is A-LLMRec's candidate-select
 the user token and the ``[HistoryEmb]`` / ``[CandidateEmb]`` item vectors
 (``PromptTemplate(with_embeddings=False)``); the answer is ``"<title>"`` + EOS and the loss is the
 LM cross-entropy on the answer tokens. LoRA (``peft``; rank 8, α 16, dropout 0.05 on ``q_proj`` /
-``v_proj`` by default) is the only trainable part. Train with
-:func:`pimcast.models.allmrec.train_stage2` (it calls ``.loss(examples)`` and
-``.trainable_parameters()``); evaluate with
-:func:`pimcast.models.allmrec.evaluate_llm_recommender`.
+``v_proj`` by default) is the only trainable part. Prompt building, loss, generation and candidate
+scoring are :class:`pimcast.models.allmrec.PromptRecommender`'s (shared with A-LLMRec stage 2).
+Train with :func:`pimcast.models.allmrec.train_stage2` (it calls ``.loss(examples)`` and
+``.trainable_parameters()``); evaluate with :func:`pimcast.models.allmrec.evaluate_llm_recommender`.
 
 ``peft`` injects the adapters into the given model object: pass an LLM instance that is not shared
 with an A-LLMRec model (load it twice). ``lora=False`` gives the untrained LLM-only zero-shot
@@ -17,16 +17,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import numpy as np
-import torch
-from torch import nn
-
-from .allmrec import Example, PromptLM, PromptTemplate
+from .allmrec import PromptLM, PromptRecommender, PromptTemplate
 
 __all__ = ["TALLRec"]
 
 
-class TALLRec(nn.Module):
+class TALLRec(PromptRecommender):
     def __init__(self, llm, tokenizer, titles: Sequence[str], template: PromptTemplate | None = None,
                  r: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
                  target_modules: Sequence[str] = ("q_proj", "v_proj"), lora: bool = True):
@@ -47,21 +43,3 @@ class TALLRec(nn.Module):
 
     def trainable_parameters(self):
         return [p for p in self.peft_model.parameters() if p.requires_grad]
-
-    def prompts(self, examples: Sequence[Example]) -> list[torch.Tensor]:
-        return [self.lm.embed_segments(self.template.segments([self.titles[i] for i in e.history],
-                                                              [self.titles[i] for i in e.candidates]), {})
-                for e in examples]
-
-    def loss(self, examples: Sequence[Example]) -> torch.Tensor:
-        return self.lm.lm_loss(self.prompts(examples), [self.lm.answer_ids(self.titles[e.target]) for e in examples])
-
-    @torch.no_grad()
-    def generate(self, examples: Sequence[Example], max_new_tokens: int = 32) -> list[str]:
-        return self.lm.generate(self.prompts(examples), max_new_tokens)
-
-    @torch.no_grad()
-    def score_candidates(self, example: Example, normalize: bool = False) -> np.ndarray:
-        p = self.prompts([example])[0]
-        return self.lm.candidate_loglik(p, [self.lm.answer_ids(self.titles[c]) for c in example.candidates],
-                                        normalize).numpy()

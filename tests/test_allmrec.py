@@ -208,3 +208,46 @@ def test_zero_shot_text_llm(world, tiny):
     ex = A.make_examples(sp, "test", users=range(2), seed=0)
     r = A.evaluate_llm_recommender(zs, ex, ds.titles, max_new_tokens=2)
     assert len(r["answers"]) == 2
+
+
+def test_one_prompt_builder_for_allmrec_and_tallrec(world, stage2, tiny):
+    """TALLRec's text prompt is A-LLMRec's with the user token and placeholders dropped, both built by
+    PromptRecommender.prompts (token for token)."""
+    from pimcast.models.tallrec import TALLRec
+
+    ds, sp, _, _ = world
+    assert isinstance(stage2, A.PromptRecommender)
+    zs = TALLRec(tiny[0], tiny[1], ds.titles, lora=False)
+    e = A.make_examples(sp, "test", users=[2], seed=0)[0]
+    segs = stage2.template.segments([ds.titles[i] for i in e.history], [ds.titles[i] for i in e.candidates])
+    text_only = [s for s in segs if s not in (A.USER, A.HISTORY, A.CANDIDATE) and s != " is a user representation."]
+    ids = [t for s in text_only for t in zs.lm.ids(s)]
+    p = zs.prompts([e])[0]
+    table = zs.lm.llm.get_input_embeddings()
+    assert torch.equal(p, table(torch.tensor(ids)))
+    assert zs.answers([e.target]) == stage2.answers([e.target]) == [zs.lm.answer_ids(ds.titles[e.target])]
+
+
+def test_projectors_start_at_the_token_scale(world, stage2):
+    rms = stage2.lm.token_rms()
+    e = A.make_examples(sp_ := world[1], "test", users=range(4), seed=0)
+    fresh = A.ALLMRecStage2(stage2.stage1, stage2.lm.llm, stage2.lm.tokenizer, world[0].titles)
+    v = fresh.placeholder_vectors(e)
+    got = torch.cat([torch.cat([d[A.USER], d[A.HISTORY], d[A.CANDIDATE]]) for d in v])
+    assert float(got.pow(2).mean().sqrt()) == pytest.approx(rms, rel=0.05)
+    plain = A.ALLMRecStage2(stage2.stage1, stage2.lm.llm, stage2.lm.tokenizer, world[0].titles,
+                            match_token_scale=False)
+    assert len(plain.item_proj) == 4 and len(fresh.item_proj) == 5
+
+
+def test_evaluation_progress_bars(world, stage2, capsys):
+    ds, sp, _, _ = world
+    ex = A.make_examples(sp, "test", users=range(3), seed=0)
+    r = A.evaluate_llm_recommender(stage2, ex, ds.titles, max_new_tokens=2, batch_size=2, progress=True,
+                                   desc="A-LLMRec")
+    err = capsys.readouterr().err
+    assert "A-LLMRec generate" in err and "A-LLMRec candidate scoring" in err and "3/3" in err
+    quiet = A.evaluate_llm_recommender(stage2, ex, ds.titles, max_new_tokens=2, batch_size=2)
+    assert capsys.readouterr().err == "" and quiet["answers"] == r["answers"]
+    norm = A.evaluate_llm_recommender(stage2, ex, ds.titles, generate=False, normalize=True)
+    assert "hit@1_likelihood" in norm and "answers" not in norm
