@@ -132,7 +132,11 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
         apply_verilator_env()
 
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal"] if simulator == "verilator" else []
+    # Icarus: -g2005 after the runner's -g2012. Under -g2012 a variable's declaration initialiser
+    # is applied before time 0 and makes no event, so yosys's time-0 trigger for `always @*`
+    # (`reg \$auto$...dump_module$1 = 0`) never fires: a combinational block whose inputs keep
+    # their reset values (e.g. an open-row lookup for bank 0 / row 0) stays X forever.
+    build_args = ["-Wno-fatal"] if simulator == "verilator" else ["-g2005"]
     stamp = bdir / ".pimcast-build"
     stamp_text = _key({"v": vpath.read_text(), "waves": waves, "args": build_args,
                        "parameters": dict(parameters or {}), "sim": simulator})
@@ -143,7 +147,9 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
         log = bdir / "build.log"
         try:
             runner.build(sources=[vpath], hdl_toplevel=top, build_dir=bdir, parameters=dict(parameters or {}),
-                         build_args=build_args, timescale=TIMESCALE, waves=waves, always=False,
+                         build_args=build_args, timescale=TIMESCALE, waves=waves,
+                         # Icarus: rebuild when the stamp (Verilog, arguments) changed
+                         always=simulator == "icarus" and not (stamp.is_file() and stamp.read_text() == stamp_text),
                          log_file=None if verbose else log)
         except (RuntimeError, SystemExit) as exc:
             tail = log.read_text()[-4000:] if log.is_file() else ""

@@ -355,6 +355,40 @@ async def test_row_hits_paced_by_tccd(dut):
 
 
 @_skip_in_replay
+async def test_stream_row0_bank0_tag0(dut):
+    """Regression (issue 3): 16 back-to-back reads at byte addresses 0, 64, ..., 960 (with
+    ``rochrababgco`` all in row 0 of bank 0 of bank group 0) with tags 0, 1, 2, ... as the PIM
+    core issues them: one ACT, 16 RDs exactly tCCD_L apart, every read returns its data.
+
+    Everything here keeps its reset value (bank 0, row 0, column 0, tag 0), so a combinational
+    block whose inputs never change must still be evaluated at time 0: under ``iverilog -g2012``
+    yosys's ``always @*`` time-0 trigger never fired, the open-row lookup stayed X and the
+    controller hung after the ACT (fixed by building with ``-g2005``, see
+    :func:`pimcast.sim.runner.run_cocotb`)."""
+    b = Bench(dut, _seed())
+    t = b.t
+    b.free_tags = list(reversed(range(1 << b.TB)))      # pop() hands out 0, 1, 2, ...
+    await b.start()
+    step = 1 << b.amap.shifts["co"]
+    reqs = [(b.addr(co=i), 0, 0) for i in range(16)]
+    if b.amap.scheme == "rochrababgco":
+        assert [r[0] for r in reqs] == [64 * i for i in range(16)] and step == 64
+    await b.run(reqs, stall_limit=500)
+    rds = b.cmds("RD")
+    assert len(b.cmds("ACT")) == 1 and len(rds) == 16, b.cmds()
+    assert _gaps(rds) == [t.tCCD_L] * 15, _gaps(rds)
+    assert len(b.responses) == 16
+    # again, on the now open row, after an idle gap, and mixed with a write to one of the addresses
+    rnd = b.rng.getrandbits
+    await b.idle(50)
+    reqs = [(b.addr(co=i), 0, 0) for i in range(16)]
+    reqs.insert(5, (b.addr(co=3), 1, rnd(512)))
+    await b.run(reqs, stall_limit=500)
+    assert len(b.cmds("ACT")) == 1 and len(b.cmds("RD")) == 32
+    assert len(b.responses) == 32
+
+
+@_skip_in_replay
 async def test_act_spacing_trrd_and_tfaw(dut):
     """ACTs to banks in different bank groups go tRRD_S apart until tFAW binds; same group tRRD_L."""
     b = Bench(dut, _seed())

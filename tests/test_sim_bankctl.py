@@ -27,8 +27,8 @@ def test_bankctl_directed_random_refresh(simulator):
     count = "1500" if simulator == "icarus" else "4000"
     res = run_bankctl(simulator, env={"PIMCAST_BANKCTL_COUNT": count, "PIMCAST_SEED": "5"}, **CONFIG)
     assert res.error is None, res.error
-    # 10 tests (test_trace_replay is skipped outside replay mode but counted)
-    assert (res.tests, res.failures) == (11, 0), res.build_dir
+    # 11 tests (test_trace_replay is skipped outside replay mode but counted)
+    assert (res.tests, res.failures) == (12, 0), res.build_dir
     lat = _stat(res, "latency")
     assert lat["closed_read"] == 22 + 22 + 4 + 3 and lat["row_hit"] == 22 + 4 + 3
     assert _stat(res, "random")["requests"] == int(count)
@@ -42,6 +42,17 @@ def test_bankctl_long_random_verilator():
                       testcase="test_long_random", **CONFIG)
     assert (res.tests, res.failures) == (1, 0), res.build_dir
     assert _stat(res, "long")["requests"] == 30000
+
+
+@pytest.mark.parametrize("simulator", [SIMS[0]])
+def test_bankctl_stream_row0_bank0_core_config(simulator):
+    """Regression: 16 reads at 0, 64, ..., 960 (row 0 / bank 0 / tag 0 on) with the PIM core's
+    controller parameters hung on Icarus (``always @*`` blocks never evaluated at time 0 under
+    ``-g2012``). On Verilator the same test runs in ``test_bankctl_directed_random_refresh``."""
+    res = run_bankctl(simulator, preset="ddr4-3200", ranks=1, queue=16, read_buffer=16, tag_bits=5,
+                      testcase="test_stream_row0_bank0_tag0")
+    assert res.error is None, res.error
+    assert (res.tests, res.failures) == (1, 0), res.build_dir
 
 
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
