@@ -45,7 +45,7 @@ from .datasets import Split
 from .sasrec import SASRec, pad_left, sample_negatives
 
 __all__ = ["ALLMRecStage1", "train_stage1", "PromptTemplate", "Example", "make_examples",
-           "PromptLM", "PromptRecommender", "ALLMRecStage2", "train_stage2", "evaluate_llm_recommender", "HISTORY", "CANDIDATE", "USER"]
+           "PromptLM", "PromptRecommender", "ALLMRecStage2", "TextLatentRecommender", "train_stage2", "evaluate_llm_recommender", "HISTORY", "CANDIDATE", "USER"]
 
 USER = "[UserRep]"
 HISTORY = "[HistoryEmb]"
@@ -584,6 +584,42 @@ class ALLMRecStage2(PromptRecommender):
             h, n = len(e.history), len(e.history) + len(e.candidates)
             out.append({USER: uvec[b:b + 1], HISTORY: iv[k:k + h], CANDIDATE: iv[k + h:k + n]})
             k += n
+        return out
+
+
+class TextLatentRecommender(PromptRecommender):
+    """A-LLMRec's text-encoder variant for a domain SASRec never saw (cross-domain evaluation).
+
+    Items are represented by the stage-1 **text** encoder's latent of their sentence embeddings
+    (``sigmoid(text.enc(t))``, the space stage 1 aligns with the item latents) through the trained
+    item projector; the user token is the user projector applied to SASRec's representation of an
+    empty history (SASRec knows no item of the new domain, so it carries no user information).
+    Shares ``stage2``'s LLM and projectors (nothing is copied or trained).
+    """
+
+    def __init__(self, stage2: ALLMRecStage2, titles: Sequence[str], text_embeddings: torch.Tensor,
+                 template: PromptTemplate | None = None):
+        super().__init__()
+        if text_embeddings.shape[0] != len(titles):
+            raise ValueError(f"text_embeddings has {text_embeddings.shape[0]} rows but there are {len(titles)} "
+                             "titles (one row per item id, row 0 = padding)")
+        self.stage2 = stage2
+        self.lm = stage2.lm
+        self.titles = list(titles)
+        self.template = template or stage2.template
+        with torch.no_grad():
+            self.latents = torch.sigmoid(stage2.stage1.text.enc(text_embeddings.float()))
+            sas = stage2.stage1.sasrec
+            self.user_rep = sas.user_representation(torch.zeros((1, sas.config.max_len), dtype=torch.long))
+
+    def placeholder_vectors(self, examples: Sequence[Example]) -> list[dict]:
+        dev = next(self.stage2.user_proj.parameters()).device
+        u = self.stage2.user_proj(self.user_rep.to(dev))
+        out = []
+        for e in examples:
+            iv = self.stage2.item_proj(self.latents[torch.as_tensor(np.concatenate([e.history, e.candidates]))].to(dev))
+            h = len(e.history)
+            out.append({USER: u, HISTORY: iv[:h], CANDIDATE: iv[h:]})
         return out
 
 

@@ -251,3 +251,20 @@ def test_evaluation_progress_bars(world, stage2, capsys):
     assert capsys.readouterr().err == "" and quiet["answers"] == r["answers"]
     norm = A.evaluate_llm_recommender(stage2, ex, ds.titles, generate=False, normalize=True)
     assert "hit@1_likelihood" in norm and "answers" not in norm
+
+
+def test_text_latent_recommender_cross_domain(world, stage2):
+    ds, sp, _, text = world
+    other = D.generate_synthetic(num_users=20, num_items=30, num_clusters=3, max_length=10, seed=9)
+    osp = other.split()
+    t2 = torch.randn(other.num_items + 1, text.shape[1], generator=torch.Generator().manual_seed(3))
+    with pytest.raises(ValueError, match="rows but there are"):
+        A.TextLatentRecommender(stage2, other.titles, t2[:-1])
+    x = A.TextLatentRecommender(stage2, other.titles, t2, A.PromptTemplate.for_domain("game"))
+    ex = A.make_examples(osp, "test", users=range(3), seed=0)
+    v = x.placeholder_vectors(ex)
+    want = stage2.item_proj(torch.sigmoid(stage2.stage1.text.enc(t2[torch.as_tensor(ex[0].candidates)])))
+    assert torch.allclose(v[0][A.CANDIDATE], want)
+    assert "played" in x.template.text(["a"], ["b"])
+    r = A.evaluate_llm_recommender(x, ex, other.titles, max_new_tokens=2)
+    assert r["users"] == 3 and 0 <= r["hit@1_likelihood"] <= 1
