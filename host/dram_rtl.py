@@ -47,7 +47,7 @@ def replay_rtl(t: DRAMTiming, addr, is_write=None, cycle=None, *, mapping: str =
     Raises :class:`RTLReplayError` on a failed run and ``ValueError`` on bad addresses.
     """
     from pimcast.sim.runner import BUILD_ROOT, run_cocotb
-    from pimcast.sim.tb_bankctl import register_top, verilator_pch_fix
+    from pimcast.sim.tb_bankctl import register_top
 
     amap = AddressMapping(mapping, t)
     a = amap.check(np.asarray(addr))
@@ -68,9 +68,8 @@ def replay_rtl(t: DRAMTiming, addr, is_write=None, cycle=None, *, mapping: str =
         if dump_commands is not None:
             env["PIMCAST_BANKCTL_COMMANDS"] = str(Path(dump_commands).resolve())
         t0 = time.perf_counter()
-        with verilator_pch_fix():
-            res = run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env=env,
-                             testcase="test_trace_replay")
+        res = run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env=env,
+                         testcase="test_trace_replay")
         wall = time.perf_counter() - t0
         if res.error or res.failures or res.tests != 1 or not out.is_file():
             raise RTLReplayError(f"RTL replay failed ({res.tests} tests, {res.failures} failures, "

