@@ -40,6 +40,7 @@ SIMULATORS = ("icarus", "verilator")
 TESTBENCHES: dict[str, str] = {
     "fma": "pimcast.sim.tb_fma",
     "reduce": "pimcast.sim.tb_reduce",
+    "core": "pimcast.sim.tb_core",
 }
 
 
@@ -209,6 +210,8 @@ def main(args: argparse.Namespace) -> int:
         env[f"PIMCAST_{args.top.upper()}_COUNT"] = str(args.count)
     if args.seed is not None:
         env["PIMCAST_SEED"] = str(args.seed)
+    if args.config is not None:
+        env["PIMCAST_CONFIG"] = str(args.config)
     try:
         res = run_cocotb(args.top, args.test_module, args.simulator, args.build_dir, env=env, waves=args.waves,
                          testcase=args.testcase, config=args.config, verbose=args.verbose)
