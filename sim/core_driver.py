@@ -115,6 +115,9 @@ class CoreDriver:
         self._loop = None
         self._lock = None
         self._started = False
+        self._busy = False
+        #: cycles an instruction may take (plus 64 per input beat) before ``send`` fails
+        self.max_cycles = 200_000
 
     # ------------------------------------------------------------------------------ clock loop
     async def start(self, reset_cycles: int = 3) -> None:
@@ -215,8 +218,14 @@ class CoreDriver:
             self._din_q.extend(zip(beats, (bool(x) for x in lasts)))
             self._insn_q.append(codec.encode(isa.Opcode.STATUS))
             edge = RisingEdge(self.dut.clk)
+            limit = self.max_cycles + 64 * len(beats)
             while not (self._out and self._out[-1][1]):
                 await edge
+                if self.clock - start > limit:
+                    raise AssertionError(
+                        f"{name}: no STATUS beat after {self.clock - start} cycles (busy={self._busy}, "
+                        f"{len(self._insn_q)} instructions and {len(self._din_q)} data beats not taken, "
+                        f"{len(self._out)} beats out)")
             data = [d for d, st in self._out[:-1]]
             if any(st for _, st in self._out[:-1]):
                 raise AssertionError("a status beat came before the operation's STATUS")
