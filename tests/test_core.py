@@ -27,7 +27,7 @@ def _silence(core):
     (dict(capacity_beats=0), ValueError, "capacity_beats must be in 1"),
     (dict(queue=0), ValueError, "queue depth must be an integer in 1..32, not 0"),
     (dict(mapping="robabgcoraXX"), Exception, "unknown field 'xx'"),
-    (dict(pipeline=("unpack",)), ValueError, ""),
+    (dict(pipeline=("unpack",)), ValueError, "Pipeline must include 'round'"),
 ])
 def test_bad_parameters_name_the_value(kw, exc, match):
     with pytest.raises(exc, match=match):
