@@ -269,9 +269,8 @@ if cocotb is not None:
             await _put_table(drv, base, table)
             before = dict(drv.dev.store)
             for count in (1, 7, nrows - 5):
-                rows = torch.from_numpy(rng.permutation(nrows)[:count].astype(np.int64))
-                if count > 1:
-                    rows[0] = 1
+                others = rng.permutation(np.array([r for r in range(nrows) if r != 1]))
+                rows = torch.from_numpy(np.concatenate([[1], others])[:count].astype(np.int64))
                 grads = torch.from_numpy(extreme_values(rng, (count, dim), 0.05))
                 if count > 1:
                     grads[0] = 0.0
@@ -374,7 +373,7 @@ if cocotb is not None:
             assert st2["status"] is S.OK, f"{name}: error not cleared by STATUS"
         # only the first error is kept; the tag and opcode are reported
         bad1 = codec.read_program(cap, 1, tag=77)
-        await drv.send(bad1.insn, [], name="first")
+        drv._insn_q.append(bad1.insn)   # queued ahead of the next send: two errors before one STATUS
         _, st = await drv.send(codec.encode(isa.Opcode.READ, addr=cap + 5, beats=1, tag=78), [], name="second")
         assert st["status"] is S.ADDR_OUT_OF_RANGE and st["tag"] == 77 and st["opcode"] == isa.Opcode.READ.value
         # the driver raises PIMStatusError; the good programs still work afterwards
