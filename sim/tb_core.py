@@ -267,6 +267,7 @@ if cocotb is not None:
             await drv.write(base - len(guard), guard)
             await drv.write(base + nrows * dim * 4, guard)
             await _put_table(drv, base, table)
+            await drv.read(base, table.nbytes)
             before = dict(drv.dev.store)
             for count in (1, 7, nrows - 5):
                 others = rng.permutation(np.array([r for r in range(nrows) if r != 1]))
@@ -323,6 +324,7 @@ if cocotb is not None:
         dim, nrows, base = 16, 20, 64 * 64
         table = rng.standard_normal((nrows, dim)).astype(np.float32)
         await _put_table(drv, base, table)
+        await drv.read(base, table.nbytes)   # the writes have reached the DRAM model once this returns
         tb = base // 64
         snapshot = dict(drv.dev.store)
         grads = torch.from_numpy(rng.standard_normal((3, dim)).astype(np.float32))
