@@ -18,6 +18,7 @@ def _stat(res, name):
     return next(s for s in res.stats if s["test"] == name)
 
 
+@pytest.mark.slow   # the Verilator build of the core takes ~11 min on 2 cores
 @pytest.mark.skipif(not have_verilator(), reason="Verilator missing")
 def test_core_verilator_quick():
     """All tests, D in {16, 64}, bags up to 100 lookups (the default-suite run)."""
