@@ -625,10 +625,12 @@ class TextLatentRecommender(PromptRecommender):
 
 def train_stage2(stage2: nn.Module, split: Split, epochs: int = 5, batch_size: int = 4, lr: float = 1e-4,
                  users: Sequence[int] | None = None, seed: int = 0, max_steps: int | None = None,
-                 progress: bool = False, params=None, desc: str = "A-LLMRec stage 2") -> dict:
+                 progress: bool = False, params=None, desc: str = "A-LLMRec stage 2",
+                 max_history: int = 10, num_negatives: int = 19) -> dict:
     """Train a prompt model (``stage2.loss(examples)``) on training examples (target = last training
-    item, 19 fresh random negatives each epoch). Adam over ``params`` (default:
-    ``stage2.trainable_parameters()``). Returns ``{"loss": [...], "seconds", "steps"}``."""
+    item, ``num_negatives`` fresh random negatives each epoch, ≤ ``max_history`` history items). Adam over
+    ``params`` (default: ``stage2.trainable_parameters()``); at most ``max_steps`` steps. Returns
+    ``{"loss": [...], "seconds", "steps"}``."""
     params = list(params if params is not None else stage2.trainable_parameters())
     opt = torch.optim.Adam(params, lr=lr)
     hist: dict = {"loss": []}
@@ -639,10 +641,12 @@ def train_stage2(stage2: nn.Module, split: Split, epochs: int = 5, batch_size: i
     users = list(range(len(split))) if users is None else list(users)
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=epochs * math.ceil(len(users) / batch_size), desc=desc, unit="batch")
+        total = epochs * math.ceil(len(users) / batch_size)
+        bar = tqdm(total=total if max_steps is None else min(total, max_steps), desc=desc, unit="batch")
     done = False
     for ep in range(epochs):
-        exs = make_examples(split, "train", users=users, seed=seed * 1000 + ep)
+        exs = make_examples(split, "train", users=users, max_history=max_history, num_negatives=num_negatives,
+                            seed=seed * 1000 + ep)
         order = np.random.default_rng(seed * 1000 + ep).permutation(len(exs))
         for b0 in range(0, len(order), batch_size):
             batch = [exs[k] for k in order[b0:b0 + batch_size]]
