@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -193,3 +194,19 @@ def test_run_step_train_figures_and_checks(tiny_run, tmp_path, monkeypatch):
     with pytest.raises(R.StepFailed, match="random"):
         R.step_train(ctx)
     assert "train" in R.STEPS and list(R.STEPS)[:3] == ["verilog", "golden", "fma-cosim"]
+
+
+def test_eval_ml100k_benchmark_rejects_bad_options(capsys):
+    """benchmarks/eval_ml100k.py checks its options before loading any data or model."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("eval_ml100k", Path(__file__).resolve().parent.parent / "benchmarks" / "eval_ml100k.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    for argv, msg in ((["--parts", "main,bogus"], "unknown part(s) bogus"),
+                      (["--eval-users", "0"], "--eval-users must be >= 1, got 0"),
+                      (["--stage2-steps", "-3"], "--stage2-steps must be >= 1, got -3")):
+        with pytest.raises(SystemExit) as e:
+            mod.main(argv)
+        assert e.value.code == 2 and msg in capsys.readouterr().err
+    assert mod.PAPER["A-LLMRec"] == 0.6237 and mod.PAPER["train time ratio TALLRec/A-LLMRec"] == 2.53
