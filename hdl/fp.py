@@ -22,7 +22,7 @@ Datapath (see :class:`FMA` for the stage list and the numerics):
 """
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_PIPELINE",
     "FAST_PIPELINE",
     "PIPELINES",
+    "DSP_PRIMITIVES",
     "FP32_ONE",
     "FP32_NEG_ZERO",
     "FP32_CANONICAL_NAN",
@@ -100,13 +101,16 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: Names of the datapath steps, in order; each may be followed by a register stage.
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
-STEPS = ("classify", "unpack", "partial", "multiply", "add", "lzc", "count", "shift", "normalize",
-         "round")
+STEPS = ("input", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "zeros", "lzc", "count",
+         "shift", "normalize", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 10): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 14): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
+#: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
+#: only: the Amaranth simulator, Icarus and Verilator have no model of them).
+DSP_PRIMITIVES = (None, "ecp5")
 #: Named pipelines (``pimcast synth --pipeline NAME``).
 PIPELINES = {"default": DEFAULT_PIPELINE, "fast": FAST_PIPELINE}
 
@@ -193,22 +197,32 @@ class FMA(wiring.Component):
 
     Datapath steps (``pipeline`` names the ones followed by a register stage):
 
+    ``"input"``
+        nothing: the operands as they arrive (registered, this takes the producer's operand
+        logic — the reduction unit's accumulator forwarding — off the classify path);
     ``"classify"``
         classify the operands, the special-case result (NaN, infinities, zero product),
-        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c``, exponent sums;
+        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c``, ``ea + eb``;
+    ``"exponents"``
+        the addend shift's and the normalization limit's bases from ``ea + eb`` and ``ec``;
     ``"unpack"``
         normalize subnormal ``a``/``b`` (left shift), the addend's right shift (clamped to
         ``0..76``) and the normalization shift limit;
+    ``"align"``
+        the addend's right shift by the multiple-of-8 part of the shift; the alignment sticky
+        bit (from the trailing-zero count of ``c``); ``ma``/``mb`` pass through (registered
+        here, they feed the DSPs with nothing in between);
     ``"partial"``
-        four partial products of ``ma*mb`` (cut at bit 18: one DSP each); the addend's right
-        shift by the multiple-of-8 part of the shift; the alignment sticky bit (from the
-        trailing-zero count of ``c``);
+        four partial products of ``ma*mb`` (cut at bit 18: one DSP each);
     ``"multiply"``
         sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
     ``"add"``
         78-bit ``|c ± P|`` and the result sign;
+    ``"zeros"``
+        leading- and trailing-zero counts of each 16-bit group of ``|c ± P|``;
     ``"lzc"``
-        leading- and trailing-zero counts of ``|c ± P|`` (per 16-bit group, then a select);
+        leading- and trailing-zero counts of the whole ``|c ± P|`` (a select of the first
+        nonzero group);
     ``"count"``
         normalize shift limited at the subnormal exponent, exponent of the result;
     ``"shift"``
@@ -219,9 +233,10 @@ class FMA(wiring.Component):
         packing with the increment, overflow, special-case select (always registered: it is
         the output register).
 
-    ``classify``, ``lzc`` and ``shift`` only split the steps that follow them: a pipeline
-    without them has its registers where the original seven-step datapath had them
-    (``unpack``, ``partial``, ``multiply``, ``add``, ``count``, ``normalize``, ``round``).
+    ``input`` only adds a register; ``classify``, ``exponents``, ``align``, ``zeros``, ``lzc`` and ``shift``
+    only split the steps that follow them: a pipeline without them has its registers where the
+    original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
+    ``count``, ``normalize``, ``round``).
 
     Latency and throughput
     ----------------------
@@ -248,7 +263,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`STEPS` (latency 7) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 14) for higher clock rates.
 
     Members
     -------
@@ -267,7 +282,7 @@ class FMA(wiring.Component):
 
     latency = _Latency()
 
-    def __init__(self, *, pipeline=DEFAULT_PIPELINE):
+    def __init__(self, *, pipeline=DEFAULT_PIPELINE, dsp=None):
         if isinstance(pipeline, str):
             raise TypeError(f"Pipeline must be an iterable of step names, not the string {pipeline!r}")
         try:
@@ -284,10 +299,21 @@ class FMA(wiring.Component):
         if "round" not in names:
             raise ValueError("Pipeline must include 'round' (the output register)")
         self._pipeline = tuple(step for step in STEPS if step in names)
+        if dsp not in DSP_PRIMITIVES:
+            raise ValueError(f"DSP must be one of {', '.join(map(repr, DSP_PRIMITIVES))}, not {dsp!r}")
+        if dsp is not None and not {"align", "partial"} <= set(self._pipeline):
+            raise ValueError(f"DSP {dsp!r} needs the 'align' and 'partial' steps registered (they become the "
+                             f"DSP's input and output registers), pipeline {self._pipeline!r}")
+        self._dsp = dsp
         super().__init__({
             "i": In(stream.Signature(FMAOperands)),
             "o": Out(stream.Signature(32)),
         })
+
+    @property
+    def dsp(self):
+        """The DSP primitive the partial products are instantiated as (``None``: behavioural ``*``)."""
+        return self._dsp
 
     @property
     def pipeline(self):
@@ -322,8 +348,12 @@ class FMA(wiring.Component):
                 regs[key] = reg
             return regs
 
+        # ---- input: the operands as they arrive (a register here takes the producer's operand
+        # logic, e.g. the reduction unit's forwarding mux, off the classify path) -------------
+        s = boundary("input", {"valid": self.i.valid, "ops": comb("ops", 96, self.i.payload.as_value())})
+        ops = data.View(FMAOperands, s["ops"])
+
         # ---- classify: operand classes, special results, exponent sums ------------------
-        ops = self.i.payload
 
         def classify(x, name):
             exp = x[23:31]
@@ -350,9 +380,10 @@ class FMA(wiring.Component):
         #   sh_raw = ea + eb - ec + _SH_BIAS = sh_exp - lz_ab
         #   limit  = ea + eb + (_X0_PROD + _T_BIAS) = ab_exp - lz_ab   (product dominates)
         #          = ec + (_X0_ADD + _T_BIAS) = c.exp                 (addend dominates, sh_raw < 0)
-        lz_ab = comb("ab_lz", 6, lz_a + lz_b)
-        sh_exp = comb("sh_exp", signed(11), a["exp"] + b["exp"] - c["exp"] + (_SH_BIAS - 127))
-        ab_exp = comb("ab_exp", signed(11), a["exp"] + b["exp"] + (_X0_PROD + _T_BIAS - 254))
+        ab_sum = comb("ab_expsum", 9, a["exp"] + b["exp"])
+        # c's exponent with the shift biases folded in (beside ab_sum: one carry chain each)
+        c_sh = comb("c_expsh", 9, c["exp"] - (_SH_BIAS - 127))
+        c_sh_max = comb("c_expshmax", 9, c["exp"] - (_SH_BIAS - 127 - _SH_MAX))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
         p_inf = a["inf"] | b["inf"]
@@ -371,50 +402,93 @@ class FMA(wiring.Component):
             m.d.comb += special_bits.eq(Cat(Const(0, 31), p_sign & c["sign"]))   # 0 + 0
 
         s = boundary("classify", {
-            "valid": self.i.valid,
+            "valid": s["valid"],
             "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
-            "lz_a": lz_a, "lz_b": lz_b, "lz_ab": lz_ab, "tz_c": tz_c,
-            "sh_exp": sh_exp, "ab_exp": ab_exp,
+            "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh, "c_sh_max": c_sh_max,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
             "special": special, "special_bits": special_bits,
         })
         passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
 
+        # ---- exponents: shift and limit bases (one two-operand carry chain each) ----------
+        s = boundary("exponents", {
+            **{k: s[k] for k in passed + ("ma", "mb", "mc", "c_exp", "lz_a", "lz_b", "tz_c")},
+            "lz_ab": comb("ab_lz", 6, s["lz_a"] + s["lz_b"]),
+            "sh_exp": comb("sh_exp", signed(11), s["ab_sum"] - s["c_sh"]),
+            "sh_exp_max": comb("sh_exp_max", signed(11), s["ab_sum"] - s["c_sh_max"]),
+            "ab_exp": comb("ab_exp", signed(11), s["ab_sum"] + (_X0_PROD + _T_BIAS - 254)),
+        })
+
         # ---- unpack: normalize subnormal a/b, addend shift and left-shift limit ------------
         ma = comb("a_norm", 24, (s["ma"] << s["lz_a"])[:24])
         mb = comb("b_norm", 24, (s["mb"] << s["lz_b"])[:24])
+        # the shift and both clamp comparisons side by side (three short carry chains, not
+        # a subtraction followed by comparisons)
         sh_raw = comb("sh_raw", signed(12), s["sh_exp"] - s["lz_ab"])
-        shift = comb("c_shift", range(_SH_MAX + 1),
-                     Mux(sh_raw < 0, 0, Mux(sh_raw > _SH_MAX, _SH_MAX, sh_raw)))
+        sh_neg = comb("sh_neg", 1, s["sh_exp"] < s["lz_ab"])                  # sh_raw < 0
+        sh_big = comb("sh_big", 1, s["sh_exp_max"] > s["lz_ab"])              # sh_raw > _SH_MAX
+        shift = comb("c_shift", range(_SH_MAX + 1), Mux(sh_neg, 0, Mux(sh_big, _SH_MAX, sh_raw)))
         # left-shift limit t = X0 + 203 in [1, 409]: the shift that puts 2**-149 at the
         # significand LSB (results below 2**-126 stop there, as subnormals)
-        limit = comb("lz_limit", 9, Mux(sh_raw < 0, s["c_exp"], s["ab_exp"] - s["lz_ab"]))
+        limit = comb("lz_limit", 9, Mux(sh_neg, s["c_exp"], s["ab_exp"] - s["lz_ab"]))
         s = boundary("unpack", {
             **{k: s[k] for k in passed + ("mc", "tz_c")},
             "ma": ma, "mb": mb, "shift": shift, "limit": limit,
         })
         passed += ("limit",)
 
-        # ---- partial products, addend alignment (coarse shift, sticky) -------------------
-        # four partial products cut at bit 18, so that each is one 18x18 DSP multiplier with
-        # nothing behind it (the DSP's own delay is most of a cycle at 150 MHz)
-        ma_l, ma_h = s["ma"][:18], s["ma"][18:]
-        mb_l, mb_h = s["mb"][:18], s["mb"][18:]
-        pp_ll = comb("pp_ll", 36, ma_l * mb_l)
-        pp_lh = comb("pp_lh", 24, ma_l * mb_h)
-        pp_hl = comb("pp_hl", 24, ma_h * mb_l)
-        pp_hh = comb("pp_hh", 12, ma_h * mb_h)
+        # ---- align: addend alignment (coarse shift, sticky); operands of the multipliers --
         # the addend's bits that stay above the sticky position: sum bit 1 + i holds
         # mc[i + shift - 52]; right shift by the multiple-of-8 part here, the rest in multiply
         c_top = Cat(Const(0, _C_LSB - 1), s["mc"])                        # 76 bits
         c_coarse = comb("c_coarse", len(c_top), c_top >> Cat(Const(0, 3), s["shift"][3:]))
         # mc[j] falls below sum bit 1 iff j < shift - 52: sticky iff tz(mc) + 52 < shift
         c_sticky = comb("c_sticky", 1, (s["tz_c"] + (_C_LSB - 1)) < s["shift"])
-        s = boundary("partial", {
-            **{k: s[k] for k in passed},
-            "pp_ll": pp_ll, "pp_lh": pp_lh, "pp_hl": pp_hl, "pp_hh": pp_hh, "c_coarse": c_coarse,
-            "c_fine": comb("c_fine", 3, s["shift"][:3]), "c_sticky": c_sticky,
+        # ma/mb pass straight through: registered here they sit next to the DSPs (nothing
+        # but a wire between this register and the multipliers' inputs)
+        operands = {} if self._dsp else {"ma": s["ma"], "mb": s["mb"]}
+        dsp_in = (s["ma"], s["mb"])     # with a DSP primitive: registered inside the DSP
+        s = boundary("align", {
+            **{k: s[k] for k in passed}, **operands,
+            "c_coarse": c_coarse, "c_fine": comb("c_fine", 3, s["shift"][:3]), "c_sticky": c_sticky,
         })
+
+        # ---- partial products -------------------------------------------------------------
+        # four partial products cut at bit 18, so that each is one 18x18 DSP multiplier with
+        # nothing behind it (the DSP's own delay is most of a cycle at 150 MHz)
+        if self._dsp == "ecp5":
+            # MULT18X18D with its input (REG_INPUTA/B: the "align" register) and output
+            # (REG_OUTPUT: the "partial" register) registers, clock enable = the global enable
+            products = {}
+            for name, x, y, width in (("pp_ll", dsp_in[0][:18], dsp_in[1][:18], 36),
+                                      ("pp_lh", dsp_in[0][:18], dsp_in[1][18:], 24),
+                                      ("pp_hl", dsp_in[0][18:], dsp_in[1][:18], 24),
+                                      ("pp_hh", dsp_in[0][18:], dsp_in[1][18:], 12)):
+                product = Signal(36, name=f"partial_{name}")
+                ports = {f"i_A{k}": (x[k] if k < len(x) else Const(0, 1)) for k in range(18)}
+                ports.update({f"i_B{k}": (y[k] if k < len(y) else Const(0, 1)) for k in range(18)})
+                ports.update({f"o_P{k}": product[k] for k in range(36)})
+                m.submodules[f"{name}_dsp"] = Instance(
+                    "MULT18X18D",
+                    p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+                    p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
+                    p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+                    p_GSR="DISABLED", p_RESETMODE="SYNC",
+                    i_CLK0=ClockSignal(), i_CE0=enable, i_RST0=Const(0, 1),
+                    i_SIGNEDA=Const(0, 1), i_SIGNEDB=Const(0, 1),
+                    i_SOURCEA=Const(0, 1), i_SOURCEB=Const(0, 1),
+                    **ports)
+                products[name] = product[:width]
+            s = boundary("partial", {k: s[k] for k in passed + ("c_coarse", "c_fine", "c_sticky")})
+            s.update(products)
+        else:
+            ma_l, ma_h = s["ma"][:18], s["ma"][18:]
+            mb_l, mb_h = s["mb"][:18], s["mb"][18:]
+            s = boundary("partial", {
+                **{k: s[k] for k in passed + ("c_coarse", "c_fine", "c_sticky")},
+                "pp_ll": comb("pp_ll", 36, ma_l * mb_l), "pp_lh": comb("pp_lh", 24, ma_l * mb_h),
+                "pp_hl": comb("pp_hl", 24, ma_h * mb_l), "pp_hh": comb("pp_hh", 12, ma_h * mb_h),
+            })
 
         # ---- multiply ---------------------------------------------------------------------
         pp_mid = comb("pp_mid", 25, s["pp_lh"] + s["pp_hl"])
@@ -442,9 +516,19 @@ class FMA(wiring.Component):
         })
         passed = ("valid", "limit", "special", "special_bits", "magnitude", "sign")
 
-        # ---- lzc: leading/trailing-zero counts (two levels: 16-bit groups, then a select) -
-        zero, lz_count = _lz_combine(_lz_groups(s["magnitude"]))
-        _, tz_count = _lz_combine(_lz_groups(s["magnitude"][::-1]))      # for the sticky bit
+        # ---- zeros: per 16-bit group leading/trailing-zero counts ---------------------------
+        lz_groups = _lz_groups(s["magnitude"])
+        tz_groups = _lz_groups(s["magnitude"][::-1])                      # for the sticky bit
+        group_sigs = {}
+        for kind, groups in (("lz", lz_groups), ("tz", tz_groups)):
+            for g, (g_zero, g_count) in enumerate(groups):
+                group_sigs[f"{kind}{g}_zero"] = comb(f"sum_{kind}{g}_zero", 1, g_zero)
+                group_sigs[f"{kind}{g}_count"] = comb(f"sum_{kind}{g}_count", len(g_count), g_count)
+        s = boundary("zeros", {**{k: s[k] for k in passed}, **group_sigs})
+
+        # ---- lzc: leading/trailing-zero counts (second level: select of the first nonzero group)
+        zero, lz_count = _lz_combine([(s[f"lz{g}_zero"], s[f"lz{g}_count"]) for g in range(len(lz_groups))])
+        _, tz_count = _lz_combine([(s[f"tz{g}_zero"], s[f"tz{g}_count"]) for g in range(len(tz_groups))])
         s = boundary("lzc", {
             **{k: s[k] for k in passed},
             "zero": comb("sum_zero", 1, zero),

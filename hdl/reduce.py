@@ -104,7 +104,14 @@ class ReductionUnit(wiring.Component):
     beats: ``min(1, K·R / L)`` beats per cycle — full rate when ``K·R >= L`` (rows of 5+ beats
     from one bag, or 5 bags of 1-beat rows with ``L = 5``); a single bag of 1-beat rows runs at
     one row per ``L`` cycles.  ``empty`` and ``first`` beats never wait.  Back-pressure on
-    ``o`` stalls the whole pipeline (the FMA's global enable).
+    ``o`` stalls the whole pipeline (the FMA's global enable) — unless ``decoupled``: then the
+    lanes never stall, a result of a ``last`` beat that cannot leave at once waits in an output
+    buffer of ``latency + 4`` entries (:attr:`out_buffer_depth`; LUT RAM), and ``i.ready`` is
+    low while that many ``last``/``empty``/``ext`` beats are in flight or buffered (a registered
+    credit check).  Latency, order and results are the same either way; with ``o.ready`` high
+    the two are cycle-identical.  ``decoupled`` removes the clock-enable net that otherwise
+    reaches every lane register (tens of thousands of flip-flops at 16 lanes), which limits the
+    clock rate on an FPGA.
 
     Arguments
     ---------
@@ -113,7 +120,15 @@ class ReductionUnit(wiring.Component):
     slots : int
         accumulators (one beat each), a power of two, at least 2.
     pipeline : iterable of str
-        register stages of each FMA lane (:class:`pimcast.hdl.fp.FMA` ``pipeline``).
+        register stages of each FMA lane (:class:`pimcast.hdl.fp.FMA` ``pipeline``).  For clock
+        rates of 150 MHz and more use :data:`pimcast.hdl.fp.FAST_PIPELINE` (its ``input``
+        register takes the accumulator forwarding mux off the FMA's classify path).
+    dsp : None or str
+        DSP primitive of the lanes' partial products (:class:`pimcast.hdl.fp.FMA` ``dsp``;
+        synthesis only).
+    decoupled : bool
+        free-running lanes with a buffered output (see "Latency and throughput"); default
+        ``False`` (the global stall).
 
     Members
     -------
@@ -130,7 +145,8 @@ class ReductionUnit(wiring.Component):
         If ``lanes < 1`` or ``slots`` is not a power of two ``>= 2``.
     """
 
-    def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE):
+    def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE, dsp=None,
+                 decoupled: bool = False):
         for name, value in (("lanes", lanes), ("slots", slots)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name.capitalize()} must be an integer, not {value!r}")
@@ -141,7 +157,11 @@ class ReductionUnit(wiring.Component):
         self._lanes = lanes
         self._slots = slots
         self._pipeline = tuple(pipeline)
-        probe = FMA(pipeline=self._pipeline)  # validates the pipeline; never elaborated
+        if not isinstance(decoupled, bool):
+            raise TypeError(f"Decoupled must be a bool, not {decoupled!r}")
+        self._dsp = dsp
+        self._decoupled = decoupled
+        probe = FMA(pipeline=self._pipeline, dsp=dsp)  # validates the arguments; never elaborated
         probe._MustUse__silence = True
         self._latency = probe.latency
         super().__init__({
@@ -160,6 +180,17 @@ class ReductionUnit(wiring.Component):
         return self._slots
 
     @property
+    def decoupled(self) -> bool:
+        """Whether the lanes run free (results of ``last`` beats buffered) instead of stalling
+        on back-pressure."""
+        return self._decoupled
+
+    @property
+    def out_buffer_depth(self) -> int:
+        """Entries of the output buffer of a decoupled unit (0 when not decoupled)."""
+        return self._latency + 4 if self._decoupled else 0
+
+    @property
     def latency(self) -> int:
         """Cycles from an input transfer to its result on ``o`` (the FMA latency)."""
         return self._latency
@@ -171,7 +202,7 @@ class ReductionUnit(wiring.Component):
 
         lane = []
         for k in range(lanes):
-            fma = FMA(pipeline=self._pipeline)
+            fma = FMA(pipeline=self._pipeline, dsp=self._dsp)
             m.submodules[f"fma{k}"] = fma
             lane.append(fma)
 
@@ -182,7 +213,11 @@ class ReductionUnit(wiring.Component):
         # Tags (slot, last, end) follow the FMA pipeline through a FIFO: pushed when a beat enters
         # the lanes, popped when its result leaves them (the lanes are in order).
         tag_layout = data.StructLayout({"slot": _slot_shape(slots), "last": 1, "end": 1})
-        m.submodules.tags = tags = fifo.SyncFIFO(width=tag_layout.size, depth=self._latency + 2)
+        # A registered FIFO output (head read from a register, not through the FIFO memory's
+        # read mux) when the pipeline is deep enough for its extra cycle: a tag written in cycle
+        # n is readable in n + 2 (n + 1 unbuffered), its result arrives in n + latency.
+        fifo_cls = fifo.SyncFIFOBuffered if self._latency >= 2 else fifo.SyncFIFO
+        m.submodules.tags = tags = fifo_cls(width=tag_layout.size, depth=self._latency + 2)
         head = data.View(tag_layout, tags.r_data)
 
         # -- result side -----------------------------------------------------------------------
@@ -191,14 +226,11 @@ class ReductionUnit(wiring.Component):
         res_fire = Signal()
         wb = Signal()  # a non-final result is written back to acc[head.slot] this cycle
         res_data = Cat(*(f.o.payload for f in lane))
+        out_layout = reduce_out_layout(lanes, slots)
+        res_out = Cat(res_data, head.slot, head.end)          # flattened reduce_out_layout
         m.d.comb += [
-            res_ready.eq(Mux(head.last, self.o.ready, 1)),
             res_fire.eq(res_valid & res_ready),
             wb.eq(res_fire & ~head.last),
-            self.o.valid.eq(res_valid & head.last),
-            self.o.payload.data.eq(res_data),
-            self.o.payload.slot.eq(head.slot),
-            self.o.payload.last.eq(head.end),
             tags.r_en.eq(res_fire),
             wr.en.eq(wb),
             wr.addr.eq(head.slot),
@@ -206,6 +238,49 @@ class ReductionUnit(wiring.Component):
         ]
         for f in lane:
             m.d.comb += f.o.ready.eq(res_ready)
+        room = Const(1, 1)
+        if not self._decoupled:
+            m.d.comb += [
+                res_ready.eq(Mux(head.last, self.o.ready, 1)),
+                self.o.valid.eq(res_valid & head.last),
+                self.o.payload.eq(res_out),
+            ]
+        else:
+            # The lanes never stall (res_ready = 1: their enable is constant, no clock-enable
+            # net over every lane register).  A final result leaves on o at once when o is
+            # ready and nothing is queued, else it waits in the output buffer; issue of a final
+            # beat needs a free buffer entry for it (credits), so nothing is ever dropped.
+            depth = self.out_buffer_depth
+            m.submodules.obuf = obuf = fifo.SyncFIFO(width=out_layout.size, depth=depth)
+            final_res = Signal()
+            m.d.comb += [
+                res_ready.eq(1),
+                final_res.eq(res_valid & head.last),
+                self.o.valid.eq(obuf.r_rdy | final_res),
+                self.o.payload.eq(Mux(obuf.r_rdy, obuf.r_data, res_out)),
+                obuf.r_en.eq(self.o.ready),
+                obuf.w_data.eq(res_out),
+                obuf.w_en.eq(final_res & (obuf.r_rdy | ~self.o.ready)),
+            ]
+            # count = final beats issued whose result has not left on o (issues are counted a
+            # cycle late: outstanding + issued_r).  room(t+1) = count(t) + 1 - left(t) < depth
+            # assumes an issue in cycle t, so count(t+1) < depth whenever room is high, and room
+            # is a register computed from registers (no path from the scoreboard into it).
+            outstanding = Signal(range(depth + 1))
+            issued_r = Signal()
+            room = Signal(init=1)
+            issued_final = Signal()
+            left = Signal()
+            count = Signal(range(depth + 2))
+            m.d.comb += [
+                left.eq(self.o.valid & self.o.ready),
+                count.eq(outstanding + issued_r),
+            ]
+            m.d.sync += [
+                issued_r.eq(issued_final),
+                outstanding.eq(count - left),
+                room.eq(count + 1 - left < depth),
+            ]
 
         # -- issue side ------------------------------------------------------------------------
         pending = Signal(slots)
@@ -219,17 +294,19 @@ class ReductionUnit(wiring.Component):
             bypass.eq(wb & (head.slot == p.slot)),
             busy.eq(pending.bit_select(p.slot, 1) & ~bypass & ~p.ext),
             lanes_ready.eq(Cat(*(f.i.ready for f in lane)).all()),
-            self.i.ready.eq(lanes_ready & tags.w_rdy & ~busy),
+            self.i.ready.eq(lanes_ready & tags.w_rdy & ~busy & room),
             issue.eq(self.i.valid & self.i.ready),
             final.eq(p.last | p.empty | p.ext),
             tags.w_en.eq(issue),
             tags.w_data.eq(Cat(p.slot, final, p.end)),
         ]
+        if self._decoupled:
+            m.d.comb += issued_final.eq(issue & final)
         zero = Const(0, 32)
         for k, f in enumerate(lane):
             acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], rd.data[32 * k:32 * (k + 1)])
             m.d.comb += [
-                f.i.valid.eq(self.i.valid & tags.w_rdy & ~busy),
+                f.i.valid.eq(self.i.valid & tags.w_rdy & ~busy & room),
                 f.i.payload.a.eq(Mux(p.empty & ~p.ext, zero, p.weight)),
                 f.i.payload.b.eq(Mux(p.empty & ~p.ext, zero, p.data[k])),
                 f.i.payload.c.eq(Mux(p.ext, p.addend[k], Mux(p.first | p.empty, zero, acc_k))),
@@ -245,8 +322,10 @@ class ReductionUnit(wiring.Component):
 def from_config(config=None) -> ReductionUnit:
     """The ``reduce`` Verilog top (:data:`pimcast.hdl.export.TOPS`) for a configuration.
 
-    ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots``, or a
-    PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and optional ``slots``).
+    ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots`` /
+    ``pipeline`` (a name in :data:`pimcast.hdl.fp.PIPELINES` or a list of steps) /
+    ``decoupled``, or a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
+    optional ``slots``).
     """
     if config is None:
         return ReductionUnit()
@@ -256,7 +335,20 @@ def from_config(config=None) -> ReductionUnit:
         from pimcast.config import resolve
 
         config = yaml.safe_load(resolve("pim", config).read_text()) or {}
-    return ReductionUnit(lanes=int(config.get("lanes", 16)), slots=int(config.get("slots", 32)))
+    kwargs = {}
+    pipeline = config.get("pipeline")
+    if pipeline is not None:
+        from pimcast.hdl.fp import PIPELINES
+
+        if isinstance(pipeline, str):
+            if pipeline not in PIPELINES:
+                raise ValueError(f"Pipeline must be one of {', '.join(map(repr, PIPELINES))} or a list of "
+                                 f"steps, not {pipeline!r}")
+            pipeline = PIPELINES[pipeline]
+        kwargs["pipeline"] = tuple(pipeline)
+    if "decoupled" in config:
+        kwargs["decoupled"] = config["decoupled"]
+    return ReductionUnit(lanes=int(config.get("lanes", 16)), slots=int(config.get("slots", 32)), **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------

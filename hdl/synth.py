@@ -153,9 +153,12 @@ def _run(argv: list[str], cwd: Path, log: Path, timeout: Optional[float]) -> tup
 
 # ---- building the top ---------------------------------------------------------------------------
 def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None,
-                    slots: Optional[int] = None, pipeline: Optional[str] = None):
+                    slots: Optional[int] = None, pipeline: Optional[str] = None,
+                    dsp: Optional[str] = None, decoupled: Optional[bool] = None):
     """The Amaranth component of a registered top; ``lanes``/``slots``/``pipeline`` (a name in
-    :data:`pimcast.hdl.fp.PIPELINES` or comma-separated step names) override the config."""
+    :data:`pimcast.hdl.fp.PIPELINES` or comma-separated step names) override the config;
+    ``dsp`` (``"ecp5"``) instantiates the FMA partial products as registered DSP primitives
+    (fma/reduce tops; the pipeline must register ``align`` and ``partial``)."""
     from pimcast.hdl.export import TOPS
 
     if top not in TOPS:
@@ -170,23 +173,32 @@ def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None
         if unknown or "round" not in steps:
             raise SynthError(f"--pipeline must be one of {', '.join(PIPELINES)} or comma-separated steps "
                              f"from {', '.join(STEPS)} including 'round', not {pipeline!r}")
-    if top == "fma" and steps is not None:
-        from pimcast.hdl.fp import FMA
+    try:
+        if top == "fma" and (steps is not None or dsp is not None):
+            from pimcast.hdl.fp import DEFAULT_PIPELINE, FMA
 
-        return FMA(pipeline=steps)
-    if top == "reduce" and (lanes is not None or slots is not None or steps is not None):
-        from pimcast.hdl.reduce import ReductionUnit, from_config
+            return FMA(pipeline=steps or DEFAULT_PIPELINE, dsp=dsp)
+        if top == "reduce" and (lanes is not None or slots is not None or steps is not None
+                                or dsp is not None or decoupled is not None):
+            from pimcast.hdl.reduce import ReductionUnit, from_config
 
-        base = from_config(config)
-        base._MustUse__silence = True
-        kwargs = {"lanes": lanes or base.lanes, "slots": slots or base.slots}
-        if steps is not None:
-            kwargs["pipeline"] = steps
-        return ReductionUnit(**kwargs)
+            base = from_config(config)
+            base._MustUse__silence = True
+            kwargs = {"lanes": lanes or base.lanes, "slots": slots or base.slots, "dsp": dsp,
+                      "decoupled": base.decoupled if decoupled is None else decoupled}
+            if steps is not None:
+                kwargs["pipeline"] = steps
+            return ReductionUnit(**kwargs)
+    except ValueError as e:
+        raise SynthError(str(e)) from None
     if lanes is not None or slots is not None:
         raise SynthError(f"--lanes/--slots apply to the reduce top, not {top!r}")
     if steps is not None:
         raise SynthError(f"--pipeline applies to the fma and reduce tops, not {top!r}")
+    if dsp is not None:
+        raise SynthError(f"--dsp applies to the fma and reduce tops, not {top!r}")
+    if decoupled is not None:
+        raise SynthError(f"--decoupled applies to the reduce top, not {top!r}")
     return TOPS[top](config)
 
 
@@ -416,9 +428,16 @@ def _sdc_for(freq: float, out: Path) -> Path:
 def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: float = 150.0,
                tool: str = "auto", out: str | Path = "build/synth", lanes: Optional[int] = None,
                slots: Optional[int] = None, pipeline: Optional[str] = None, wrap: Optional[bool] = None,
-               seed: int = 1, timeout: Optional[float] = None, log=None) -> SynthResult:
+               seed: int = 1, timeout: Optional[float] = None, log=None,
+               dsp: Optional[str] = "auto", decoupled: Optional[bool] = None) -> SynthResult:
     """Run the flow for ``top`` on ``target`` and return the parsed :class:`SynthResult`
     (also saved as ``<out>/<top>-<target>.summary.json``).
+
+    ``dsp``: ``"auto"`` (default) instantiates the FMA partial products as registered
+    ``MULT18X18D`` on ECP5 when the pipeline registers ``align`` and ``partial`` (as
+    ``--pipeline fast`` does; Yosys does not pack registers into ECP5 DSPs itself), ``None``
+    keeps the behavioural multipliers, ``"ecp5"`` forces the primitive.  ``decoupled``
+    (reduce): free-running lanes with a buffered output (:class:`ReductionUnit`).
 
     Raises :class:`SynthError` (missing tool, unknown top, tool failure) or :class:`DoesNotFit`.
     """
@@ -442,8 +461,19 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
     nkind, nextpnr = find_nextpnr(family, tool) if family else (None, None)
 
     t0 = time.monotonic()
-    component = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline)
-    cfg: dict[str, Any] = {}
+    if dsp == "auto":
+        dsp = None
+        if family == "ecp5" and top in ("fma", "reduce") and pipeline is not None:
+            probe = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline,
+                                    decoupled=decoupled)
+            probe._MustUse__silence = True
+            if {"align", "partial"} <= set(probe.pipeline if top == "fma" else probe._pipeline):
+                dsp = "ecp5"
+    component = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline, dsp=dsp,
+                                decoupled=decoupled)
+    cfg: dict[str, Any] = {"dsp": dsp} if dsp else {}
+    if getattr(component, "decoupled", False):
+        cfg["decoupled"] = True
     for attr in ("lanes", "slots", "latency", "pipeline"):
         value = getattr(component, attr, None)
         if isinstance(value, (int, tuple)):
@@ -602,6 +632,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="build/synth", help="output folder (default build/synth)")
     parser.add_argument("--lanes", type=int, default=None, help="reduce: fp32 lanes (overrides --config)")
     parser.add_argument("--slots", type=int, default=None, help="reduce: accumulator slots")
+    parser.add_argument("--dsp", default="auto", choices=("auto", "none", "ecp5"),
+                        help="fma/reduce: FMA partial products as registered DSP primitives "
+                             "(auto: MULT18X18D on ECP5 when the pipeline registers align and partial)")
+    parser.add_argument("--decoupled", action="store_true", default=None,
+                        help="reduce: free-running lanes with a buffered output (no clock-enable net "
+                             "over the lanes)")
     parser.add_argument("--pipeline", default=None,
                         help="fma/reduce: FMA pipeline, 'default', 'fast' or comma-separated steps")
     parser.add_argument("--wrap", action="store_true",
@@ -615,6 +651,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         r = synthesize(args.top, args.target, config=args.config, freq=args.freq, tool=args.tool,
                        out=args.out, lanes=args.lanes, slots=args.slots, pipeline=args.pipeline,
+                       dsp=None if args.dsp == "none" else args.dsp, decoupled=args.decoupled,
                        wrap=True if args.wrap else None, seed=args.seed, timeout=args.timeout,
                        log=lambda msg: print(msg, flush=True))
     except DoesNotFit as e:

@@ -9,8 +9,8 @@ Structure (cocotb ``matrix_multiplier`` style)::
       ├─ input transactions ──► Model (pimcast.models.numerics.fma_f32_bits, vectorized)
       └─ output transactions ─────────────────────────► Checker (raw bits, in order)
 
-Driver and Monitor share one clocked loop (two triggers per cycle: ``RisingEdge`` to drive,
-``ReadOnly`` to sample) so the per-cycle Python work is a few integer reads/writes; the Model is
+Driver and Monitor are :func:`pimcast.sim.streams.run_stream` (one clocked loop, shared with the
+reduction-unit testbench: ``RisingEdge`` to drive, ``ReadOnly`` to sample); the Model is
 applied to all observed inputs at once with numpy, and the Checker compares raw bits (every NaN
 must be exactly 0x7FC00000) and reports the first mismatches with operands in hex.
 
@@ -32,14 +32,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+
+from pimcast.sim import streams
+from pimcast.sim.streams import Monitor, reset, start_clock
 
 CANONICAL_NAN = 0x7FC00000
 MASK32 = 0xFFFFFFFF
@@ -263,132 +264,17 @@ def _report(name: str, n: int, bad: list[Mismatch], show: int = 10) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Driver / Monitor (one clocked loop)
+# Driver / Monitor: pimcast.sim.streams (shared with the reduction-unit testbench)
 # --------------------------------------------------------------------------------------------
 
-
-@dataclass
-class Monitor:
-    """Transfers seen on both streams: payloads and the cycle of each transfer."""
-
-    inputs: list[int] = field(default_factory=list)
-    in_cycles: list[int] = field(default_factory=list)
-    outputs: list[int] = field(default_factory=list)
-    out_cycles: list[int] = field(default_factory=list)
-    i_ready_low_while_o_ready: int = 0
+#: the salt of this testbench's idle/back-pressure patterns (see :func:`streams.run_stream`)
+_SALT = 0x5EED
 
 
-class Driver:
-    """Offers ``payloads`` in order on the input stream, idling with probability ``idle``."""
-
-    def __init__(self, payloads: list[int], idle: float, rng: np.random.Generator):
-        self.payloads = payloads
-        self.pos = 0
-        n = max(1024, 4 * len(payloads))
-        self.pattern = (rng.random(n) >= idle).tolist() if idle > 0 else None
-        self.k = 0
-
-        self.offered = False  # valid stays high until the transfer happens (stream rule)
-
-    def valid(self) -> bool:
-        if self.pos >= len(self.payloads):
-            return False
-        if self.pattern is None or self.offered:
-            return True
-        self.k += 1
-        self.offered = self.pattern[self.k % len(self.pattern)]
-        return self.offered
-
-
-async def reset(dut, cycles: int = 3) -> None:
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    dut.i__payload.value = 0
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
-def start_clock(dut) -> None:
-    sim = cocotb.SIM_NAME.lower()
-    if "icarus" in sim:
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-    else:
-        Clock(dut.clk, 10, unit="ns").start()
-
-
-async def run_stream(dut, payloads: list[int], *, idle: float, backpressure: float, seed: int,
-                     drain_cycles: int = 64, stall_limit: int = 2000) -> Monitor:
-    """Drive ``payloads`` through the DUT with random idle/back-pressure; return what was seen.
-
-    After the last expected output, ``drain_cycles`` more cycles with ``o__ready`` high catch
-    duplicated outputs. Fails if no transfer happens for ``stall_limit`` cycles (deadlock).
-    """
-    rng = np.random.default_rng(seed ^ 0x5EED)
-    drv = Driver(payloads, idle, rng)
-    mon = Monitor()
-    n = len(payloads)
-    ready_pat = (rng.random(max(1024, 4 * n)) >= backpressure).tolist() if backpressure > 0 else None
-    rk = 0
-    i_payload, i_valid, i_ready = dut.i__payload, dut.i__valid, dut.i__ready
-    o_payload, o_valid, o_ready = dut.o__payload, dut.o__valid, dut.o__ready
-    edge, ro = RisingEdge(dut.clk), ReadOnly()
-    cycle = 0
-    last_v = last_r = None
-    cur = None
-    idle_since = 0
-    drained = 0
-    while True:
-        # -- drive (just after the edge)
-        v = drv.valid()
-        if v and drv.payloads[drv.pos] is not cur:
-            cur = drv.payloads[drv.pos]
-            i_payload.value = cur
-        if v != last_v:
-            i_valid.value = int(v)
-            last_v = v
-        if len(mon.outputs) >= n:
-            r = True
-            drained += 1
-        elif ready_pat is None:
-            r = True
-        else:
-            rk += 1
-            r = ready_pat[rk % len(ready_pat)]
-        if r != last_r:
-            o_ready.value = int(r)
-            last_r = r
-        # -- sample (settled values of this cycle)
-        await ro
-        moved = False
-        ir = i_ready.value == 1
-        if v and ir:
-            mon.inputs.append(cur)
-            mon.in_cycles.append(cycle)
-            drv.pos += 1
-            drv.offered = False
-            moved = True
-        if r and not ir:
-            mon.i_ready_low_while_o_ready += 1
-        if r and o_valid.value == 1:
-            mon.outputs.append(o_payload.value.to_unsigned())
-            mon.out_cycles.append(cycle)
-            moved = True
-        if drained > drain_cycles:
-            break
-        if moved:
-            idle_since = cycle
-        elif cycle - idle_since > stall_limit and drained == 0:
-            raise AssertionError(f"no transfer for {stall_limit} cycles at cycle {cycle}: "
-                                 f"{len(mon.inputs)}/{n} inputs accepted, {len(mon.outputs)} outputs")
-        await edge
-        cycle += 1
-    await edge
-    i_valid.value = 0
-    mon.cycles = cycle  # type: ignore[attr-defined]
-    return mon
+async def run_stream(dut, payloads: list[int], *, idle: float, backpressure: float, seed: int) -> Monitor:
+    """:func:`pimcast.sim.streams.run_stream` with one output per input."""
+    return await streams.run_stream(dut, payloads, idle=idle, backpressure=backpressure, seed=seed,
+                                    salt=_SALT, drain_cycles=64, stall_limit=2000)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -417,7 +303,7 @@ async def _check_stream(dut, name: str, vectors: np.ndarray, *, idle: float, bac
     t0 = time.perf_counter()
     mon = await run_stream(dut, payloads, idle=idle, backpressure=backpressure, seed=seed)
     secs = time.perf_counter() - t0
-    _stats(name, len(payloads), mon.cycles, secs)  # type: ignore[attr-defined]
+    _stats(name, len(payloads), mon.cycles, secs)
     if mon.inputs != payloads:
         raise AssertionError(f"{name}: the driver's {len(payloads)} vectors were not all accepted in "
                              f"order ({len(mon.inputs)} accepted)")
@@ -486,7 +372,7 @@ async def test_vectors_file(dut):
     payloads = pack(vec)
     t0 = time.perf_counter()
     mon = await run_stream(dut, payloads, idle=0.0, backpressure=0.0, seed=1)
-    _stats("vectors-file", len(payloads), mon.cycles, time.perf_counter() - t0)  # type: ignore[attr-defined]
+    _stats("vectors-file", len(payloads), mon.cycles, time.perf_counter() - t0)
     if len(mon.outputs) != len(payloads):
         raise AssertionError(f"{len(payloads)} vectors in, {len(mon.outputs)} results out")
     out = os.environ.get("PIMCAST_VECTORS_OUT")

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
@@ -206,28 +206,16 @@ def report(name: str, bad: list[str], show: int = 8) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# cocotb: Driver / Monitor (one clocked loop) and tests
+# cocotb: Driver / Monitor (pimcast.sim.streams, shared with the FMA testbench) and tests
 # --------------------------------------------------------------------------------------------
 
 try:
     import cocotb
-    from cocotb.clock import Clock
-    from cocotb.triggers import ReadOnly, RisingEdge
+
+    from pimcast.sim import streams
+    from pimcast.sim.streams import reset, start_clock
 except ImportError:  # pragma: no cover - numpy helpers stay usable without cocotb
     cocotb = None
-
-
-@dataclass
-class Monitor:
-    inputs: list[int] = field(default_factory=list)
-    in_cycles: list[int] = field(default_factory=list)
-    outputs: list[int] = field(default_factory=list)
-    out_cycles: list[int] = field(default_factory=list)
-    cycles: int = 0
-
-
-def _pattern(rng: np.random.Generator, p_low: float, n: int) -> Optional[list[bool]]:
-    return (rng.random(max(1024, n)) >= p_low).tolist() if p_low > 0 else None
 
 
 def dut_geometry(dut) -> tuple[int, int]:
@@ -237,81 +225,15 @@ def dut_geometry(dut) -> tuple[int, int]:
     return lanes, 1 << sb
 
 
-async def reset(dut, cycles: int = 3) -> None:
-    dut.i__valid.value = 0
-    dut.o__ready.value = 0
-    dut.i__payload.value = 0
-    dut.rst.value = 1
-    for _ in range(cycles):
-        await RisingEdge(dut.clk)
-    dut.rst.value = 0
-    await RisingEdge(dut.clk)
-
-
-def start_clock(dut) -> None:
-    if "icarus" in cocotb.SIM_NAME.lower():
-        Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-    else:
-        Clock(dut.clk, 10, unit="ns").start()
+#: the salt of this testbench's idle/back-pressure patterns (see :func:`streams.run_stream`)
+_SALT = 0xBEEF
 
 
 async def run_stream(dut, payloads: list[int], n_out: int, *, idle: float, backpressure: float,
-                     seed: int, drain_cycles: int = 32, stall_limit: int = 1000) -> Monitor:
-    """Drive ``payloads`` (valid held until accepted), random idle and back-pressure; stop
-    ``drain_cycles`` after the ``n_out``-th output (ready high, catches extra outputs)."""
-    rng = np.random.default_rng(seed ^ 0xBEEF)
-    n = len(payloads)
-    vpat, rpat = _pattern(rng, idle, 4 * n), _pattern(rng, backpressure, 4 * n)
-    vk = rk = 0
-    mon = Monitor()
-    i_payload, i_valid, i_ready = dut.i__payload, dut.i__valid, dut.i__ready
-    o_payload, o_valid, o_ready = dut.o__payload, dut.o__valid, dut.o__ready
-    edge, ro = RisingEdge(dut.clk), ReadOnly()
-    pos, offered, cycle, idle_since, drained = 0, False, 0, 0, 0
-    last_v = last_r = None
-    cur = None
-    while True:
-        v = pos < n and (offered or vpat is None or vpat[(vk := vk + 1) % len(vpat)])
-        offered = v
-        if v and payloads[pos] is not cur:
-            cur = payloads[pos]
-            i_payload.value = cur
-        if v != last_v:
-            i_valid.value = int(v)
-            last_v = v
-        if len(mon.outputs) >= n_out:
-            r = True
-            drained += 1
-        else:
-            r = rpat is None or rpat[(rk := rk + 1) % len(rpat)]
-        if r != last_r:
-            o_ready.value = int(r)
-            last_r = r
-        await ro
-        moved = False
-        if v and i_ready.value == 1:
-            mon.inputs.append(cur)
-            mon.in_cycles.append(cycle)
-            pos += 1
-            offered = False
-            moved = True
-        if r and o_valid.value == 1:
-            mon.outputs.append(o_payload.value.to_unsigned())
-            mon.out_cycles.append(cycle)
-            moved = True
-        if drained > drain_cycles:
-            break
-        if moved:
-            idle_since = cycle
-        elif cycle - idle_since > stall_limit and drained == 0:
-            raise AssertionError(f"no transfer for {stall_limit} cycles at cycle {cycle}: {pos}/{n} beats in, "
-                                 f"{len(mon.outputs)}/{n_out} out")
-        await edge
-        cycle += 1
-    await edge
-    i_valid.value = 0
-    mon.cycles = cycle
-    return mon
+                     seed: int) -> "streams.Monitor":
+    """:func:`pimcast.sim.streams.run_stream`: ``n_out`` pooled beats expected."""
+    return await streams.run_stream(dut, payloads, n_out, idle=idle, backpressure=backpressure, seed=seed,
+                                    salt=_SALT, drain_cycles=32, stall_limit=1000)
 
 
 def _env_int(name: str, default: int) -> int:
@@ -332,7 +254,7 @@ def _stats(test: str, beats: int, cycles: int, seconds: float, **extra) -> None:
 
 
 async def check_workload(dut, name: str, w: Workload, *, contexts: Optional[int], idle: float,
-                         backpressure: float, seed: int) -> Monitor:
+                         backpressure: float, seed: int) -> "streams.Monitor":
     lanes, slots = dut_geometry(dut)
     stim = build_stimulus(w, lanes, slots, contexts)
     t0 = time.perf_counter()

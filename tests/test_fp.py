@@ -379,6 +379,7 @@ def test_random_full_rate_latency_throughput():
     ("partial", "count", "round"),
     ("unpack", "partial", "multiply", "add", "count", "normalize", "round"),   # the old seven
     ("classify", "lzc", "shift", "round"),
+    ("zeros", "round"),
 ])
 def test_pipeline_variants(pipeline):
     ops = random_ops(300, seed=5) + directed_vectors()
@@ -426,7 +427,7 @@ def elaborated(**kwargs):
 def test_latency_attribute():
     assert FMA.latency == len(DEFAULT_PIPELINE) == 5
     assert elaborated().latency == 5
-    assert elaborated(pipeline=STEPS).latency == len(STEPS) == 10
+    assert elaborated(pipeline=STEPS).latency == len(STEPS) == 14
     assert elaborated(pipeline=["round", "unpack"]).pipeline == ("unpack", "round")
     with pytest.raises(AttributeError):
         elaborated().latency = 3
@@ -436,14 +437,31 @@ def test_latency_attribute():
     ("round", TypeError, r"Pipeline must be an iterable of step names, not the string 'round'"),
     (3, TypeError, r"Pipeline must be an iterable of step names, not 3"),
     (("unpack", "bogus", "round"), ValueError,
-     r"Pipeline step must be one of 'classify', 'unpack', 'partial', 'multiply', 'add', 'lzc', "
-     r"'count', 'shift', 'normalize', 'round', not 'bogus'"),
+     r"Pipeline step must be one of 'input', 'classify', 'exponents', 'unpack', 'align', 'partial', "
+     r"'multiply', 'add', 'zeros', 'lzc', 'count', 'shift', 'normalize', 'round', not 'bogus'"),
     (("round", "round"), ValueError, r"Pipeline step 'round' is listed more than once"),
     (("unpack", "add"), ValueError, r"Pipeline must include 'round' \(the output register\)"),
 ])
 def test_constructor_validation(pipeline, exc, msg):
     with pytest.raises(exc, match=msg):
         FMA(pipeline=pipeline)
+
+
+def test_dsp_primitive():
+    """``dsp="ecp5"``: four MULT18X18D with input and output registers replace the align and
+    partial registers of ma/mb and the products (synthesis only: no simulator models them)."""
+    from amaranth.back import rtlil
+
+    text = rtlil.convert(FMA(pipeline=STEPS, dsp="ecp5"))
+    assert text.count("cell \\MULT18X18D") == 4
+    for param in ("REG_INPUTA_CLK", "REG_INPUTB_CLK", "REG_OUTPUT_CLK"):
+        assert text.count(f'parameter \\{param} "CLK0"') == 4
+    assert "MULT18X18D" not in rtlil.convert(FMA(pipeline=STEPS))
+    assert FMA(pipeline=STEPS, dsp="ecp5").latency == FMA(pipeline=STEPS).latency == len(STEPS)
+    with pytest.raises(ValueError, match=r"DSP must be one of None, 'ecp5', not 'xilinx'"):
+        FMA(pipeline=STEPS, dsp="xilinx")
+    with pytest.raises(ValueError, match=r"DSP 'ecp5' needs the 'align' and 'partial' steps registered"):
+        FMA(dsp="ecp5")
 
 
 def test_operand_helpers_validation():

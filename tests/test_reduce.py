@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from pimcast.hdl.reduce import ReductionUnit, reduce_in_layout, schedule
+from pimcast.hdl.fp import FAST_PIPELINE
+from pimcast.hdl.reduce import ReductionUnit, from_config, pack_beats, reduce_in_layout, schedule
 from pimcast.sim.tb_reduce import (Checker, Workload, build_stimulus, make_workload, random_lengths,
                                    report)
 
@@ -60,8 +61,8 @@ def simulate(dut: ReductionUnit, payloads, n_out, *, idle=0.0, backpressure=0.0,
     return res["outs"], res["inc"], res["outc"]
 
 
-def check(w: Workload, lanes=16, slots=32, contexts=None, **kw):
-    dut = ReductionUnit(lanes=lanes, slots=slots)
+def check(w: Workload, lanes=16, slots=32, contexts=None, unit=None, **kw):
+    dut = ReductionUnit(lanes=lanes, slots=slots, **(unit or {}))
     stim = build_stimulus(w, lanes, slots, contexts)
     outs, inc, outc = simulate(dut, stim.payloads, len(stim.expected), **kw)
     report("amaranth", Checker(w, stim, lanes, slots).check(outs))
@@ -165,6 +166,93 @@ def test_latency():
     w = make_workload(np.random.default_rng(2), 4, [1], weighted=False, extreme=False)
     stim, inc, outc, lat = check(w, lanes=4, slots=4)
     assert outc[0] - inc[0] == lat == ReductionUnit(lanes=4, slots=4).latency
+
+
+# -- the fast pipeline and the decoupled (free-running lanes, buffered output) unit -----------------
+
+FAST_DECOUPLED = {"pipeline": FAST_PIPELINE, "decoupled": True}
+
+
+@pytest.mark.parametrize("unit", [{"pipeline": FAST_PIPELINE}, FAST_DECOUPLED, {"decoupled": True}],
+                         ids=["fast", "fast-decoupled", "default-decoupled"])
+def test_fast_and_decoupled_backpressure(unit):
+    lanes, slots = 2, 16
+    rng = np.random.default_rng(42)
+    lengths = random_lengths(rng, 6, 12, p_empty=0.25)
+    lengths[1] = 30
+    w = make_workload(rng, lanes * 3, lengths, weighted=True, extreme=True, table_rows=16, hot_row=True)
+    check(w, lanes=lanes, slots=slots, unit=unit, idle=0.3, backpressure=0.6, seed=4)
+    w = make_workload(rng, lanes, [20, 0, 7], weighted=True, extreme=True, table_rows=8)
+    check(w, lanes=lanes, slots=slots, unit=unit, idle=0.1, backpressure=0.8, seed=5)
+
+
+def test_fast_decoupled_hazard_and_latency():
+    """Dependent rows FMA-latency apart, output latency = ``latency`` (14 with FAST_PIPELINE)."""
+    w = make_workload(np.random.default_rng(7), 4, [40, 40], weighted=True, extreme=False)
+    stim, inc, outc, lat = check(w, lanes=4, slots=8, contexts=1, unit=FAST_DECOUPLED)
+    assert lat == len(FAST_PIPELINE) == 14
+    assert [b - a for a, b in zip(inc, inc[1:])] == [lat] * 39 + [1] + [lat] * 39
+    w = make_workload(np.random.default_rng(2), 4, [1], weighted=False, extreme=False)
+    stim, inc, outc, lat = check(w, lanes=4, slots=4, unit=FAST_DECOUPLED)
+    assert outc[0] - inc[0] == lat
+
+
+def test_decoupled_credits():
+    """With ``o.ready`` low, a decoupled unit accepts exactly ``out_buffer_depth`` final beats
+    (one-row bags), then releases everything in order once ``o.ready`` rises."""
+    lanes, slots = 1, 64
+    dut = ReductionUnit(lanes=lanes, slots=slots, decoupled=True)
+    depth = dut.out_buffer_depth
+    assert depth == dut.latency + 4 == 9
+    n = depth + 6
+    beats = schedule([1] * n, 1, slots)
+    payloads = pack_beats(beats, lambda bag, pos: [0x3F800000 + bag], lambda bag, pos: 0x40000000,
+                          lanes, slots)
+    # bag j: 2.0 * (1.0 + j ulp) = 2.0 + 2j ulp(1.0)
+    expected = [0x40000000 + bag for bag in range(n)]
+    res = {}
+
+    async def tb(ctx):
+        i_pay, o_pay = dut.i.payload.as_value(), dut.o.payload.as_value()
+        accepted = 0
+        ctx.set(dut.o.ready, 0)
+        ctx.set(dut.i.valid, 1)
+        for cycle in range(3 * n):
+            ctx.set(i_pay, payloads[min(accepted, n - 1)])
+            if ctx.get(dut.i.ready):
+                accepted += 1
+            await ctx.tick()
+        res["blocked"] = accepted
+        ctx.set(dut.o.ready, 1)
+        outs = []
+        for cycle in range(4 * n):
+            if accepted < n:
+                ctx.set(dut.i.valid, 1)
+                ctx.set(i_pay, payloads[accepted])
+            else:
+                ctx.set(dut.i.valid, 0)
+            if accepted < n and ctx.get(dut.i.ready):
+                accepted += 1
+            if ctx.get(dut.o.valid):
+                outs.append(ctx.get(o_pay) & 0xFFFFFFFF)
+            await ctx.tick()
+        res["outs"] = outs
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert res["blocked"] == depth
+    assert res["outs"] == expected
+
+
+def test_from_config_pipeline_decoupled():
+    u = from_config({"lanes": 2, "slots": 8, "pipeline": "fast", "decoupled": True})
+    assert (u.lanes, u.slots, u.latency, u.decoupled) == (2, 8, len(FAST_PIPELINE), True)
+    with pytest.raises(ValueError, match="Pipeline must be one of 'default', 'fast' or a list of steps, not 'quick'"):
+        from_config({"pipeline": "quick"})
+    with pytest.raises(TypeError, match="Decoupled must be a bool, not 1"):
+        ReductionUnit(decoupled=1)
 
 
 # -- interface ---------------------------------------------------------------------------------------
