@@ -1,7 +1,7 @@
 """Area and Fmax per block, and how many reduction lanes keep up with DDR4-3200.
 
     .venv/bin/python benchmarks/synth_table.py [--target ecp5-85f] [--freq 150]
-        [--blocks fma,fma-fast,reduce1,reduce4,reduce16,bankctl] [--tool auto] [--reuse]
+        [--blocks fma,fma-fast,reduce1,reduce4,reduce16,bankctl,core] [--tool auto] [--reuse]
 
 Runs ``pimcast synth`` (:func:`pimcast.hdl.synth.synthesize`) for each block — Yosys
 ``synth_ecp5`` and ``nextpnr-ecp5 --out-of-context`` with ``constraints/pim_<freq>mhz.sdc``
@@ -28,11 +28,13 @@ REPO = Path(__file__).resolve().parent.parent
 BLOCKS = {
     "fma": ("fma", {}),
     "fma-fast": ("fma", {"pipeline": "fast"}),
-    "reduce1": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast"}),
-    "reduce4": ("reduce", {"lanes": 4, "slots": 32, "pipeline": "fast"}),
-    "reduce16": ("reduce", {"lanes": 16, "slots": 32, "pipeline": "fast"}),
+    "reduce1": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast", "decoupled": True}),
+    "reduce4": ("reduce", {"lanes": 4, "slots": 32, "pipeline": "fast", "decoupled": True}),
+    "reduce16": ("reduce", {"lanes": 16, "slots": 32, "pipeline": "fast", "decoupled": True}),
+    "reduce1-stall": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast"}),
     "reduce16-default": ("reduce", {"lanes": 16, "slots": 32}),
     "bankctl": ("bankctl", {}),
+    "core": ("core", {}),
 }
 
 # DDR4-3200 (configs/dram/ddr4-3200.yaml): tCK 0.625 ns, BL8 = 64 B per burst (x64 rank)
@@ -63,7 +65,7 @@ def block_table(rows: list[dict]) -> str:
             out.append(f"| {r['block']} | {r.get('config', '')} | – | – | – | – | – | **{r['error']}** |")
             continue
         cfg = r["config"]
-        desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency"))
+        desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency", "dsp", "decoupled"))
         cp = r.get("critical_path") or {}
         path = f"{cp.get('from', '-')} → {cp.get('to', '-')} ({cp.get('delay_ns', '-')} ns)" if cp else "-"
         out.append(f"| {r['block']} | {desc} | {_fmt(r.get('luts') if r.get('luts') is not None else r.get('cells'))} | {_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | "
@@ -87,7 +89,8 @@ def main() -> int:
     p.add_argument("--target", default="ecp5-85f")
     p.add_argument("--freq", type=float, default=150.0)
     p.add_argument("--tool", default="auto")
-    p.add_argument("--blocks", default="fma,fma-fast,reduce1,reduce4,reduce16,bankctl")
+    p.add_argument("--blocks", default="fma,fma-fast,reduce1,reduce4,reduce16,bankctl,core",
+                   help=f"comma-separated, from {', '.join(BLOCKS)}")
     p.add_argument("--out", default=str(REPO / "build" / "bench"))
     p.add_argument("--reuse", action="store_true", help="keep blocks already in the output JSON")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run")
@@ -106,6 +109,8 @@ def main() -> int:
         if block in old and old[block].get("target") == a.target:
             rows.append(old[block])
             continue
+        if block not in BLOCKS:
+            p.error(f"unknown block {block!r}; choose from {', '.join(BLOCKS)}")
         top, kwargs = BLOCKS[block]
         t0 = time.monotonic()
         print(f"[{block}] {top} {kwargs} on {a.target} at {a.freq:g} MHz ...", flush=True)

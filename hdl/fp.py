@@ -101,11 +101,11 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: Names of the datapath steps, in order; each may be followed by a register stage.
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
-STEPS = ("input", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "zeros", "lzc", "count",
-         "shift", "normalize", "round")
+STEPS = ("input", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "select",
+         "zeros", "lzc", "count", "shift", "normalize", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 14): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 15): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -217,7 +217,9 @@ class FMA(wiring.Component):
     ``"multiply"``
         sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
     ``"add"``
-        78-bit ``|c ± P|`` and the result sign;
+        the 78-bit sums ``c + P``, ``c - P`` and ``P - c`` (three carry chains side by side);
+    ``"select"``
+        ``|c ± P|`` (a select by the operation and the sign of ``c - P``) and the result sign;
     ``"zeros"``
         leading- and trailing-zero counts of each 16-bit group of ``|c ± P|``;
     ``"lzc"``
@@ -233,9 +235,9 @@ class FMA(wiring.Component):
         packing with the increment, overflow, special-case select (always registered: it is
         the output register).
 
-    ``input`` only adds a register; ``classify``, ``exponents``, ``align``, ``zeros``, ``lzc`` and ``shift``
-    only split the steps that follow them: a pipeline without them has its registers where the
-    original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
+    ``input`` only adds a register; ``classify``, ``exponents``, ``align``, ``select``,
+    ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
+    without them has its registers where the original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
     ``count``, ``normalize``, ``round``).
 
     Latency and throughput
@@ -263,7 +265,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 14) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 15) for higher clock rates.
 
     Members
     -------
@@ -391,23 +393,27 @@ class FMA(wiring.Component):
         invalid = (a["nan"] | b["nan"] | c["nan"] | (p_inf & p_zero)
                    | (p_inf & c["inf"] & (p_sign != c["sign"])))
         special = comb("special", 1, invalid | p_inf | p_zero | c["inf"])
-        special_bits = Signal(32, name="special_bits")
-        with m.If(invalid):
-            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
-        with m.Elif(p_inf):
-            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), p_sign))
-        with m.Elif(c["inf"] | ~c["zero"]):
-            m.d.comb += special_bits.eq(ops.c)          # c dominates a finite/zero product
-        with m.Else():
-            m.d.comb += special_bits.eq(Cat(Const(0, 31), p_sign & c["sign"]))   # 0 + 0
+        # the special result's selection inputs; the 32-bit select itself is in "exponents"
+        # (off the classify path, which starts at the operand register)
+        special_sel = comb("special_sel", 3, Cat(invalid, p_inf, c["inf"] | ~c["zero"]))
 
         s = boundary("classify", {
             "valid": s["valid"],
             "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
             "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh, "c_sh_max": c_sh_max,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
-            "special": special, "special_bits": special_bits,
+            "special": special, "special_sel": special_sel, "c_bits": comb("c_bits", 32, ops.c),
         })
+        special_bits = Signal(32, name="special_bits")
+        with m.If(s["special_sel"][0]):                  # invalid
+            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
+        with m.Elif(s["special_sel"][1]):                # infinite product
+            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), s["p_sign"]))
+        with m.Elif(s["special_sel"][2]):                # c dominates a finite/zero product
+            m.d.comb += special_bits.eq(s["c_bits"])
+        with m.Else():                                   # 0 + 0
+            m.d.comb += special_bits.eq(Cat(Const(0, 31), s["p_sign"] & s["c_sign"]))
+        s = {**s, "special_bits": special_bits}
         passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
 
         # ---- exponents: shift and limit bases (one two-operand carry chain each) ----------
@@ -506,13 +512,20 @@ class FMA(wiring.Component):
         total = comb("total", _SUM_W, s["c_aligned"] + p_ext)
         diff_cp = comb("diff_cp", signed(_SUM_W), s["c_aligned"] - p_ext)  # in (-2**50, 2**77)
         diff_pc = comb("diff_pc", _SUM_W, p_ext - s["c_aligned"])          # used when positive
-        negative = diff_cp[-1]
-        magnitude = comb("magnitude", _SUM_W,
-                         Mux(subtract, Mux(negative, diff_pc, diff_cp.as_unsigned()), total))
         s = boundary("add", {
+            **{k: s[k] for k in ("valid", "limit", "special", "special_bits", "c_sign")},
+            "subtract": comb("subtract", 1, subtract), "total": total,
+            "diff_cp": diff_cp.as_unsigned(), "diff_pc": diff_pc,
+        })
+
+        # ---- select: |c ± P| and the result sign ---------------------------------------------
+        negative = s["diff_cp"][-1]
+        magnitude = comb("magnitude", _SUM_W,
+                         Mux(s["subtract"], Mux(negative, s["diff_pc"], s["diff_cp"]), s["total"]))
+        s = boundary("select", {
             **{k: s[k] for k in ("valid", "limit", "special", "special_bits")},
             "magnitude": magnitude,
-            "sign": comb("sum_sign", 1, s["c_sign"] ^ (subtract & negative)),
+            "sign": comb("sum_sign", 1, s["c_sign"] ^ (s["subtract"] & negative)),
         })
         passed = ("valid", "limit", "special", "special_bits", "magnitude", "sign")
 

@@ -187,10 +187,10 @@ def test_fast_and_decoupled_backpressure(unit):
 
 
 def test_fast_decoupled_hazard_and_latency():
-    """Dependent rows FMA-latency apart, output latency = ``latency`` (14 with FAST_PIPELINE)."""
+    """Dependent rows FMA-latency apart, output latency = ``latency`` (15 with FAST_PIPELINE)."""
     w = make_workload(np.random.default_rng(7), 4, [40, 40], weighted=True, extreme=False)
     stim, inc, outc, lat = check(w, lanes=4, slots=8, contexts=1, unit=FAST_DECOUPLED)
-    assert lat == len(FAST_PIPELINE) == 14
+    assert lat == len(FAST_PIPELINE) == 15
     assert [b - a for a, b in zip(inc, inc[1:])] == [lat] * 39 + [1] + [lat] * 39
     w = make_workload(np.random.default_rng(2), 4, [1], weighted=False, extreme=False)
     stim, inc, outc, lat = check(w, lanes=4, slots=4, unit=FAST_DECOUPLED)
