@@ -206,10 +206,11 @@ class FMA(wiring.Component):
     ``"exponents"``
         the addend shift's and the normalization limit's bases from ``ea + eb`` and ``ec``;
     ``"unpack"``
-        normalize subnormal ``a``/``b`` (left shift), the addend's right shift (clamped to
-        ``0..76``) and the normalization shift limit;
+        normalize subnormal ``a``/``b`` (left shift), the addend's right shift and its clamp
+        conditions, the normalization shift limit's candidates;
     ``"align"``
-        the addend's right shift by the multiple-of-8 part of the shift; the alignment sticky
+        the clamps of the shift and the limit; the addend's right shift by the multiple-of-8
+        part of the shift; the alignment sticky
         bit (from the trailing-zero count of ``c``); ``ma``/``mb`` pass through (registered
         here, they feed the DSPs with nothing in between);
     ``"partial"``
@@ -433,14 +434,18 @@ class FMA(wiring.Component):
         sh_raw = comb("sh_raw", signed(12), s["sh_exp"] - s["lz_ab"])
         sh_neg = comb("sh_neg", 1, s["sh_exp"] < s["lz_ab"])                  # sh_raw < 0
         sh_big = comb("sh_big", 1, s["sh_exp_max"] > s["lz_ab"])              # sh_raw > _SH_MAX
-        shift = comb("c_shift", range(_SH_MAX + 1), Mux(sh_neg, 0, Mux(sh_big, _SH_MAX, sh_raw)))
-        # left-shift limit t = X0 + 203 in [1, 409]: the shift that puts 2**-149 at the
-        # significand LSB (results below 2**-126 stop there, as subnormals)
-        limit = comb("lz_limit", 9, Mux(sh_neg, s["c_exp"], s["ab_exp"] - s["lz_ab"]))
         s = boundary("unpack", {
-            **{k: s[k] for k in passed + ("mc", "tz_c")},
-            "ma": ma, "mb": mb, "shift": shift, "limit": limit,
+            **{k: s[k] for k in passed + ("mc", "tz_c", "c_exp")},
+            "ma": ma, "mb": mb, "sh_raw": sh_raw[:7], "sh_neg": sh_neg, "sh_big": sh_big,
+            "ab_limit": comb("ab_limit", 9, s["ab_exp"] - s["lz_ab"]),
         })
+        # the clamps (0..76) of the shift and the left-shift limit t = X0 + 203 in [1, 409]: the
+        # shift that puts 2**-149 at the significand LSB (results below 2**-126 stop there, as
+        # subnormals); selects behind the unpack register, in align
+        shift = comb("c_shift", range(_SH_MAX + 1),
+                     Mux(s["sh_neg"], 0, Mux(s["sh_big"], _SH_MAX, s["sh_raw"])))
+        limit = comb("lz_limit", 9, Mux(s["sh_neg"], s["c_exp"], s["ab_limit"]))
+        s = {**s, "shift": shift, "limit": limit}
         passed += ("limit",)
 
         # ---- align: addend alignment (coarse shift, sticky); operands of the multipliers --

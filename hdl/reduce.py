@@ -263,9 +263,10 @@ class ReductionUnit(wiring.Component):
                 obuf.w_en.eq(final_res & (obuf.r_rdy | ~self.o.ready)),
             ]
             # count = final beats issued whose result has not left on o (issues are counted a
-            # cycle late: outstanding + issued_r).  room(t+1) = count(t) + 1 - left(t) < depth
-            # assumes an issue in cycle t, so count(t+1) < depth whenever room is high, and room
-            # is a register computed from registers (no path from the scoreboard into it).
+            # cycle late: outstanding + issued_r).  room(t+1) = count(t) + 1 < depth assumes an
+            # issue and no departure in cycle t, so count(t+1) < depth whenever room is high;
+            # room is a register computed from registers only (no path from the scoreboard or
+            # from o into it; a departure frees its credit a cycle later).
             outstanding = Signal(range(depth + 1))
             issued_r = Signal()
             room = Signal(init=1)
@@ -279,7 +280,7 @@ class ReductionUnit(wiring.Component):
             m.d.sync += [
                 issued_r.eq(issued_final),
                 outstanding.eq(count - left),
-                room.eq(count + 1 - left < depth),
+                room.eq(count < depth - 1),
             ]
 
         # -- issue side ------------------------------------------------------------------------
