@@ -44,8 +44,39 @@ def test_generic_smoke_cli_reduce_one_lane(tmp_path, capsys):
     assert "reduce on generic" in out and "flip-flop bits" in out
     saved = json.loads((tmp_path / "reduce-generic.summary.json").read_text())
     assert saved["config"]["lanes"] == 1 and saved["config"]["slots"] == 2
-    # accumulators (2 slots x 32 bits) + the tag FIFO (latency + 2 entries x 3 bits)
-    assert saved["utilisation"]["memory_bits"]["used"] == 64 + 7 * 3
+    # accumulators (2 slots x 32 bits) + the tag FIFO's memory (latency + 1 entries x 3 bits: the
+    # buffered FIFO's last entry is its output register)
+    assert saved["utilisation"]["memory_bits"]["used"] == 64 + 6 * 3
+
+
+def test_generic_smoke_reduce_fast_decoupled(tmp_path):
+    """The 150-MHz reduce configuration: latency 15, plus the output buffer (latency + 4 entries
+    of one output beat: 32 data + 1 slot + 1 last bits)."""
+    r = synthesize("reduce", "generic", tool="amaranth", out=tmp_path, lanes=1, slots=2, pipeline="fast",
+                   decoupled=True, timeout=300)
+    assert r.config["latency"] == 15 and r.config["decoupled"] is True and "dsp" not in r.config
+    assert r.utilisation["memory_bits"]["used"] == 64 + 16 * 3 + 19 * 34
+
+
+def test_generic_smoke_core(tmp_path):
+    """``--top core`` (hdl/core.py, registered in export.TOPS) synthesizes."""
+    r = synthesize("core", "generic", tool="amaranth", out=tmp_path, timeout=600)
+    assert r.level == "rtl" and r.ffs > 1000 and r.cells > 100
+
+
+def test_dsp_option(tmp_path):
+    from amaranth.back import rtlil
+
+    from pimcast.hdl.synth import build_component
+
+    text = rtlil.convert(build_component("reduce", lanes=2, slots=2, pipeline="fast", dsp="ecp5"))
+    assert text.count("cell \\MULT18X18D") == 2 * 4
+    with pytest.raises(SynthError, match="DSP 'ecp5' needs the 'align' and 'partial' steps registered"):
+        synthesize("fma", "generic", tool="amaranth", out=tmp_path, dsp="ecp5")
+    with pytest.raises(SynthError, match="--dsp applies to the fma and reduce tops, not 'bankctl'"):
+        synthesize("bankctl", "generic", tool="amaranth", out=tmp_path, dsp="ecp5")
+    with pytest.raises(SynthError, match="--decoupled applies to the reduce top, not 'fma'"):
+        synthesize("fma", "generic", tool="amaranth", out=tmp_path, decoupled=True)
 
 
 @pytest.mark.skipif(not _have_full_yosys(), reason="no full Yosys (pip install pimcast[synth])")
@@ -167,11 +198,9 @@ def test_parse_nextpnr_log(log, fits):
 
 
 # ---- error paths ------------------------------------------------------------------------------
-def test_unregistered_top(tmp_path, capsys):
-    assert cli(["synth", "--top", "core", "--target", "generic", "--tool", "amaranth",
-                "--out", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert "unknown top 'core'" in err and "not registered" in err
+def test_unregistered_top(tmp_path):
+    with pytest.raises(SynthError, match="unknown top 'nosuch': not registered"):
+        synthesize("nosuch", "generic", tool="amaranth", out=tmp_path)
 
 
 def test_bad_options(tmp_path, capsys):
