@@ -217,8 +217,21 @@ class ReductionUnit(wiring.Component):
         # read mux) when the pipeline is deep enough for its extra cycle: a tag written in cycle
         # n is readable in n + 2 (n + 1 unbuffered), its result arrives in n + latency.
         fifo_cls = fifo.SyncFIFOBuffered if self._latency >= 2 else fifo.SyncFIFO
-        m.submodules.tags = tags = fifo_cls(width=tag_layout.size, depth=self._latency + 2)
-        head = data.View(tag_layout, tags.r_data)
+        if not self._decoupled:
+            m.submodules.tags = tags = fifo_cls(width=tag_layout.size, depth=self._latency + 2)
+            head = data.View(tag_layout, tags.r_data)
+            tags_w_rdy = tags.w_rdy
+        else:
+            # free-running lanes are a fixed delay: the tags follow them through a shift
+            # register of `latency` stages (no FIFO write enable on the issue path)
+            tag_in = Signal(tag_layout.size)
+            stage = tag_in
+            for k in range(self._latency):
+                nxt_stage = Signal(tag_layout.size, name=f"tag_d{k}", reset_less=True)
+                m.d.sync += nxt_stage.eq(stage)
+                stage = nxt_stage
+            head = data.View(tag_layout, stage)
+            tags_w_rdy = Const(1, 1)
 
         # -- result side -----------------------------------------------------------------------
         res_valid = lane[0].o.valid
@@ -231,7 +244,6 @@ class ReductionUnit(wiring.Component):
         m.d.comb += [
             res_fire.eq(res_valid & res_ready),
             wb.eq(res_fire & ~head.last),
-            tags.r_en.eq(res_fire),
             wr.en.eq(wb),
             wr.addr.eq(head.slot),
             wr.data.eq(res_data),
@@ -295,19 +307,25 @@ class ReductionUnit(wiring.Component):
             bypass.eq(wb & (head.slot == p.slot)),
             busy.eq(pending.bit_select(p.slot, 1) & ~bypass & ~p.ext),
             lanes_ready.eq(Cat(*(f.i.ready for f in lane)).all()),
-            self.i.ready.eq(lanes_ready & tags.w_rdy & ~busy & room),
+            self.i.ready.eq(lanes_ready & tags_w_rdy & ~busy & room),
             issue.eq(self.i.valid & self.i.ready),
             final.eq(p.last | p.empty | p.ext),
-            tags.w_en.eq(issue),
-            tags.w_data.eq(Cat(p.slot, final, p.end)),
         ]
+        if not self._decoupled:
+            m.d.comb += [
+                tags.r_en.eq(res_fire),
+                tags.w_en.eq(issue),
+                tags.w_data.eq(Cat(p.slot, final, p.end)),
+            ]
+        else:
+            m.d.comb += tag_in.eq(Cat(p.slot, final, p.end))
         if self._decoupled:
             m.d.comb += issued_final.eq(issue & final)
         zero = Const(0, 32)
         for k, f in enumerate(lane):
             acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], rd.data[32 * k:32 * (k + 1)])
             m.d.comb += [
-                f.i.valid.eq(self.i.valid & tags.w_rdy & ~busy & room),
+                f.i.valid.eq(self.i.valid & tags_w_rdy & ~busy & room),
                 f.i.payload.a.eq(Mux(p.empty & ~p.ext, zero, p.weight)),
                 f.i.payload.b.eq(Mux(p.empty & ~p.ext, zero, p.data[k])),
                 f.i.payload.c.eq(Mux(p.ext, p.addend[k], Mux(p.first | p.empty, zero, acc_k))),
