@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """cocotb reduction-unit testbench (``pimcast.sim.tb_reduce``) on Icarus and Verilator.
 
 The fast default runs a 4-lane, 64-slot unit (the lane datapath is the 16-lane one; a 16-lane
