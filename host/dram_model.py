@@ -189,6 +189,47 @@ def _better(x, i, bt, bi):
     return x < bt or (x == bt and i < bi)
 
 
+@numba.njit(cache=True, inline="always")
+def _cand(b, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw):
+    """Cache bank ``b``'s scheduling candidate (bank-local state only): ``cnn[b]`` the command
+    (0 ACT, 1 RD, 2 WR, 3 PRE, -1 none), ``ci[b]`` its request, ``cw[b]`` the oldest eligible WR
+    row hit when ``cnn[b]`` is RD (-1 if none)."""
+    cw[b] = -1
+    if bn[b] == 0:
+        cnn[b] = -1
+        return
+    orow = open_row[b]
+    if orow < 0:
+        cnn[b] = 0
+        ci[b] = bq_i[b, 0]
+    elif hitcnt[b] > 0 and b != gbank:
+        ir = -1
+        iw = -1
+        for k in range(bn[b]):
+            if bq_row[b, k] == orow and bq_dep[b, k] < 0:
+                if bq_w[b, k]:
+                    if iw < 0:
+                        iw = bq_i[b, k]
+                        if ir >= 0:
+                            break
+                elif ir < 0:
+                    ir = bq_i[b, k]
+                    if iw >= 0:
+                        break
+        if ir >= 0:
+            cnn[b] = 1
+            ci[b] = ir
+            cw[b] = iw
+        elif iw >= 0:
+            cnn[b] = 2
+            ci[b] = iw
+        else:
+            cnn[b] = -1
+    else:
+        cnn[b] = 3
+        ci[b] = bq_i[b, 0]
+
+
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
@@ -226,6 +267,10 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     use_prev = prev_same.shape[0] == n
     busy = np.empty(NB, np.int64)
     busy_pos = np.full(NB, -1, np.int64)
+    cnn = np.full(NB, -1, np.int64)               # cached per-bank candidate (see _cand)
+    ci = np.full(NB, -1, np.int64)
+    cw = np.full(NB, -1, np.int64)
+    PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
     nbusy = 0
     HC = Q + 1
     held = np.empty(HC, np.int64)                 # release cycles of write slots (FIFO)
@@ -250,12 +295,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     rescan = True
     ref_t = INF
     ref_r = -1
-    cas_t = INF
-    cas_i = -1
-    act_t = INF
-    act_i = -1
-    pre_t = INF
-    pre_i = -1
+    best_k = INF                                  # (ready cycle * 4 + class priority) of the winner
+    best_i = -1
+    best_nn = -1
     gbank = -1
     guard_limit = INF
     if n > 0:
@@ -277,60 +319,47 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         # ---- scan the busy banks: earliest ready candidate per class (oldest among equals)
         if rescan:
             rescan = False
-            gbank = -1
+            gb_new = -1
             if nq > 0:
                 bo = bank[qa[0]]
                 if open_row[bo] >= 0 and open_row[bo] != row[qa[0]]:
-                    gbank = bo
-            cas_t = INF
-            act_t = INF
-            pre_t = INF
-            cas_i = -1
-            act_i = -1
-            pre_i = -1
+                    gb_new = bo
+            if gb_new != gbank:
+                ob = gbank
+                gbank = gb_new
+                if ob >= 0:
+                    _cand(ob, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
+                if gbank >= 0:
+                    _cand(gbank, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
+            # one key per candidate: (ready cycle, class priority), then age
+            best_k = INF
+            best_i = -1
+            best_nn = -1
             for kb in range(nbusy):
                 b = busy[kb]
+                nn = cnn[b]
+                if nn < 0:
+                    continue
                 r = b_rank[b]
                 if rstate[r] != 0:
                     continue
                 g = b_bg[b]
-                orow = open_row[b]
-                if orow < 0:
-                    x = max(_ready(0, b, g, r, bankT, bgT, rankT, now), faw[r, faw_pos[r]] + faw_w)
-                    i = bq_i[b, 0]
-                    if _better(x, i, act_t, act_i):
-                        act_t = x
-                        act_i = i
-                elif hitcnt[b] > 0 and b != gbank:
-                    ir = -1
-                    iw = -1
-                    for k in range(bn[b]):
-                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
-                            if bq_w[b, k]:
-                                if iw < 0:
-                                    iw = bq_i[b, k]
-                                    if ir >= 0:
-                                        break
-                            elif ir < 0:
-                                ir = bq_i[b, k]
-                                if iw >= 0:
-                                    break
-                    if ir >= 0:
-                        x = _ready(1, b, g, r, bankT, bgT, rankT, now)
-                        if _better(x, ir, cas_t, cas_i):
-                            cas_t = x
-                            cas_i = ir
-                    if iw >= 0:
-                        x = _ready(2, b, g, r, bankT, bgT, rankT, now)
-                        if _better(x, iw, cas_t, cas_i):
-                            cas_t = x
-                            cas_i = iw
-                else:
-                    x = _ready(3, b, g, r, bankT, bgT, rankT, now)
-                    i = bq_i[b, 0]
-                    if _better(x, i, pre_t, pre_i):
-                        pre_t = x
-                        pre_i = i
+                x = _ready(nn, b, g, r, bankT, bgT, rankT, now)
+                if nn == 0:
+                    x = max(x, faw[r, faw_pos[r]] + faw_w)
+                kk = x * 4 + PRIO[nn]
+                i = ci[b]
+                if _better(kk, i, best_k, best_i):
+                    best_k = kk
+                    best_i = i
+                    best_nn = nn
+                iw = cw[b]
+                if iw >= 0:
+                    kk = _ready(2, b, g, r, bankT, bgT, rankT, now) * 4 + 1
+                    if _better(kk, iw, best_k, best_i):
+                        best_k = kk
+                        best_i = iw
+                        best_nn = 2
             ref_t = INF
             ref_r = -1
             for r in range(R):
@@ -355,7 +384,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         for r in range(R):
             if rstate[r] == 0 and ref_due[r] + 1 < refev:
                 refev = ref_due[r] + 1
-        tc = min(min(ref_t, cas_t), min(act_t, pre_t))
+        tc = min(ref_t, best_k >> 2)
         if refev <= tc and refev <= acc_t:
             now = refev
             continue
@@ -373,15 +402,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 g = r * G
                 b = g * BPG
                 i = -1
-            elif cas_t == T:
-                i = cas_i
-                code = 2 if wr[i] else 1
-            elif act_t == T:
-                i = act_i
-                code = 0
             else:
-                i = pre_i
-                code = 3
+                i = best_i
+                code = best_nn
             if i >= 0:
                 r = rank[i]
                 g = bgf[i]
@@ -493,6 +516,13 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                             tl -= HC
                         held[tl] = T + write_hold + 1
                         hn += 1
+            if code == 4:
+                for kb in range(nbusy):
+                    bb = busy[kb]
+                    if b_rank[bb] == r:
+                        _cand(bb, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
+            elif code != 5:
+                _cand(b, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
             if ncmd < cap:
                 cmd_buf[ncmd, 0] = T + 1
                 cmd_buf[ncmd, 1] = code
@@ -548,39 +578,36 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             busy[nbusy] = bj
             busy_pos[bj] = nbusy
             nbusy += 1
-        hit = open_row[bj] == row[j]
-        if hit:
+        if open_row[bj] == row[j]:
             hitcnt[bj] += 1
+        _cand(bj, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
         if rescan:
             continue
-        # merge the new (youngest) request into the last scan instead of re-scanning
-        if nq == 1:
-            rescan = True
+        # merge the new (youngest) request's bank into the last scan instead of re-scanning
+        if nq == 1 or (best_i >= 0 and bank[best_i] == bj):
+            rescan = True   # the oldest request / the winning bank's candidate may have changed
             continue
         rj = rank[j]
-        if rstate[rj] != 0:
+        nn = cnn[bj]
+        if rstate[rj] != 0 or nn < 0:
             continue
         gj = bgf[j]
-        orow = open_row[bj]
-        if orow < 0:
-            x = max(_ready(0, bj, gj, rj, bankT, bgT, rankT, now), faw[rj, faw_pos[rj]] + faw_w)
-            if x < act_t:
-                act_t = x
-                act_i = j
-        elif hit:
-            if pre_i >= 0 and bank[pre_i] == bj:
-                rescan = True   # the bank now has a live hit: its PRE candidate is gone
-                continue
-            if bj != gbank and dep < 0:
-                x = _ready(2 if wr[j] else 1, bj, gj, rj, bankT, bgT, rankT, now)
-                if x < cas_t:
-                    cas_t = x
-                    cas_i = j
-        elif hitcnt[bj] == 0 or bj == gbank:
-            x = _ready(3, bj, gj, rj, bankT, bgT, rankT, now)
-            if x < pre_t:
-                pre_t = x
-                pre_i = j
+        x = _ready(nn, bj, gj, rj, bankT, bgT, rankT, now)
+        if nn == 0:
+            x = max(x, faw[rj, faw_pos[rj]] + faw_w)
+        kk = x * 4 + PRIO[nn]
+        i = ci[bj]
+        if _better(kk, i, best_k, best_i):
+            best_k = kk
+            best_i = i
+            best_nn = nn
+        iw = cw[bj]
+        if iw >= 0:
+            kk = _ready(2, bj, gj, rj, bankT, bgT, rankT, now) * 4 + 1
+            if _better(kk, iw, best_k, best_i):
+                best_k = kk
+                best_i = iw
+                best_nn = 2
     for j in range(n):
         if leader[j] >= 0:
             completion[j] = completion[leader[j]]
