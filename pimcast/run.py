@@ -11,7 +11,7 @@ Steps (in order):
 ``golden``    the golden tensor-casting model on FACTS.md's worked example, and bit-exactness
               against PyTorch (``F.embedding_bag`` forward, ``optim.SGD``) on a random workload
 ``fma-cosim`` the FP32 FMA RTL under Verilator (cocotb) against the numerics reference, bit for bit
-``core-cosim`` the PIM core RTL under Verilator as the ``rtl`` device backend against the ``golden``
+``core-cosim`` (opt-in: ``--steps core-cosim``) the PIM core RTL under Verilator as the ``rtl`` device backend against the ``golden``
               backend, bit for bit: GATHER_REDUCE (sum and weighted, duplicates, an empty bag), the
               tensor-cast backward (GATHER_REDUCE over dY with the casted index) and SCATTER_SGD,
               plus the RTL's cycle counts
@@ -252,6 +252,10 @@ STEPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "train": step_train,
 }
 
+#: core-cosim is opt-in: the Verilator build of the PIM core takes ~11 min on 2 cores, beyond the
+#: main job's budget, and its end-to-end run through the rtl backend is not verified yet
+DEFAULT_STEPS = ("verilog", "golden", "fma-cosim", "train")
+
 
 # ---------------------------------------------------------------------------------------------
 # driver
@@ -289,8 +293,9 @@ def write_report(results: list[StepResult], out: Path) -> tuple[Path, Path]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: runs/<timestamp>)")
-    parser.add_argument("--steps", default=",".join(STEPS),
-                        help=f"comma-separated steps to run (default: all of {', '.join(STEPS)})")
+    parser.add_argument("--steps", default=",".join(DEFAULT_STEPS),
+                        help=f"comma-separated steps to run (default: {', '.join(DEFAULT_STEPS)}; "
+                             f"also: {', '.join(s for s in STEPS if s not in DEFAULT_STEPS)})")
     parser.add_argument("--fma-vectors", type=int, default=20_000,
                         help="random FMA vectors in the RTL co-simulation (default 20000)")
     parser.add_argument("--train-config", default="default",
