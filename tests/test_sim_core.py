@@ -10,6 +10,10 @@ from pimcast.sim.toolchain import have_icarus, have_verilator
 
 pytestmark = pytest.mark.rtl
 
+#: the long core regressions have not completed a run yet (issue 4 is open); run them by hand with
+#: `pytest tests/test_sim_core.py -m slow --runxfail` after removing the UNVERIFIED marks
+UNVERIFIED = pytest.mark.skip(reason="PIM core gather/backward/SGD regressions not yet verified (issue 4 open)")
+
 ALL = ["test_smoke", "test_write_read", "test_gather_forward", "test_tc_backward", "test_scatter_sgd",
        "test_errors"]
 
@@ -18,6 +22,7 @@ def _stat(res, name):
     return next(s for s in res.stats if s["test"] == name)
 
 
+@UNVERIFIED
 @pytest.mark.slow   # the Verilator build of the core takes ~11 min on 2 cores
 @pytest.mark.skipif(not have_verilator(), reason="Verilator missing")
 def test_core_verilator_quick():
@@ -38,6 +43,7 @@ def test_core_icarus_errors_and_smoke():
     assert (res.tests, res.failures) == (2, 0), res.build_dir
 
 
+@UNVERIFIED
 @pytest.mark.slow
 @pytest.mark.skipif(not have_verilator(), reason="Verilator missing")
 def test_core_verilator_all_dims():
@@ -49,6 +55,7 @@ def test_core_verilator_all_dims():
         assert (res.tests, res.failures) == (len(ALL), 0), res.build_dir
 
 
+@UNVERIFIED
 @pytest.mark.slow
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_core_icarus_gather_sgd():
