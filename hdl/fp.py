@@ -441,12 +441,12 @@ class FMA(wiring.Component):
         mb = comb("b_norm", 24, (s["mb"] << s["lz_b"])[:24])
         # the shift and both clamp comparisons side by side (three short carry chains, not
         # a subtraction followed by comparisons)
-        sh_raw = comb("sh_raw", signed(12), s["sh_exp"] - s["lz_ab"])
+        sh_raw = comb("sh_raw", 7, (s["sh_exp"] - s["lz_ab"])[:7])   # only the low 7 bits are used (sh_neg/sh_big cover the rest)
         sh_neg = comb("sh_neg", 1, s["sh_exp"] < s["lz_ab"])                  # sh_raw < 0
         sh_big = comb("sh_big", 1, s["sh_exp_max"] > s["lz_ab"])              # sh_raw > _SH_MAX
         s = boundary("unpack", {
             **{k: s[k] for k in passed + ("mc", "tz_c", "c_exp")},
-            "ma": ma, "mb": mb, "sh_raw": sh_raw[:7], "sh_neg": sh_neg, "sh_big": sh_big,
+            "ma": ma, "mb": mb, "sh_raw": sh_raw, "sh_neg": sh_neg, "sh_big": sh_big,
             "ab_limit": comb("ab_limit", 9, s["ab_exp"] - s["lz_ab"]),
         })
         # the clamps (0..76) of the shift and the left-shift limit t = X0 + 203 in [1, 409]: the
