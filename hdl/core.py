@@ -651,7 +651,7 @@ class PIMCore(wiring.Component):
                 m.d.comb += rpa.addr.eq(k_ctr[4:])
                 sid = Signal(32)
                 m.d.comb += sid.eq(rpa.data.word_select(k_ctr[:4], 32))
-                addr = Signal(48)
+                addr = Signal(32)   # < capacity: SG_CHK checked every id against the table's rows
                 m.d.comb += addr.eq(table + sid * rbeats + b_ctr)
                 m.d.comb += [rd_req.eq(rob_free), rd_addr.eq(addr), iss.eq(rd_go),
                              ri_w.data.addr.eq(addr)]

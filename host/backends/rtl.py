@@ -103,8 +103,10 @@ class _Server:
         while th.is_alive() and self.proc.poll() is None:   # pragma: no cover - only on very slow builds
             th.join(1.0)
         if "conn" not in box:
-            self.close(kill=True)
-            raise RTLBackendError(f"the RTL simulation did not start ({simulator}); log:\n{self.tail()}")
+            code = self.proc.poll()
+            self.close(kill=True)      # removes the log: its tail was read above
+            raise RTLBackendError(f"the RTL simulation did not start ({simulator}, exit status {code}, "
+                                  f"{timeout:.0f} s timeout); log:\n{self._tail}")
         self.conn = box["conn"]
 
     def tail(self, n: int = 4000) -> str:
@@ -123,6 +125,7 @@ class _Server:
                                   f"log:\n{self.tail()}") from exc
 
     def close(self, kill: bool = False) -> None:
+        self._tail = self.tail()
         if self.conn is not None and not kill:
             try:
                 self.conn.send(("close", ()))
@@ -217,13 +220,14 @@ class RTLBackend(Backend):
     def gather_reduce_table(self, info, indices, starts, lengths, weights) -> torch.Tensor:
         offsets = starts.numpy().astype(np.int64)
         w = None if weights is None else weights.contiguous().numpy().astype(np.float32)
-        out = self._run("gather_reduce", info.base, info.row_bytes, indices.numpy().astype(np.int64), offsets, w)
+        out = self._run("gather_reduce", info.base, info.row_bytes, info.rows, indices.numpy().astype(np.int64),
+                        offsets, w)
         out = np.asarray(out, dtype=np.float32).reshape(len(offsets), info.padded_dim)[:, :info.dim]
         return torch.from_numpy(out.copy())
 
     def scatter_sgd_table(self, info, rows, grads, lr) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
-        self._run("scatter_sgd", info.base, info.row_bytes, r, _pad(grads, info.padded_dim), float(lr))
+        self._run("scatter_sgd", info.base, info.row_bytes, info.rows, r, _pad(grads, info.padded_dim), float(lr))
         last = self._last
         new = self.load_rows(info, rows)    # refresh the mirror from the RTL's memory (not timed)
         self._last = last
