@@ -147,6 +147,7 @@ class ReductionUnit(wiring.Component):
 
     def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE, dsp=None,
                  decoupled: bool = False):
+        self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         for name, value in (("lanes", lanes), ("slots", slots)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"{name.capitalize()} must be an integer, not {value!r}")
@@ -164,6 +165,7 @@ class ReductionUnit(wiring.Component):
         probe = FMA(pipeline=self._pipeline, dsp=dsp)  # validates the arguments; never elaborated
         probe._MustUse__silence = True
         self._latency = probe.latency
+        del self._MustUse__silence
         super().__init__({
             "i": In(stream.Signature(reduce_in_layout(lanes, slots))),
             "o": Out(stream.Signature(reduce_out_layout(lanes, slots))),

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from multiprocessing.connection import Listener
 from pathlib import Path
@@ -99,9 +100,10 @@ class _Server:
 
         th = threading.Thread(target=accept, daemon=True)
         th.start()
-        th.join(timeout)
-        while th.is_alive() and self.proc.poll() is None:   # pragma: no cover - only on very slow builds
-            th.join(1.0)
+        deadline = time.monotonic() + timeout
+        while th.is_alive() and self.proc.poll() is None and time.monotonic() < deadline:
+            th.join(0.2)
+        th.join(0.5)     # a process that connected and then exited at once
         if "conn" not in box:
             code = self.proc.poll()
             self.close(kill=True)      # removes the log: its tail was read above
@@ -164,6 +166,9 @@ class RTLBackend(Backend):
         if self.simulator not in ("verilator", "icarus"):
             raise ValueError(f"PIMCAST_RTL_SIMULATOR must be 'verilator' or 'icarus', got {self.simulator!r}")
         self.timeout = float(os.environ.get("PIMCAST_RTL_TIMEOUT", "900"))
+        if cfg.placement != "rank":
+            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core (the rtl "
+                             "backend simulates one rank-level core; use the model backend for bank-group timing)")
         self.tck_ns = cfg.dram_timing().tCK_ns
         self._server: Optional[_Server] = None
         self._last: Optional[dict] = None
