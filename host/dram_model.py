@@ -177,71 +177,17 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
     return rank, bgf, bank, row, col
 
 
-@numba.njit(cache=True, inline="always")
-def _ready(nn, b, g, r, bankT, bgT, rankT, now):
-    """Earliest cycle >= ``now`` for bank command ``nn`` (0 ACT, 1 RD, 2 WR, 3 PRE) to bank ``b``."""
-    return max(max(bankT[nn, b], bgT[nn, g]), max(rankT[nn, r], now))
-
-
-@numba.njit(cache=True, inline="always")
-def _better(x, i, bt, bi):
-    """Candidate (ready ``x``, request ``i``) beats (bt, bi): earlier, or as early and older."""
-    return x < bt or (x == bt and i < bi)
-
-
-@numba.njit(cache=True, inline="always")
-def _cand(b, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw):
-    """Cache bank ``b``'s scheduling candidate (bank-local state only): ``cnn[b]`` the command
-    (0 ACT, 1 RD, 2 WR, 3 PRE, -1 none), ``ci[b]`` its request, ``cw[b]`` the oldest eligible WR
-    row hit when ``cnn[b]`` is RD (-1 if none)."""
-    cw[b] = -1
-    if bn[b] == 0:
-        cnn[b] = -1
-        return
-    orow = open_row[b]
-    if orow < 0:
-        cnn[b] = 0
-        ci[b] = bq_i[b, 0]
-    elif hitcnt[b] > 0 and b != gbank:
-        ir = -1
-        iw = -1
-        for k in range(bn[b]):
-            if bq_row[b, k] == orow and bq_dep[b, k] < 0:
-                if bq_w[b, k]:
-                    if iw < 0:
-                        iw = bq_i[b, k]
-                        if ir >= 0:
-                            break
-                elif ir < 0:
-                    ir = bq_i[b, k]
-                    if iw >= 0:
-                        break
-        if ir >= 0:
-            cnn[b] = 1
-            ci[b] = ir
-            cw[b] = iw
-        elif iw >= 0:
-            cnn[b] = 2
-            ci[b] = iw
-        else:
-            cnn[b] = -1
-    else:
-        cnn[b] = 3
-        ci[b] = bq_i[b, 0]
-
-
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf):
     n = rank.shape[0]
     NB = R * G * BPG
-    NG = R * G
     INF = np.int64(1) << 62
     NEG = -(np.int64(1) << 40)
     # timing state: earliest cycle of each bank command per bank / bank group / rank (other ranks)
     bankT = np.full((4, NB), NEG, np.int64)
-    bgT = np.full((4, NG), NEG, np.int64)
+    bgT = np.full((4, R * G), NEG, np.int64)
     rankT = np.full((4, R), NEG, np.int64)
     rwT = np.full((2, R), NEG, np.int64)          # PREA, REF per rank
     faw = np.full((R, faw_n), NEG, np.int64)      # last faw_n ACTs per rank (ring)
@@ -255,23 +201,37 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     for x in range(NB):
         b_bg[x] = x // BPG
         b_rank[x] = x // (G * BPG)
-    # the queue: global age order (qa) and per-bank lists in age order
-    qa = np.empty(Q, np.int64)
-    nq = 0
+    # the queue: per-bank lists in age order; the oldest queued request is found by a pointer
+    # over the trace (requests are accepted in trace order)
     bq_i = np.empty((NB, Q), np.int64)
     bq_row = np.empty((NB, Q), np.int64)
     bq_w = np.empty((NB, Q), np.uint8)
     bq_dep = np.empty((NB, Q), np.int64)
     bq_col = np.empty((NB, Q), np.int64)
     bn = np.zeros(NB, np.int64)
+    nq = 0
+    oldest = 0
     use_prev = prev_same.shape[0] == n
-    busy = np.empty(NB, np.int64)
-    busy_pos = np.full(NB, -1, np.int64)
     cnn = np.full(NB, -1, np.int64)               # cached per-bank candidate (see _cand)
     ci = np.full(NB, -1, np.int64)
     cw = np.full(NB, -1, np.int64)
     PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
-    nbusy = 0
+    # tournament tree over the banks; leaf keys are lower bounds of the true keys (keys only grow
+    # while a bank's candidate is unchanged), refreshed lazily when they reach the root
+    P = 1
+    while P < NB:
+        P *= 2
+    sk = np.full(P, INF, np.int64)
+    si = np.full(P, INF, np.int64)
+    sn = np.full(P, -1, np.int64)
+    tree = np.zeros(2 * P, np.int64)
+    for x in range(P):
+        tree[P + x] = x
+    for x in range(P - 1, 0, -1):
+        tree[x] = tree[2 * x]
+    dirty = np.empty(NB, np.int64)                # banks whose candidate must be recomputed
+    isdirty = np.zeros(NB, np.uint8)
+    ndirty = 0
     HC = Q + 1
     held = np.empty(HC, np.int64)                 # release cycles of write slots (FIFO)
     hh = 0
@@ -292,12 +252,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     first_acc = np.int64(-1)
     end = np.int64(0)
     now = np.int64(0)
-    rescan = True
-    ref_t = INF
-    ref_r = -1
-    best_k = INF                                  # (ready cycle * 4 + class priority) of the winner
-    best_i = -1
-    best_nn = -1
     gbank = -1
     guard_limit = INF
     if n > 0:
@@ -315,63 +269,128 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             if rstate[r] == 0 and ref_due[r] + 1 <= now:
                 rstate[r] = 1
                 ref_due[r] += tREFI
-                rescan = True
-        # ---- scan the busy banks: earliest ready candidate per class (oldest among equals)
-        if rescan:
-            rescan = False
-            gb_new = -1
-            if nq > 0:
-                bo = bank[qa[0]]
-                if open_row[bo] >= 0 and open_row[bo] != row[qa[0]]:
-                    gb_new = bo
-            if gb_new != gbank:
-                ob = gbank
-                gbank = gb_new
-                if ob >= 0:
-                    _cand(ob, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
-                if gbank >= 0:
-                    _cand(gbank, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
-            # one key per candidate: (ready cycle, class priority), then age
-            best_k = INF
-            best_i = -1
-            best_nn = -1
-            for kb in range(nbusy):
-                b = busy[kb]
-                nn = cnn[b]
-                if nn < 0:
-                    continue
-                r = b_rank[b]
-                if rstate[r] != 0:
-                    continue
+        # ---- starvation guard: the bank of the oldest request when it misses an open row
+        gb_new = -1
+        if nq > 0:
+            while casdone[oldest] != 0 or leader[oldest] >= 0:
+                oldest += 1
+            bo = bank[oldest]
+            if open_row[bo] >= 0 and open_row[bo] != row[oldest]:
+                gb_new = bo
+        if gb_new != gbank:
+            if gbank >= 0 and isdirty[gbank] == 0:
+                isdirty[gbank] = 1
+                dirty[ndirty] = gbank
+                ndirty += 1
+            gbank = gb_new
+            if gbank >= 0 and isdirty[gbank] == 0:
+                isdirty[gbank] = 1
+                dirty[ndirty] = gbank
+                ndirty += 1
+        # ---- the winner: earliest (ready cycle, class), oldest among equals. First the banks whose
+        # candidate changed get their candidate and exact key; then the root's key is checked
+        # against its true value (keys are lower bounds) until the root holds an exact key.
+        # (Written out in the loop, not as helper functions: a call passing many arrays costs
+        # reference-count updates that dominate this loop.)
+        while True:
+            if ndirty > 0:
+                ndirty -= 1
+                b = dirty[ndirty]
+                isdirty[b] = 0
+                # the bank's candidate from bank-local state: cnn[b] the command (0 ACT, 1 RD, 2 WR,
+                # 3 PRE, -1 none), ci[b] its request, cw[b] the oldest eligible WR row hit when
+                # cnn[b] is RD (-1 if none)
+                cw[b] = -1
+                orow = open_row[b]
+                if bn[b] == 0:
+                    cnn[b] = -1
+                elif orow < 0:
+                    cnn[b] = 0
+                    ci[b] = bq_i[b, 0]
+                elif hitcnt[b] > 0 and b != gbank:
+                    ir = -1
+                    iw = -1
+                    for k in range(bn[b]):
+                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
+                            if bq_w[b, k]:
+                                if iw < 0:
+                                    iw = bq_i[b, k]
+                                    if ir >= 0:
+                                        break
+                            elif ir < 0:
+                                ir = bq_i[b, k]
+                                if iw >= 0:
+                                    break
+                    if ir >= 0:
+                        cnn[b] = 1
+                        ci[b] = ir
+                        cw[b] = iw
+                    elif iw >= 0:
+                        cnn[b] = 2
+                        ci[b] = iw
+                    else:
+                        cnn[b] = -1
+                else:
+                    cnn[b] = 3
+                    ci[b] = bq_i[b, 0]
+                exact = False
+            else:
+                b = tree[1]
+                if sk[b] >= INF:
+                    break
+                exact = True
+            # the bank's key: (ready cycle * 4 + class priority, request) of its best candidate
+            nn = cnn[b]
+            r = b_rank[b]
+            kk = INF
+            ii = INF
+            cc = -1
+            if nn >= 0 and rstate[r] == 0:
                 g = b_bg[b]
-                x = _ready(nn, b, g, r, bankT, bgT, rankT, now)
+                x = max(max(bankT[nn, b], bgT[nn, g]), max(rankT[nn, r], now))
                 if nn == 0:
                     x = max(x, faw[r, faw_pos[r]] + faw_w)
                 kk = x * 4 + PRIO[nn]
-                i = ci[b]
-                if _better(kk, i, best_k, best_i):
-                    best_k = kk
-                    best_i = i
-                    best_nn = nn
+                ii = ci[b]
+                cc = nn
                 iw = cw[b]
                 if iw >= 0:
-                    kk = _ready(2, b, g, r, bankT, bgT, rankT, now) * 4 + 1
-                    if _better(kk, iw, best_k, best_i):
-                        best_k = kk
-                        best_i = iw
-                        best_nn = 2
-            ref_t = INF
-            ref_r = -1
-            for r in range(R):
-                if rstate[r] == 1:
-                    x = max(rwT[0, r], now)
-                elif rstate[r] == 2:
-                    x = max(rwT[1, r], now)
+                    k2 = max(max(bankT[2, b], bgT[2, g]), max(rankT[2, r], now)) * 4 + 1
+                    if k2 < kk or (k2 == kk and iw < ii):
+                        kk = k2
+                        ii = iw
+                        cc = 2
+            if exact and kk == sk[b] and ii == si[b]:
+                break
+            sk[b] = kk
+            si[b] = ii
+            sn[b] = cc
+            # re-run the tournament from leaf b to the root
+            nd = (P + b) >> 1
+            while nd >= 1:
+                lb = tree[2 * nd]
+                rb = tree[2 * nd + 1]
+                if sk[rb] < sk[lb] or (sk[rb] == sk[lb] and si[rb] < si[lb]):
+                    tree[nd] = rb
                 else:
-                    continue
-                if x < ref_t:
-                    ref_t = x
-                    ref_r = r
+                    tree[nd] = lb
+                nd >>= 1
+        wb = tree[1]
+        best_k = sk[wb]
+        best_i = si[wb]
+        best_nn = sn[wb]
+        ref_t = INF
+        ref_r = -1
+        for r in range(R):
+            if rstate[r] == 1:
+                x = max(rwT[0, r], now)
+            elif rstate[r] == 2:
+                x = max(rwT[1, r], now)
+            else:
+                continue
+            if x < ref_t:
+                ref_t = x
+                ref_r = r
         # ---- next events
         acc_t = INF
         if next_req < n:
@@ -390,7 +409,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             continue
         accept_now = acc_t == tc
         if acc_t < tc:
-            # ---- acceptance only (no command before it): merge the new request into the scan
             T = acc_t
             now = T + 1
         else:
@@ -440,6 +458,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     xx = T + gR[code, nn, 0 if q == r else 1]
                     if xx > rwT[nn, q]:
                         rwT[nn, q] = xx
+            now = T + 1
             # bank / queue state
             rowv = -1
             colv = -1
@@ -479,14 +498,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                         end = done
                     remaining -= 1
                     hitcnt[b] -= 1
-                    # leave the queue (keep age order) and release same-address dependants
-                    k = 0
-                    while qa[k] != i:
-                        k += 1
-                    while k < nq - 1:
-                        qa[k] = qa[k + 1]
-                        k += 1
                     nq -= 1
+                    # leave the bank list (keep age order) and release same-address dependants
                     m = bn[b]
                     k = 0
                     while bq_i[b, k] != i:
@@ -503,26 +516,24 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     for k in range(m):
                         if bq_dep[b, k] == i:
                             bq_dep[b, k] = -1
-                    if m == 0:
-                        pb = busy_pos[b]
-                        nbusy -= 1
-                        lb = busy[nbusy]
-                        busy[pb] = lb
-                        busy_pos[lb] = pb
-                        busy_pos[b] = -1
                     if code == 2:
                         tl = hh + hn
                         if tl >= HC:
                             tl -= HC
                         held[tl] = T + write_hold + 1
                         hn += 1
-            if code == 4:
-                for kb in range(nbusy):
-                    bb = busy[kb]
-                    if b_rank[bb] == r:
-                        _cand(bb, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
-            elif code != 5:
-                _cand(b, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
+            if code >= 4:
+                # PREA closes the rank's banks; after REF the rank takes scheduler commands again
+                # (its banks' keys drop back from INF)
+                for bb in range(r * G * BPG, (r + 1) * G * BPG):
+                    if bn[bb] > 0 and isdirty[bb] == 0:
+                        isdirty[bb] = 1
+                        dirty[ndirty] = bb
+                        ndirty += 1
+            elif isdirty[b] == 0:
+                isdirty[b] = 1
+                dirty[ndirty] = b
+                ndirty += 1
             if ncmd < cap:
                 cmd_buf[ncmd, 0] = T + 1
                 cmd_buf[ncmd, 1] = code
@@ -534,8 +545,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 ncmd += 1
             elif cap > 0:
                 overflow = 1
-            now = T + 1
-            rescan = True
         if not (accept_now or acc_t < tc):
             continue
         # ---- acceptance of the next request at cycle T (slot state of the start of the cycle)
@@ -565,7 +574,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 merged += 1
                 remaining -= 1
                 continue
-        qa[nq] = j
         nq += 1
         bq_i[bj, m] = j
         bq_col[bj, m] = col[j]
@@ -574,45 +582,16 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         dep = p if (p >= 0 and casdone[p] == 0) else -1
         bq_dep[bj, m] = dep
         bn[bj] = m + 1
-        if m == 0:
-            busy[nbusy] = bj
-            busy_pos[bj] = nbusy
-            nbusy += 1
         if open_row[bj] == row[j]:
             hitcnt[bj] += 1
-        _cand(bj, open_row, hitcnt, bn, bq_i, bq_row, bq_w, bq_dep, gbank, cnn, ci, cw)
-        if rescan:
-            continue
-        # merge the new (youngest) request's bank into the last scan instead of re-scanning
-        if nq == 1 or (best_i >= 0 and bank[best_i] == bj):
-            rescan = True   # the oldest request / the winning bank's candidate may have changed
-            continue
-        rj = rank[j]
-        nn = cnn[bj]
-        if rstate[rj] != 0 or nn < 0:
-            continue
-        gj = bgf[j]
-        x = _ready(nn, bj, gj, rj, bankT, bgT, rankT, now)
-        if nn == 0:
-            x = max(x, faw[rj, faw_pos[rj]] + faw_w)
-        kk = x * 4 + PRIO[nn]
-        i = ci[bj]
-        if _better(kk, i, best_k, best_i):
-            best_k = kk
-            best_i = i
-            best_nn = nn
-        iw = cw[bj]
-        if iw >= 0:
-            kk = _ready(2, bj, gj, rj, bankT, bgT, rankT, now) * 4 + 1
-            if _better(kk, iw, best_k, best_i):
-                best_k = kk
-                best_i = iw
-                best_nn = 2
+        if isdirty[bj] == 0:
+            isdirty[bj] = 1
+            dirty[ndirty] = bj
+            ndirty += 1
     for j in range(n):
         if leader[j] >= 0:
             completion[j] = completion[leader[j]]
     return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 0
-
 
 # ------------------------------------------------------------------------------------------------
 

@@ -546,6 +546,14 @@ class AddressMapping:
             i = int(np.flatnonzero(over)[0])
             raise ValueError(f"address {hex(int(a.flat[i]))} at index {i} is beyond the capacity "
                              f"{hex(self.capacity)} ({self.capacity >> 30} GiB)")
+        R = self.t.ranks
+        if R & (R - 1):  # a non-power-of-two rank count leaves unused rank codes inside the range
+            ra = (a >> np.uint64(self.shifts["ra"])) & np.uint64((1 << self.bits["ra"]) - 1)
+            bad = ra >= np.uint64(R)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(f"address {hex(int(a.flat[i]))} at index {i} decodes to rank {int(ra.flat[i])} "
+                                 f"under mapping {self.scheme!r}, but the channel has {R} ranks")
         return a
 
     def decode(self, addr) -> dict[str, np.ndarray]:

@@ -1,0 +1,140 @@
+"""Replay speed of the fast DRAM model (requests/s) per trace type, before/after in the same run.
+
+Times :meth:`pimcast.host.dram_model.FastDRAMModel.run` (the event-driven kernel used by ``pimcast
+dram replay --model fast``) and :class:`pimcast.host.dram_model_ref.ReferenceDRAMModel` (the
+previous scan-per-step kernel, kept as the equivalence reference) on the same traces, same
+process, same machine: best of ``--repeat`` runs, wall time of ``run()`` including the address
+decode, excluding numba compilation (warm-up run first). Also checks that both emit the same
+command list (``same_commands``; recorded on a 20,000-request prefix so recording does not slow
+the timed runs). Prints a table and saves ``build/bench/dram_speed.json`` and ``dram_speed.png``.
+
+Usage: ``python benchmarks/dram_speed.py [--requests N] [--repeat K] [--standard S --ranks R]
+[--no-ref] [--out DIR]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def speed_traces(t, n: int, seed: int = 1) -> list[dict]:
+    """``[{name, addr, is_write, cycle, mapping}]``: the trace types whose speed is reported."""
+    from pimcast.host.trace import random_gather_trace
+
+    rng = np.random.default_rng(seed)
+    z = np.zeros(n, bool)
+    out = []
+
+    def add(name, addr, wr=z, mapping="rochrababgco", cyc=None):
+        out.append(dict(name=name, addr=np.asarray(addr, np.uint64)[:n], is_write=np.asarray(wr, bool)[:n],
+                        cycle=np.zeros(n, np.int64) if cyc is None else cyc[:n], mapping=mapping))
+
+    for rb in (64, 256, 1024):
+        add(f"gather-{rb}B", random_gather_trace(n, rb, seed=seed).addr)
+    g64 = random_gather_trace(n, 64, seed=seed + 1).addr
+    add("gather-64B-1/3-writes", g64, rng.random(n) < 1 / 3)
+    rows = (np.minimum(rng.zipf(1.2, n), 1 << 22) - 1) * 7919 % (1 << 22)
+    add("zipf1.2-64B", rows * 64)
+    per = 4
+    g = random_gather_trace(n // 2, 256, seed=seed + 2).addr.reshape(-1, per)
+    add("rmw-256B-rows", np.concatenate([g, g], axis=1).reshape(-1), np.tile(np.repeat([False, True], per), len(g)))
+    seq = np.arange(n, dtype=np.uint64) * 64
+    add("stream-rochrababgco", seq)
+    add("stream-bg-low", seq, mapping="rorabacobgch")
+    add("paced-gather-64B", g64, cyc=np.arange(n, dtype=np.int64) * 12)
+    return out
+
+
+def _best(model, tr, repeat):
+    best = float("inf")
+    res = None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        res = model.run(tr["addr"], tr["is_write"], tr["cycle"])
+        best = min(best, time.perf_counter() - t0)
+    return best, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pimcast.hdl.dram.timing import load_preset
+    from pimcast.host.dram_model import FastDRAMModel
+    from pimcast.host.dram_model_ref import ReferenceDRAMModel
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--standard", default="ddr4-3200")
+    ap.add_argument("--ranks", type=int, default=2)
+    ap.add_argument("--queue", type=int, default=32)
+    ap.add_argument("--no-ref", action="store_true", help="time the new kernel only")
+    ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
+    args = ap.parse_args(argv)
+    t = load_preset(args.standard, ranks=args.ranks)
+    rows = []
+    hdr = f"{'trace':<24}{'mapping':<14}{'fast Mreq/s':>12}{'ref Mreq/s':>12}{'speedup':>9}{'GB/s':>8}{'same cmds':>10}"
+    print(hdr)
+    print("-" * len(hdr))
+    for tr in speed_traces(t, args.requests):
+        fm = FastDRAMModel(t, tr["mapping"], queue=args.queue)
+        fm.warmup()
+        wf, rf = _best(fm, tr, args.repeat)
+        row = dict(name=tr["name"], mapping=tr["mapping"], requests=len(tr["addr"]), fast_s=round(wf, 4),
+                   fast_req_per_s=round(len(tr["addr"]) / wf), cycles=rf.cycles, GBps=round(rf.GBps, 2))
+        if not args.no_ref:
+            rm = ReferenceDRAMModel(t, tr["mapping"], queue=args.queue)
+            rm.warmup()
+            wr_, rr = _best(rm, tr, args.repeat)
+            k = min(20_000, len(tr["addr"]))
+            a = fm.run(tr["addr"][:k], tr["is_write"][:k], tr["cycle"][:k], record_commands=True)
+            b = rm.run(tr["addr"][:k], tr["is_write"][:k], tr["cycle"][:k], record_commands=True)
+            row.update(ref_s=round(wr_, 4), ref_req_per_s=round(len(tr["addr"]) / wr_),
+                       speedup=round(wr_ / wf, 2), same_cycles=rr.cycles == rf.cycles,
+                       same_commands=a.commands == b.commands)
+        rows.append(row)
+        print(f"{row['name']:<24}{row['mapping']:<14}{row['fast_req_per_s'] / 1e6:>12.2f}"
+              f"{row.get('ref_req_per_s', float('nan')) / 1e6:>12.2f}{row.get('speedup', float('nan')):>9.2f}"
+              f"{row['GBps']:>8.2f}{str(row.get('same_commands', '-')):>10}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    meta = dict(standard=args.standard, ranks=args.ranks, queue=args.queue, repeat=args.repeat,
+                host=platform.node(), cpus=os.cpu_count(), load_avg=os.getloadavg(),
+                timing="best-of-repeat wall time of FastDRAMModel.run incl. decode, excl. compilation")
+    (args.out / "dram_speed.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1) + "\n")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(9, 4))
+        x = np.arange(len(rows))
+        ax.bar(x - 0.2, [r["fast_req_per_s"] / 1e6 for r in rows], 0.4, label="fast (event-driven)")
+        if not args.no_ref:
+            ax.bar(x + 0.2, [r["ref_req_per_s"] / 1e6 for r in rows], 0.4, label="reference (scan per step)")
+        ax.axhline(5, color="k", ls="--", lw=1, label="5 M req/s target")
+        ax.set_xticks(x, [r["name"] for r in rows], rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel("million requests / s")
+        ax.set_title(f"fast DRAM model replay speed ({args.standard} x{args.ranks}, q{args.queue})")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.out / "dram_speed.png", dpi=120)
+    except ImportError:
+        pass
+    print(f"saved {args.out / 'dram_speed.json'}")
+    bad = [r["name"] for r in rows if r.get("same_commands") is False]
+    if bad:
+        print("COMMAND LISTS DIFFER:", ", ".join(bad))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The event-driven fast DRAM model (:mod:`pimcast.host.dram_model`, tournament tree of per-bank
+scheduling keys) against the previous scan-every-busy-bank kernel kept as
+:mod:`pimcast.host.dram_model_ref`: the command list (cycle, command, rank, bank group, bank,
+row, column), every request's completion cycle and the statistics must be identical, on the
+20-trace RTL-comparison suite (``benchmarks/dram_fast_vs_rtl.py``) under several presets, rank
+counts, queue depths and with duplicate merging on and off, and on random mixed traces."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pimcast.hdl.dram.timing import AddressMapping, load_preset
+from pimcast.host.dram_model import FastDRAMModel
+from pimcast.host.dram_model_ref import ReferenceDRAMModel
+
+_spec = importlib.util.spec_from_file_location(
+    "dram_fast_vs_rtl_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "dram_fast_vs_rtl.py")
+_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_bench)
+
+
+def _same(t, mapping, queue, merge, addr, wr, cyc):
+    a = FastDRAMModel(t, mapping, queue=queue, merge_duplicates=merge).run(addr, wr, cyc, record_commands=True)
+    b = ReferenceDRAMModel(t, mapping, queue=queue, merge_duplicates=merge).run(addr, wr, cyc,
+                                                                              record_commands=True)
+    assert len(a.commands) == len(b.commands)
+    for k, (x, y) in enumerate(zip(a.commands, b.commands)):
+        assert x == y, f"command {k} differs: fast {x} reference {y}"
+    assert np.array_equal(a.completion, b.completion)
+    assert a.stats() | {"requests_per_second": 0} == b.stats() | {"requests_per_second": 0}
+    return a
+
+
+CONFIGS = [("ddr4-3200", 2, 32, "rochrababgco"), ("ddr4-3200", 1, 8, "rochrababgco"),
+           ("ddr4-2400", 4, 16, "robarabgchco"), ("hbm2", 2, 32, "rochrababgco"),
+           ("ddr4-3200", 2, 3, "rorabacobgch")]
+
+
+@pytest.mark.parametrize("preset, ranks, queue, mapping", CONFIGS, ids=lambda v: str(v))
+def test_identical_commands_on_the_rtl_suite(preset, ranks, queue, mapping):
+    t = load_preset(preset, ranks=ranks)
+    suite = _bench.trace_suite(t, 1500, seed=ranks + queue)
+    assert len(suite) >= 20
+    for tr in suite:
+        for merge in {tr["merge"], not tr["merge"]}:
+            _same(t, mapping, queue, merge, tr["addr"], tr["is_write"], tr["cycle"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_identical_commands_on_random_mixes(seed):
+    rng = np.random.default_rng(100 + seed)
+    preset = ("ddr4-3200", "ddr4-2400", "hbm2")[seed % 3]
+    t = load_preset(preset, ranks=1 + seed % 4)
+    m = AddressMapping(("rochrababgco", "rorabacobgch", "robarabgchco")[seed % 3], t)
+    n = 3000
+    def rand(k):
+        return m.encode(ra=rng.integers(0, t.ranks, k), bg=rng.integers(0, t.bankgroups, k),
+                        ba=rng.integers(0, t.banks_per_group, k), ro=rng.integers(0, 64, k),
+                        co=rng.integers(0, t.requests_per_row, k)).astype(np.int64)
+
+    hot = rand(40)                                              # duplicates and same-address hazards
+    addr = np.where(rng.random(n) < 0.3, hot[rng.integers(0, 40, n)], rand(n))
+    wr = rng.random(n) < rng.uniform(0, 0.6)
+    cyc = np.sort(rng.integers(0, int(rng.integers(1, 6)) * n, n))  # idle gaps, bursts, refreshes
+    for merge in (False, True):
+        _same(t, m, int(rng.integers(1, 40)), merge, addr.astype(np.uint64), wr, cyc)
+
+
+def test_the_equivalence_check_can_fail():
+    # a different queue depth changes the schedule: the comparison above would notice
+    t = load_preset("ddr4-3200", ranks=2)
+    tr = _bench.trace_suite(t, 600, seed=1)[0]
+    with pytest.raises(AssertionError):
+        a = FastDRAMModel(t, queue=32).run(tr["addr"], record_commands=True)
+        b = ReferenceDRAMModel(t, queue=4).run(tr["addr"], record_commands=True)
+        assert a.commands == b.commands
+
+
+def test_unused_rank_code_is_an_error_naming_the_address():
+    t = load_preset("ddr4-3200", ranks=3)
+    m = AddressMapping("robarabgchco", t)      # rank bits in the middle: code 3 lies inside the capacity
+    a = int(m.encode(ra=2, ro=1)) + (1 << m.shifts["ra"])
+    assert a < m.capacity
+    with pytest.raises(ValueError, match=rf"{hex(a)} at index 1 decodes to rank 3 .* 3 ranks"):
+        FastDRAMModel(t, m).run(np.array([0, a], np.uint64))
