@@ -100,6 +100,19 @@ def _environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
+def verilator_opt() -> str:
+    """The C++ optimisation level of Verilator builds: ``PIMCAST_VERILATOR_OPT`` (default ``-O0``).
+
+    Measured on the 16-lane PIM core (2 cores): g++ ``-Os`` (Verilator's default) builds in ~11 min,
+    ``-O1`` in ~3.5 min, ``-O0`` in ~0.5 min; the simulation is slower at ``-O0`` (see README), which
+    the short test runs do not notice. Benchmarks that simulate long may set ``-O2``.
+    """
+    opt = os.environ.get("PIMCAST_VERILATOR_OPT", "-O0").strip()
+    if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
+        raise SimError(f"PIMCAST_VERILATOR_OPT must be one of -O0 -O1 -O2 -O3 -Os -Og, not {opt!r}")
+    return opt
+
+
 def run_cocotb(top: str, test_module: str | None = None, simulator: str = "verilator",
                build_dir: str | Path | None = None, parameters: Mapping[str, Any] | None = None,
                env: Mapping[str, str] | None = None, waves: bool = False,
@@ -127,10 +140,12 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
 
     vpath = generate(top, bdir / "hdl", config)
     meta = read_meta(vpath)
+    opt = ""
     if simulator == "verilator":
         from pimcast.sim.toolchain import apply_verilator_env
 
         apply_verilator_env()
+        opt = verilator_opt()
 
     runner = get_runner(simulator)
     # Icarus: -g2005 after the runner's -g2012. Under -g2012 a variable's declaration initialiser
@@ -140,12 +155,15 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
     build_args = ["-Wno-fatal"] if simulator == "verilator" else ["-g2005"]
     stamp = bdir / ".pimcast-build"
     stamp_text = _key({"v": vpath.read_text(), "waves": waves, "args": build_args,
-                       "parameters": dict(parameters or {}), "sim": simulator})
+                       "parameters": dict(parameters or {}), "sim": simulator, "opt": opt})
     exe = bdir / top
     need_build = simulator != "verilator" or not (exe.exists() and stamp.is_file()
                                                    and stamp.read_text() == stamp_text)
     if need_build:
         log = bdir / "build.log"
+        saved_flags = os.environ.get("MAKEFLAGS")
+        if opt:
+            os.environ["MAKEFLAGS"] = f"{saved_flags or ''} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
         try:
             runner.build(sources=[vpath], hdl_toplevel=top, build_dir=bdir, parameters=dict(parameters or {}),
                          build_args=build_args, timescale=TIMESCALE, waves=waves,
@@ -155,6 +173,11 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
         except (RuntimeError, SystemExit) as exc:
             tail = log.read_text()[-4000:] if log.is_file() else ""
             raise SimError(f"{simulator} build of {top} failed ({exc}); log {log}:\n{tail}") from exc
+        finally:
+            if saved_flags is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = saved_flags
         stamp.write_text(stamp_text)
     else:
         # the runner needs its build-time attributes even when the build is skipped

@@ -204,11 +204,13 @@ if cocotb is not None:
                 await _put_table(drv, base, w.table)
                 idx, offs = torch.from_numpy(w.indices), torch.from_numpy(w.offsets)
                 wt = None if w.weights is None else torch.from_numpy(w.weights)
+                g0 = drv.cycles
                 got = await drv.gather_reduce(base, dim * 4, idx, offs, wt, rows=48)
+                g_cycles = drv.cycles - g0
                 want = gather_reduce(torch.from_numpy(w.table), idx, offs, wt)
                 _assert_bits(got, want, f"gather D={dim} {name}")
                 lookups += int(w.indices.size)
-                _stats({"test": f"gather_d{dim}_{name}", "cycles": drv.last_cycles, "lookups": int(w.indices.size),
+                _stats({"test": f"gather_d{dim}_{name}", "cycles": g_cycles, "lookups": int(w.indices.size),
                         "bags": int(lengths.size), "dim": dim})
             # bag lengths 0..maxlen in one batch (every length once, shuffled), duplicates across bags
             lengths = rng.permutation(np.arange(0, maxlen + 1, max(1, maxlen // 12)))
@@ -243,9 +245,11 @@ if cocotb is not None:
                 c = cast(idx, offs)
                 await _put_table(drv, base, dy.numpy())
                 wts = None if psw is None else psw[c.perm].contiguous()
+                g0 = drv.cycles
                 got = await drv.gather_reduce(base, dim * 4, c.casted_index, c.casted_offsets, wts, rows=bags)
+                g_cycles = drv.cycles - g0
                 _assert_bits(got, tc_backward(dy, c, psw), f"tc_backward D={dim} weighted={weighted}")
-                _stats({"test": f"tc_backward_d{dim}_w{int(weighted)}", "cycles": drv.last_cycles,
+                _stats({"test": f"tc_backward_d{dim}_w{int(weighted)}", "cycles": g_cycles,
                         "lookups": int(idx.numel()), "unique": c.num_unique})
 
     @cocotb.test()
@@ -276,7 +280,9 @@ if cocotb is not None:
                 grads[0] = 0.0                    # row 1 stays -0.0 through every round
                 lr = float(rng.choice([0.01, 0.5, 3.0]))
                 want = sgd(torch.from_numpy(table), rows, grads, lr)
+                s0 = drv.cycles
                 await drv.scatter_sgd(base, dim * 4, rows, grads, lr, table_rows=nrows)
+                s_cycles = drv.cycles - s0
                 got = np.frombuffer(await drv.read(base, nrows * dim * 4), dtype=np.float32).reshape(nrows, dim)
                 _assert_bits(torch.from_numpy(got.copy()), want, f"sgd D={dim} count={count}")
                 assert (_raw(torch.from_numpy(got.copy()))[1] == 0x80000000).all(), "-0.0 lost its sign"
@@ -284,7 +290,7 @@ if cocotb is not None:
                 assert await drv.read(base - len(guard), len(guard)) == guard
                 assert await drv.read(base + nrows * dim * 4, len(guard)) == guard
                 table = got.copy()
-                _stats({"test": f"sgd_d{dim}_n{count}", "cycles": drv.last_cycles, "rows": count, "dim": dim})
+                _stats({"test": f"sgd_d{dim}_n{count}", "cycles": s_cycles, "rows": count, "dim": dim})
             # every DRAM burst outside the table's beats kept its bits
             table_keys = set()
             after = drv.dev.store

@@ -1,0 +1,193 @@
+"""Forward gather-reduce on the PIM core RTL vs the host-side gather, per workload (issue 4 §5).
+
+For each workload (D in {16, 64, 128, 256}; uniform or Zipf(0.9) row ids over a 1 M-row table;
+pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
+
+* ``rtl_rank`` — **measured on the generated Verilog**: the rank-level placement puts one core
+  per rank; with the rank mapping ``robabgcorach`` consecutive 64 B beats alternate ranks, so
+  each rank's core gathers, for every lookup, the beats of the row its rank holds (half a row when
+  a row has >= 2 beats, the whole row on one rank for D = 16). Both ranks' shares run on the core
+  RTL (:mod:`pimcast.sim.bench_core`: cocotb, DRAM device model + protocol checker, no stalls on
+  the host streams); the DIMM's time is the slower rank.
+* ``host`` — the host-side baseline on the same preset: the controller alone reading every row to
+  the host over the shared channel (both ranks, CPU mapping ``rorabacobgch``), timed by the fast
+  DRAM model (:class:`pimcast.host.baselines.ChannelTimer`, ``timing="fast"``; within 5 % of the
+  controller RTL per issue 3).
+* ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles for the rank and
+  bank-group placements (the bank-group core has no RTL).
+* ceilings — FACTS.md §3 bounds (:func:`pimcast.host.baselines.gather_ceilings`).
+
+Prints a table, saves ``build/bench/core_speedup.json`` and ``core_speedup.png``.
+
+Usage: ``python benchmarks/core_speedup.py [--simulator icarus|verilator] [--lookups N] [--dims 16,64,128,256]
+[--pooling 1,20,100] [--out build/bench]``  (Icarus: ~15 min for the default grid on 2 cores.)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+TABLE_ROWS = 1 << 20
+ZIPF_ALPHA = 0.9
+
+
+def make_indices(rng, dist: str, n: int, rows: int) -> np.ndarray:
+    from pimcast.host.workloads import zipf_indices
+
+    return zipf_indices(rng, n, rows, 0.0 if dist == "uniform" else ZIPF_ALPHA)
+
+
+def rank_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, ranks: int = 2):
+    """The core-local GATHER_REDUCE of ``rank`` for a device-level gather (rank = beat mod ranks).
+
+    Returns ``(local idx, local offsets, local row bytes, local table rows)``."""
+    beats = -(-dim * 4 // 64)
+    if beats % ranks == 0:                 # every row splits evenly: all lookups, 1/ranks of a row
+        return idx, off, beats // ranks * 64, TABLE_ROWS
+    if beats != 1:
+        raise ValueError(f"rows of {beats} beats do not split over {ranks} ranks")
+    keep = (idx % ranks) == rank           # one-beat rows alternate ranks
+    bag = np.searchsorted(off, np.arange(idx.size), side="right") - 1
+    lengths = np.bincount(bag[keep], minlength=off.size)
+    loff = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    return idx[keep] // ranks, loff, 64, TABLE_ROWS // ranks
+
+
+def host_cycles(idx: np.ndarray, dim: int) -> int:
+    from pimcast.host.baselines import ChannelTimer
+
+    beats = -(-dim * 4 // 64)
+    addr = (idx[:, None] * beats + np.arange(beats)[None, :]).reshape(-1) * 64
+    return int(ChannelTimer("ddr4-3200", ranks=2, timing="fast", max_timed=1 << 20).time(addr))
+
+
+def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int) -> int:
+    import torch
+
+    from pimcast.host import open_device
+
+    dev = open_device("model", config, timing="fast")
+    dev.alloc("t", TABLE_ROWS, dim)
+    dev.reset_stats()
+    dev.gather_reduce("t", torch.from_numpy(idx), torch.from_numpy(off))
+    return int(dev.stats()["cycles"])
+
+
+def run_rtl(workloads: list[dict], simulator: str) -> list[dict]:
+    from pimcast.sim.runner import run_cocotb
+    from pimcast.sim.tb_core import TEST_OVERRIDES, register_top
+
+    top, env = register_top("rank-ddr4-3200-1rank", **TEST_OVERRIDES)
+    arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in workloads])}
+    for k, w in enumerate(workloads):
+        arrays[f"idx_{k}"], arrays[f"off_{k}"] = w["idx"], w["off"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "workloads.npz"
+        np.savez(path, **arrays)
+        res = run_cocotb(top, "pimcast.sim.bench_core", simulator=simulator,
+                         env={**env, "PIMCAST_CORE_WORKLOADS": str(path)})
+    if not res.ok:
+        raise RuntimeError(f"core measurement failed: {res.error or res.failures} (see {res.build_dir})")
+    return [s for s in res.stats if s.get("test") == "measure"]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--simulator", default="icarus", choices=("icarus", "verilator"))
+    ap.add_argument("--lookups", type=int, default=400, help="lookups per workload (default 400)")
+    ap.add_argument("--dims", default="16,64,128,256")
+    ap.add_argument("--pooling", default="1,20,100")
+    ap.add_argument("--dists", default="uniform,zipf")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(REPO / "build" / "bench"))
+    args = ap.parse_args(argv)
+    from pimcast.host.baselines import gather_ceilings
+
+    rng = np.random.default_rng(args.seed)
+    cases, jobs = [], []
+    for dim in [int(x) for x in args.dims.split(",")]:
+        for dist in args.dists.split(","):
+            for pool in [int(x) for x in args.pooling.split(",")]:
+                bags = max(1, args.lookups // pool)
+                idx = make_indices(rng, dist, bags * pool, TABLE_ROWS)
+                off = np.arange(bags, dtype=np.int64) * pool
+                case = {"dim": dim, "dist": dist, "pooling": pool, "bags": bags, "lookups": int(idx.size),
+                        "idx": idx, "off": off}
+                for r in range(2):
+                    li, lo, rb, rows = rank_share(idx, off, dim, r)
+                    jobs.append({"name": f"d{dim}-{dist}-p{pool}-r{r}", "idx": li, "off": lo, "row_bytes": rb,
+                                 "rows": rows, "base": 0})
+                cases.append(case)
+    t0 = time.perf_counter()
+    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator)}
+    rtl_seconds = time.perf_counter() - t0
+    rows_out = []
+    print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
+          f"{'model bg':>9} {'rtl x':>6} {'ceil':>5} {'%ceil':>6} {'model bg x':>10} {'bg ceil':>7}")
+    for c in cases:
+        name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
+        r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
+        rtl = max(r0["cycles"], r1["cycles"])
+        host = host_cycles(c["idx"], c["dim"])
+        mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"])
+        mb = model_cycles("bankgroup-ddr4-3200", c["idx"], c["off"], c["dim"])
+        ceil = gather_ceilings(c["dim"])
+        rec = {k: c[k] for k in ("dim", "dist", "pooling", "bags", "lookups")}
+        rec.update({"host_cycles": host, "rtl_rank_cycles": rtl, "rtl_rank_cycles_per_rank": [r0["cycles"], r1["cycles"]],
+                    "rtl_acts": r0["acts"] + r1["acts"], "model_rank_cycles": mr, "model_bankgroup_cycles": mb,
+                    "speedup_rtl_rank": host / rtl, "speedup_model_rank": host / mr,
+                    "speedup_model_bankgroup": host / mb, "ceiling_rank": ceil["speedup_rank"],
+                    "ceiling_bankgroup": ceil["speedup_bankgroup_per_rank_ca"]})
+        rec["rtl_rank_pct_of_ceiling"] = 100 * rec["speedup_rtl_rank"] / rec["ceiling_rank"]
+        rows_out.append(rec)
+        print(f"{c['dim']:>4} {c['dist']:>7} {c['pooling']:>4} {c['lookups']:>7} {host:>8} {rtl:>9} {mr:>10} {mb:>9} "
+              f"{rec['speedup_rtl_rank']:>6.2f} {rec['ceiling_rank']:>5.2f} {rec['rtl_rank_pct_of_ceiling']:>5.0f}% "
+              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
+    sim_cycles = sum(m["cycles"] for m in meas.values())
+    sim_secs = sum(m["seconds"] for m in meas.values())
+    lookups = sum(m["lookups"] for m in meas.values())
+    speed = {"simulator": args.simulator, "cycles": sim_cycles, "seconds": round(sim_secs, 2),
+             "cycles_per_s": sim_cycles / sim_secs, "lookups_per_s": lookups / sim_secs,
+             "wall_with_build_s": round(rtl_seconds, 1)}
+    print(f"RTL simulation speed ({args.simulator}): {speed['cycles_per_s']:.0f} cycles/s, "
+          f"{speed['lookups_per_s']:.0f} lookups/s (core-local lookups; build + run {rtl_seconds:.0f} s)")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "core_speedup.json").write_text(json.dumps({"cases": rows_out, "sim_speed": speed,
+                                                       "table_rows": TABLE_ROWS, "zipf_alpha": ZIPF_ALPHA}, indent=1))
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, len(args.dists.split(",")), figsize=(11, 4), sharey=True, squeeze=False)
+        for ax, dist in zip(axes[0], args.dists.split(",")):
+            for pool in sorted({r["pooling"] for r in rows_out}):
+                rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == pool]
+                ax.plot([r["dim"] for r in rs], [r["speedup_rtl_rank"] for r in rs], "o-", label=f"RTL rank, pool {pool}")
+            rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == max(r2["pooling"] for r2 in rows_out)]
+            ax.plot([r["dim"] for r in rs], [r["speedup_model_bankgroup"] for r in rs], "s--", label="model bank-group")
+            ax.plot([r["dim"] for r in rs], [r["ceiling_rank"] for r in rs], "k:", label="rank ceiling")
+            ax.plot([r["dim"] for r in rs], [r["ceiling_bankgroup"] for r in rs], "k-.", label="bank-group ceiling")
+            ax.set_xscale("log", base=2)
+            ax.set_title(f"{dist} indices")
+            ax.set_xlabel("D (fp32 per row)")
+        axes[0][0].set_ylabel("speedup vs host gather")
+        axes[0][-1].legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "core_speedup.png", dpi=120)
+    except ImportError:  # pragma: no cover
+        pass
+    print(f"saved {out / 'core_speedup.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
