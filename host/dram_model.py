@@ -55,12 +55,23 @@ compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and mas
 per bank, per bank group and per rank "earliest cycle" of each command (ACT/RD/WR/PRE), per-rank
 PREA/REF, and a per-rank ring of the last four ACTs (tFAW); a command updates them from the gap
 tables (:func:`gap_tables`, compiled from :func:`~pimcast.hdl.dram.timing.timing_rules`). Queue:
-a global age-ordered list and per-bank age-ordered lists. Event skipping: after each step the
-kernel scans the *busy banks* only (one ACT or PRE candidate per bank, the oldest eligible row-hit
-RD and WR per bank), takes the earliest ready candidate of each class (oldest among equals), and
-jumps to the earliest of: that command, the next request's acceptance, a refresh falling due.
-A request accepted while no command is due is merged into the last scan without re-scanning.
-The result is the RTL's cycle-by-cycle schedule, not an approximation of it.
+per-bank rings of request indices in age order (attributes read from the per-request arrays) and
+a pointer to the oldest queued request (requests are accepted in trace order).
+
+Event-driven selection: each bank caches its scheduling candidate (recomputed only when a command
+to that bank, an acceptance into it, a PREA/REF of its rank or a change of the starvation-guard
+bank marks it dirty) and a key = (earliest legal cycle * 4 + class priority, request age). The
+keys sit in a tournament tree over the banks. Every timing value only grows, so a stored key is
+a lower bound of the bank's true key until its candidate changes: the winner is found by
+re-evaluating the root's bank and re-running its leaf-to-root path until the root's stored key is
+exact (~3 evaluations per step on a 64 B random gather instead of a scan of ~20 busy banks). The
+kernel then jumps straight to the earliest of that command, the next acceptance and the next
+refresh falling due. The result is the RTL's cycle-by-cycle schedule, not an approximation of it:
+``tests/test_dram_model_equiv.py`` checks that the command list, every completion cycle and every
+statistic are identical to those of the previous scan-every-busy-bank kernel (kept as
+:mod:`pimcast.host.dram_model_ref`) on the 20-trace RTL-comparison suite under five
+configurations (DDR4-3200 x1/x2, DDR4-2400 x4, HBM2, queues 3-32, merging on/off) and on random
+mixes with duplicates, same-address hazards, idle gaps and refreshes.
 
 Agreement with the RTL: on the ``benchmarks/dram_fast_vs_rtl.py`` suite (20 traces: uniform and
 Zipf gathers, streams, 1/3 and all writes, read-modify-write rows, read-after-write hazards,
@@ -68,11 +79,14 @@ row-hit / bank-conflict heavy, paced and bursty arrivals) the emitted command li
 to the RTL's command port, cycle for cycle, for DDR4-3200 x2 ranks queue 32 and DDR4-2400 x1
 queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.08 %).
 
-Speed (2-core host shared with other jobs; CPU time of :meth:`FastDRAMModel.run` incl. decode,
-200,000 requests, best of 3): 64 B random gather 1.0 M requests/s, 256 B 2.8 M, 1 KB 4.3 M,
-sequential streams and whole-row gathers 6.6-7.3 M; wall-clock rates are 30-50 % lower while the
-host is loaded. What limits it: one scan of the busy banks per issued command (~20 busy banks and
-three commands per request on the 64 B gather), not the Python wrapper (< 3 % of the time).
+Speed (``benchmarks/dram_speed.py``: 200,000 requests, DDR4-3200 x2, queue 32, best of 3, CPU
+time of :meth:`FastDRAMModel.run` incl. decode, on the shared 2-core host): 64 B random gather
+~1.1 M requests/s, 256 B ~2.1-2.3 M, 1 KB ~3.4 M, 1/3 writes ~1.2 M, sequential stream under
+``rochrababgco`` ~3.5 M, under a bank-group-low mapping ~5.3-6 M. The event-driven selection made
+the candidate choice cheap, but the per-step work that remains (timing-table updates, queue and
+candidate bookkeeping, data-dependent branches: ~250 ns per command on this host, three commands
+per request on a random 64 B gather) keeps random gathers well below 5 M requests/s; the
+previous kernel runs at about the same speed on this host (``ref`` column of the benchmark).
 """
 from __future__ import annotations
 
@@ -203,16 +217,18 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         b_rank[x] = x // (G * BPG)
     # the queue: per-bank lists in age order; the oldest queued request is found by a pointer
     # over the trace (requests are accepted in trace order)
-    bq_i = np.empty((NB, Q), np.int64)
-    bq_row = np.empty((NB, Q), np.int64)
-    bq_w = np.empty((NB, Q), np.uint8)
-    bq_dep = np.empty((NB, Q), np.int64)
-    bq_col = np.empty((NB, Q), np.int64)
+    QC = 1
+    while QC < Q:
+        QC *= 2
+    QM = QC - 1
+    bq = np.empty((NB, QC), np.int64)             # per-bank ring of queued requests, age order
+    bh = np.zeros(NB, np.int64)                   # ring head
     bn = np.zeros(NB, np.int64)
+    dep = np.full(n, -1, np.int64)                # older same-address request still to issue
     nq = 0
     oldest = 0
     use_prev = prev_same.shape[0] == n
-    cnn = np.full(NB, -1, np.int64)               # cached per-bank candidate (see _cand)
+    cnn = np.full(NB, -1, np.int64)               # cached per-bank candidate (see the selection)
     ci = np.full(NB, -1, np.int64)
     cw = np.full(NB, -1, np.int64)
     PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
@@ -306,19 +322,21 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     cnn[b] = -1
                 elif orow < 0:
                     cnn[b] = 0
-                    ci[b] = bq_i[b, 0]
+                    ci[b] = bq[b, bh[b]]
                 elif hitcnt[b] > 0 and b != gbank:
                     ir = -1
                     iw = -1
+                    h0 = bh[b]
                     for k in range(bn[b]):
-                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
-                            if bq_w[b, k]:
+                        q = bq[b, (h0 + k) & QM]
+                        if row[q] == orow and dep[q] < 0:
+                            if wr[q]:
                                 if iw < 0:
-                                    iw = bq_i[b, k]
+                                    iw = q
                                     if ir >= 0:
                                         break
                             elif ir < 0:
-                                ir = bq_i[b, k]
+                                ir = q
                                 if iw >= 0:
                                     break
                     if ir >= 0:
@@ -332,7 +350,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                         cnn[b] = -1
                 else:
                     cnn[b] = 3
-                    ci[b] = bq_i[b, 0]
+                    ci[b] = bq[b, bh[b]]
                 exact = False
             else:
                 b = tree[1]
@@ -470,8 +488,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 rowv = row[i]
                 open_row[b] = rowv
                 c = 0
+                h0 = bh[b]
                 for k in range(bn[b]):
-                    if bq_row[b, k] == rowv:
+                    if row[bq[b, (h0 + k) & QM]] == rowv:
                         c += 1
                 hitcnt[b] = c
                 acts += 1
@@ -501,21 +520,23 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     nq -= 1
                     # leave the bank list (keep age order) and release same-address dependants
                     m = bn[b]
-                    k = 0
-                    while bq_i[b, k] != i:
-                        k += 1
-                    while k < m - 1:
-                        bq_i[b, k] = bq_i[b, k + 1]
-                        bq_row[b, k] = bq_row[b, k + 1]
-                        bq_w[b, k] = bq_w[b, k + 1]
-                        bq_dep[b, k] = bq_dep[b, k + 1]
-                        bq_col[b, k] = bq_col[b, k + 1]
-                        k += 1
+                    h0 = bh[b]
+                    if bq[b, h0] == i:
+                        h0 = (h0 + 1) & QM
+                        bh[b] = h0
+                    else:
+                        k = 1
+                        while bq[b, (h0 + k) & QM] != i:
+                            k += 1
+                        while k < m - 1:
+                            bq[b, (h0 + k) & QM] = bq[b, (h0 + k + 1) & QM]
+                            k += 1
                     m -= 1
                     bn[b] = m
                     for k in range(m):
-                        if bq_dep[b, k] == i:
-                            bq_dep[b, k] = -1
+                        q = bq[b, (h0 + k) & QM]
+                        if dep[q] == i:
+                            dep[q] = -1
                     if code == 2:
                         tl = hh + hn
                         if tl >= HC:
@@ -564,9 +585,11 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             p = -1
             rj_ = row[j]
             cj_ = col[j]
+            h0 = bh[bj]
             for k in range(m - 1, -1, -1):
-                if bq_row[bj, k] == rj_ and bq_col[bj, k] == cj_:
-                    p = bq_i[bj, k]
+                q = bq[bj, (h0 + k) & QM]
+                if row[q] == rj_ and col[q] == cj_:
+                    p = q
                     break
         if merge and wr[j] == 0 and p >= 0 and wr[p] == 0:
             if casdone[p] == 0 or completion[p] > T:
@@ -575,12 +598,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 remaining -= 1
                 continue
         nq += 1
-        bq_i[bj, m] = j
-        bq_col[bj, m] = col[j]
-        bq_row[bj, m] = row[j]
-        bq_w[bj, m] = wr[j]
-        dep = p if (p >= 0 and casdone[p] == 0) else -1
-        bq_dep[bj, m] = dep
+        bq[bj, (bh[bj] + m) & QM] = j
+        if p >= 0 and casdone[p] == 0:
+            dep[j] = p
         bn[bj] = m + 1
         if open_row[bj] == row[j]:
             hitcnt[bj] += 1
