@@ -135,6 +135,7 @@ class Bench:
         self.errors: list[str] = []
         self.reads_done = 0
         self.writes_accepted = 0
+        self.req_blocked = 0                                # cycles a request was offered but not taken
 
     # addresses --------------------------------------------------------------------------------
     def addr(self, ra=0, bg=0, ba=0, ro=0, co=0) -> int:
@@ -228,6 +229,8 @@ class Bench:
                 self.accepted.append((c, addr, we))
                 pos += 1
                 offered = False
+            elif offered:
+                self.req_blocked += 1       # offered, not taken: queue (or write buffer) full
                 progress_at = c
             if r and h_rv.value == 1:
                 pl = h_rp.value.to_unsigned()
@@ -521,6 +524,48 @@ async def test_random_traffic(dut):
     refs = _check_refreshes(b)
     _stats({"test": "random", "requests": count, "cycles": cycles, "seconds": dt,
             "cycles_per_s": cycles / dt, "refreshes": refs, "commands": len(b.dev.commands)})
+
+
+@_skip_in_replay
+async def test_corner_mix(dut):
+    """Random corner cases: every address field at 0 or its maximum (rank, bank group, bank, row
+    0 / last, column 0 / 1 / last), so bank 0 / row 0 / column 0 and tag 0 come up constantly;
+    runs of back-to-back reads of one bank (row hits and conflicts), same-address read/write
+    chains, requests offered every cycle (the queue fills) against heavy response back-pressure
+    (the read-return buffer fills), long enough for refreshes to fall due mid-stream. The
+    scoreboard checks every read's data and the device model every command; here also: the queue
+    was full, refreshes were issued while requests were pending, tag 0 was used."""
+    b = Bench(dut, _seed() + 31)
+    t, rng = b.t, b.rng
+    b.free_tags = list(reversed(range(1 << b.TB)))      # pop() hands out tag 0 first
+    await b.start()
+    cols = t.requests_per_row
+    pool = [b.addr(ra=ra, bg=bg, ba=ba, ro=ro, co=co)
+            for ra in {0, t.ranks - 1} for bg in {0, t.bankgroups - 1} for ba in {0, t.banks_per_group - 1}
+            for ro in {0, t.rows - 1} for co in {0, 1, cols - 1}]
+    reqs = []
+    while len(reqs) < max(600, (3 * t.tREFI) // 4):
+        kind = rng.random()
+        if kind < 0.3:      # a run of reads to one bank: same row (hits) or both rows (conflicts)
+            a0 = rng.choice(pool)
+            same = [a for a in pool if b.key(a)[:3] == b.key(a0)[:3]]
+            reqs += [(rng.choice(same), 0, 0) for _ in range(rng.randrange(2, 9))]
+        elif kind < 0.45:   # read / write / read of one address
+            a0 = rng.choice(pool)
+            reqs += [(a0, 0, 0), (a0, 1, rng.getrandbits(512)), (a0, 0, 0)]
+        else:
+            we = rng.random() < 0.3
+            reqs.append((rng.choice(pool), int(we), rng.getrandbits(512) if we else 0))
+    cycles = await b.run(reqs, arrive=1.0, ready=0.25, stall_limit=6000)
+    refs = _check_refreshes(b)
+    span = (b.accepted[0][0], b.accepted[-1][0])
+    mid = [c for c in b.cmds("REF") if span[0] < c[0] < span[1]]
+    assert mid, f"no refresh while requests were pending (accepted {span}, tREFI {t.tREFI})"
+    assert b.req_blocked > 0, "the request queue never filled"
+    assert any(r[1] == 0 for r in b.responses), "tag 0 never used"
+    assert len(b.responses) == sum(1 for r in reqs if not r[1])
+    _stats({"test": "corner_mix", "requests": len(reqs), "cycles": cycles, "refreshes": refs,
+            "refreshes_mid_stream": len(mid), "req_blocked_cycles": b.req_blocked})
 
 
 @_skip_in_replay

@@ -27,12 +27,23 @@ def test_bankctl_directed_random_refresh(simulator):
     count = "1500" if simulator == "icarus" else "4000"
     res = run_bankctl(simulator, env={"PIMCAST_BANKCTL_COUNT": count, "PIMCAST_SEED": "5"}, **CONFIG)
     assert res.error is None, res.error
-    # 11 tests (test_trace_replay is skipped outside replay mode but counted)
-    assert (res.tests, res.failures) == (12, 0), res.build_dir
+    # 12 tests (test_trace_replay is skipped outside replay mode but counted)
+    assert (res.tests, res.failures) == (13, 0), res.build_dir
     lat = _stat(res, "latency")
     assert lat["closed_read"] == 22 + 22 + 4 + 3 and lat["row_hit"] == 22 + 4 + 3
     assert _stat(res, "random")["requests"] == int(count)
     assert _stat(res, "refresh_saturation")["refreshes"] >= 6
+
+
+@pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
+def test_bankctl_corner_mix_icarus():
+    """Corner addresses (every field 0 or maximum), tag 0, back-to-back same-bank reads, the queue
+    full under response back-pressure, refreshes mid-stream: zero violations, all data right."""
+    res = run_bankctl("icarus", env={"PIMCAST_SEED": "13"}, testcase="test_corner_mix", **CONFIG)
+    assert res.error is None, res.error
+    assert (res.tests, res.failures) == (1, 0), res.build_dir
+    st = _stat(res, "corner_mix")
+    assert st["refreshes_mid_stream"] >= 1 and st["req_blocked_cycles"] > 0
 
 
 @pytest.mark.slow
