@@ -3,7 +3,7 @@
 #   make test   the whole test suite (fast tests + slow RTL regressions)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= --durations=25
 
 .PHONY: run test test-fast setup lint verilog bench clean
 

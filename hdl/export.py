@@ -80,7 +80,10 @@ def elaborate(top: str, config: Any = None) -> tuple[str, dict[str, Any], dict[s
 
     if top not in TOPS:
         raise ExportError(f"unknown top {top!r}; known tops: {', '.join(TOPS)}")
-    component = TOPS[top](config)
+    try:
+        component = TOPS[top](config)
+    except (ValueError, TypeError) as exc:     # a config this top cannot be built for
+        raise ExportError(f"cannot build top {top!r}: {exc}") from exc
     ports = _ports(component)
     # Prepare the fragment ourselves (as verilog.convert does internally) so that
     # convert_fragment hands back the signal-name map.

@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"pimcast {name}", description=COMMANDS[name][1])
     module.add_arguments(parser)
     args = parser.parse_args(rest)
-    return int(module.main(args) or 0)
+    from pimcast.hdl.export import ExportError
+
+    try:
+        return int(module.main(args) or 0)
+    except ExportError as exc:       # a top that cannot be built for the given config
+        print(f"pimcast {name}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

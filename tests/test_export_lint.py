@@ -121,3 +121,37 @@ endmodule
     res = lint_file(v, "bad")
     assert not res.clean
     assert any("UNUSEDSIGNAL" in w and "lost_sum" in w for w in res.warnings)
+
+
+@pytest.mark.slow   # one core elaboration (~20 s) per config, one lint (~40 s) per distinct Verilog
+@pytest.mark.rtl
+@pytest.mark.skipif(not have_verilator(), reason="Verilator missing")
+def test_core_lint_clean_for_every_pim_config(tmp_path):
+    from pathlib import Path
+
+    import pimcast
+
+    root = Path(pimcast.__file__).resolve().parents[1] / "configs" / "pim"
+    seen: dict[str, str] = {}
+    rank, rejected = [], []
+    for cfg in sorted(root.glob("*.yaml")):
+        try:
+            v = generate("core", tmp_path / cfg.stem, str(cfg))
+        except ExportError as exc:
+            assert "placement 'bankgroup' has no RTL core" in str(exc), exc
+            rejected.append(cfg.stem)
+            continue
+        rank.append(cfg.stem)
+        text = v.read_text()
+        if text not in seen:
+            res = lint_file(v, "core")
+            assert res.clean, (cfg.stem, res.warnings[:5])
+            seen[text] = cfg.stem
+    assert rank and rejected == ["bankgroup-ddr4-3200"]
+
+
+def test_top_that_cannot_be_built_for_a_config_exits_2(tmp_path, capsys):
+    assert cli(["verilog", "--top", "core", "--config", "bankgroup-ddr4-3200", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "placement 'bankgroup' has no RTL core" in err and "cannot build top 'core'" in err
+    assert not list(tmp_path.iterdir())
