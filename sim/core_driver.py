@@ -123,14 +123,12 @@ class CoreDriver:
     async def start(self, reset_cycles: int = 3) -> None:
         """Start the clock, reset the core, start the per-cycle loop."""
         import cocotb
-        from cocotb.clock import Clock
         from cocotb.triggers import Lock, RisingEdge
 
+        from pimcast.sim.streams import start_clock
+
         dut = self.dut
-        if "icarus" in cocotb.SIM_NAME.lower():
-            Clock(dut.clk, 10, unit="ns", impl="gpi").start()
-        else:
-            Clock(dut.clk, 10, unit="ns").start()
+        start_clock(dut)
         dut.insn__valid.value = 0
         dut.insn__payload.value = 0
         dut.din__valid.value = 0

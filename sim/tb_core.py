@@ -120,6 +120,11 @@ async def _driver(dut, salt: int = 0):
     return drv, np.random.default_rng(seed)
 
 
+def _dims() -> list[int]:
+    """Row widths (fp32 per row) of the sweeps: ``PIMCAST_CORE_DIMS`` (default ``16,64``)."""
+    return [int(d) for d in os.environ.get("PIMCAST_CORE_DIMS", "16,64").split(",") if d.strip()]
+
+
 def _bits(t) -> np.ndarray:
     from pimcast.models.numerics import canonicalize_nan, f32_to_bits
 
@@ -184,7 +189,7 @@ if cocotb is not None:
         from pimcast.sim.tb_reduce import make_workload, random_lengths
 
         drv, rng = await _driver(dut, 2)
-        dims = [int(d) for d in os.environ.get("PIMCAST_CORE_DIMS", "16,64").split(",") if d.strip()]
+        dims = _dims()
         maxlen = _env_int("PIMCAST_CORE_MAXLEN", 100)
         nbags = _env_int("PIMCAST_CORE_BAGS", 12)
         lookups = 0
@@ -232,7 +237,7 @@ if cocotb is not None:
         from pimcast.models.tensor_cast import cast, tc_backward
 
         drv, rng = await _driver(dut, 3)
-        dims = [int(d) for d in os.environ.get("PIMCAST_CORE_DIMS", "16,64").split(",") if d.strip()]
+        dims = _dims()
         base = 64 * 300
         for dim in dims:
             for weighted in (False, True):
@@ -261,7 +266,7 @@ if cocotb is not None:
         from pimcast.sim.tb_reduce import extreme_values
 
         drv, rng = await _driver(dut, 4)
-        dims = [int(d) for d in os.environ.get("PIMCAST_CORE_DIMS", "16,64").split(",") if d.strip()]
+        dims = _dims()
         base = 64 * 2000
         for dim in dims:
             nrows = 40
