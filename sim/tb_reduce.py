@@ -27,6 +27,8 @@ Settings (environment variables, set by ``pimcast.sim.runner``):
 ``PIMCAST_REDUCE_MAXLEN``   longest bag in ``test_sizes`` (default 40)
 ``PIMCAST_REDUCE_DIMS``     comma-separated row sizes D (default ``16,32,64,128,256``)
 ``PIMCAST_REDUCE_LATENCY``  the RTL's documented latency (``ReductionUnit.latency``)
+``PIMCAST_REDUCE_RECURRENCE`` cycles between two dependent beats (``ReductionUnit.recurrence``;
+                            default: the latency, a unit with forwarding)
 ``PIMCAST_STATS``           JSON-lines file receiving per-test figures (beats, cycles, seconds)
 """
 from __future__ import annotations
@@ -302,27 +304,29 @@ if cocotb is not None:
         await check_workload(dut, "hazard-bp", w, contexts=1, idle=0.2, backpressure=0.3, seed=5)
         w = make_workload(rng, lanes, [40, 40], weighted=False, extreme=False)
         mon = await check_workload(dut, "hazard-1ctx", w, contexts=1, idle=0.0, backpressure=0.0, seed=6)
-        lat = _env_int("PIMCAST_REDUCE_LATENCY", 0)
+        rec = _env_int("PIMCAST_REDUCE_RECURRENCE", _env_int("PIMCAST_REDUCE_LATENCY", 0))
         gaps = [b - a for a, b in zip(mon.in_cycles, mon.in_cycles[1:])]
-        # dependent rows L cycles apart; the next bag's first row does not wait
-        if lat and gaps != [lat] * 39 + [1] + [lat] * 39:
-            raise AssertionError(f"1-beat rows of one bag should issue every {lat} cycles, gaps {gaps}")
+        # dependent rows T (recurrence) cycles apart; the next bag's first row does not wait
+        if rec and gaps != [rec] * 39 + [1] + [rec] * 39:
+            raise AssertionError(f"1-beat rows of one bag should issue every {rec} cycles, gaps {gaps}")
 
     @cocotb.test()
     async def test_throughput(dut):
-        """Full rate with enough bags interleaved; latency = ReductionUnit.latency."""
+        """Full rate with enough bags interleaved (``K·R >= recurrence``); latency =
+        ReductionUnit.latency."""
         start_clock(dut)
         await reset(dut)
         lanes, slots = dut_geometry(dut)
         lat = _env_int("PIMCAST_REDUCE_LATENCY", 5)
+        rec = _env_int("PIMCAST_REDUCE_RECURRENCE", lat)
         rng = np.random.default_rng(_env_int("PIMCAST_SEED", 1) + 4)
-        for rb, k in ((1, lat), (4, 2), (4, 1)):
+        for rb, k in ((1, rec), (4, 2), (4, 1)):
             w = make_workload(rng, rb * lanes, [24] * (4 * k), weighted=True, extreme=False)
             mon = await check_workload(dut, f"rate-{rb}beat-{k}ctx", w, contexts=k, idle=0.0,
                                        backpressure=0.0, seed=7)
             busy = mon.in_cycles[-1] - mon.in_cycles[0] + 1
             rate = len(mon.inputs) / busy
-            want = min(1.0, k * rb / lat)
+            want = min(1.0, k * rb / rec)
             if rate < want * 0.97:
                 raise AssertionError(f"{rb}-beat rows, {k} contexts: {rate:.3f} beats/cycle < {want:.3f}")
         # latency: a single-row bag (first & last) in cycle n leaves in cycle n + L

@@ -186,15 +186,23 @@ def test_fast_and_decoupled_backpressure(unit):
     check(w, lanes=lanes, slots=slots, unit=unit, idle=0.1, backpressure=0.8, seed=5)
 
 
-def test_fast_decoupled_hazard_and_latency():
-    """Dependent rows FMA-latency apart, output latency = ``latency`` (15 with FAST_PIPELINE)."""
+@pytest.mark.parametrize("unit,recurrence", [
+    (FAST_DECOUPLED, 17),                              # decoupled: no forwarding by default
+    ({**FAST_DECOUPLED, "forward": True}, 16),
+    ({"forward": False}, 6),                           # default pipeline (latency 5), stalling
+], ids=["fast-decoupled", "fast-decoupled-forward", "default-noforward"])
+def test_hazard_recurrence_and_latency(unit, recurrence):
+    """Dependent rows ``recurrence`` cycles apart (the latency, plus one without forwarding),
+    output latency = ``latency`` (16 with FAST_PIPELINE) either way."""
+    dut = ReductionUnit(lanes=4, slots=8, **unit)
+    dut._MustUse__silence = True
+    assert dut.recurrence == recurrence == dut.latency + (0 if dut.forward else 1)
     w = make_workload(np.random.default_rng(7), 4, [40, 40], weighted=True, extreme=False)
-    stim, inc, outc, lat = check(w, lanes=4, slots=8, contexts=1, unit=FAST_DECOUPLED)
-    assert lat == len(FAST_PIPELINE) == 15
-    assert [b - a for a, b in zip(inc, inc[1:])] == [lat] * 39 + [1] + [lat] * 39
+    stim, inc, outc, lat = check(w, lanes=4, slots=8, contexts=1, unit=unit)
+    assert [b - a for a, b in zip(inc, inc[1:])] == [recurrence] * 39 + [1] + [recurrence] * 39
     w = make_workload(np.random.default_rng(2), 4, [1], weighted=False, extreme=False)
-    stim, inc, outc, lat = check(w, lanes=4, slots=4, unit=FAST_DECOUPLED)
-    assert outc[0] - inc[0] == lat
+    stim, inc, outc, lat = check(w, lanes=4, slots=4, unit=unit)
+    assert outc[0] - inc[0] == lat == dut.latency
 
 
 def test_decoupled_credits():
@@ -253,6 +261,11 @@ def test_from_config_pipeline_decoupled():
         from_config({"pipeline": "quick"})
     with pytest.raises(TypeError, match="Decoupled must be a bool, not 1"):
         ReductionUnit(decoupled=1)
+    with pytest.raises(TypeError, match="Forward must be a bool or None, not 'yes'"):
+        ReductionUnit(forward="yes")
+    assert from_config({"decoupled": True}).forward is False
+    assert from_config({"decoupled": True, "forward": True}).forward is True
+    assert from_config(None).forward is True
 
 
 # -- interface ---------------------------------------------------------------------------------------

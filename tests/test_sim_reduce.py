@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from pimcast.hdl.fp import FAST_PIPELINE
 from pimcast.hdl.reduce import ReductionUnit
 from pimcast.sim.runner import run_cocotb
 from pimcast.sim.toolchain import have_icarus, have_verilator
@@ -34,23 +35,26 @@ def test_reduce_sizes_hazard_throughput(simulator):
     res = run_cocotb("reduce", simulator=simulator, config=SMALL, env=env)
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (3, 0), res.build_dir
-    lat = ReductionUnit(**SMALL).latency
-    assert _stat(res, f"rate-1beat-{lat}ctx")["beats_per_cycle"] >= 0.97
+    rec = ReductionUnit(**SMALL).recurrence       # = latency: forwarding
+    assert _stat(res, f"rate-1beat-{rec}ctx")["beats_per_cycle"] >= 0.97
     assert _stat(res, "rate-4beat-2ctx")["beats_per_cycle"] >= 0.97
-    assert _stat(res, "rate-4beat-1ctx")["beats_per_cycle"] == pytest.approx(min(1, 4 / lat), abs=0.03)
+    assert _stat(res, "rate-4beat-1ctx")["beats_per_cycle"] == pytest.approx(min(1, 4 / rec), abs=0.03)
 
 
 @pytest.mark.parametrize("simulator", SIMS)
 def test_reduce_fast_decoupled(simulator):
-    """The 150-MHz configuration: FAST_PIPELINE (latency 15) and decoupled lanes."""
+    """The 150-MHz configuration: FAST_PIPELINE (latency 16), decoupled lanes, no forwarding
+    (dependent beats 17 cycles apart)."""
     config = {**SMALL, "pipeline": "fast", "decoupled": True}
+    rec = ReductionUnit(lanes=4, slots=64, pipeline=FAST_PIPELINE, decoupled=True).recurrence
+    assert rec == 17
     env = {"PIMCAST_SEED": "5", "PIMCAST_REDUCE_BAGS": "3", "PIMCAST_REDUCE_MAXLEN": "30",
-           "PIMCAST_REDUCE_DIMS": "16,64"}
+           "PIMCAST_REDUCE_DIMS": "16,64", "PIMCAST_REDUCE_RECURRENCE": str(rec)}
     res = run_cocotb("reduce", simulator=simulator, config=config, env=env)
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (3, 0), res.build_dir
-    assert _stat(res, "rate-1beat-15ctx")["beats_per_cycle"] >= 0.97
-    assert _stat(res, "rate-4beat-1ctx")["beats_per_cycle"] == pytest.approx(4 / 15, abs=0.03)
+    assert _stat(res, f"rate-1beat-{rec}ctx")["beats_per_cycle"] >= 0.97
+    assert _stat(res, "rate-4beat-1ctx")["beats_per_cycle"] == pytest.approx(4 / rec, abs=0.01)
 
 
 @pytest.mark.slow
@@ -60,3 +64,19 @@ def test_reduce_verilator_regression_16_lanes():
     res = run_cocotb("reduce", simulator="verilator", env=env)
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (3, 0), res.build_dir
+
+
+@pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
+def test_reduce_ecp5_dsp_variant_with_mult18x18d_model():
+    """The synthesized 150-MHz unit as it is (FAST_PIPELINE, decoupled, ``dsp="ecp5"``: four
+    MULT18X18D per lane) on Icarus with the behavioural model ``sim/ecp5_mult18x18d.v``:
+    row sizes, empty bags, extreme values, idle and back-pressure, bit-exact."""
+    from pimcast.sim.dsp_sim import run_with_dsp_model
+
+    dut = ReductionUnit(lanes=2, slots=16, pipeline=FAST_PIPELINE, dsp="ecp5", decoupled=True)
+    env = {"PIMCAST_SEED": "9", "PIMCAST_REDUCE_BAGS": "3", "PIMCAST_REDUCE_MAXLEN": "20",
+           "PIMCAST_REDUCE_DIMS": "2,8", "PIMCAST_REDUCE_RECURRENCE": str(dut.recurrence)}
+    res = run_with_dsp_model(dut, "reduce", "pimcast.sim.tb_reduce", env=env, testcase=["test_sizes"])
+    assert res.error is None, res.error
+    assert (res.tests, res.failures) == (1, 0), res.build_dir
+    assert (res.build_dir / "reduce.v").read_text().count("MULT18X18D") == 2 * 4
