@@ -161,6 +161,14 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
                                                    and stamp.read_text() == stamp_text)
     if need_build:
         log = bdir / "build.log"
+        if simulator == "verilator" and stamp.is_file():
+            # a stale build (other Verilog, flags or -O level): make would keep objects that look
+            # up to date, so remove them and let Verilator regenerate everything
+            for pattern in ("*.o", "*.a", "*.d", "*.gch", "*.cpp", "*.h", "*.mk"):
+                for f in bdir.glob(pattern):
+                    f.unlink()
+            (bdir / top).unlink(missing_ok=True)
+            stamp.unlink()
         saved_flags = os.environ.get("MAKEFLAGS")
         if opt:
             os.environ["MAKEFLAGS"] = f"{saved_flags or ''} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
