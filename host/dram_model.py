@@ -55,8 +55,10 @@ compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and mas
 per bank, per bank group and per rank "earliest cycle" of each command (ACT/RD/WR/PRE), per-rank
 PREA/REF, and a per-rank ring of the last four ACTs (tFAW); a command updates them from the gap
 tables (:func:`gap_tables`, compiled from :func:`~pimcast.hdl.dram.timing.timing_rules`). Queue:
-per-bank rings of request indices in age order (attributes read from the per-request arrays) and
-a pointer to the oldest queued request (requests are accepted in trace order).
+per-bank lists in age order (request index plus contiguous copies of row, column, write flag and
+same-address dependency: a ring of indices into the per-request arrays measured ~20 % slower on
+streams, where the candidate scan walks the whole list) and a pointer to the oldest queued
+request (requests are accepted in trace order; no global age list to shift).
 
 Event-driven selection: each bank caches its scheduling candidate (recomputed only when a command
 to that bank, an acceptance into it, a PREA/REF of its rank or a change of the starvation-guard
@@ -80,13 +82,15 @@ to the RTL's command port, cycle for cycle, for DDR4-3200 x2 ranks queue 32 and 
 queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.08 %).
 
 Speed (``benchmarks/dram_speed.py``: 200,000 requests, DDR4-3200 x2, queue 32, best of 3, CPU
-time of :meth:`FastDRAMModel.run` incl. decode, on the shared 2-core host): 64 B random gather
-~1.1 M requests/s, 256 B ~2.1-2.3 M, 1 KB ~3.4 M, 1/3 writes ~1.2 M, sequential stream under
-``rochrababgco`` ~3.5 M, under a bank-group-low mapping ~5.3-6 M. The event-driven selection made
-the candidate choice cheap, but the per-step work that remains (timing-table updates, queue and
-candidate bookkeeping, data-dependent branches: ~250 ns per command on this host, three commands
-per request on a random 64 B gather) keeps random gathers well below 5 M requests/s; the
-previous kernel runs at about the same speed on this host (``ref`` column of the benchmark).
+time of :meth:`FastDRAMModel.run` incl. decode, on the shared 2-core host; previous kernel in
+brackets, same run): 64 B random gather 1.22 M requests/s (1.05 M), 256 B 2.45 M (2.70 M), 1 KB
+3.7 M (3.9 M), 64 B with 1/3 writes 1.15 M (1.08 M), Zipf 1.88 M (1.74 M), read-modify-write of
+256 B rows 2.6 M (3.0 M), stream under ``rochrababgco`` 4.6 M (4.7 M), stream with bank-group
+bits lowest 5.9 M (6.2 M). The tree pays off where many banks hold candidates (64 B gathers, +16 %)
+and costs up to ~13 % where few do (its per-step bookkeeping exceeds a scan of 4-8 banks). Either
+way the per-step work (timing-table updates, candidate bookkeeping, data-dependent branches:
+~250-300 ns per command on this host, three commands per request on a random 64 B gather) keeps
+random gathers far below 5 M requests/s; only the bank-group-interleaved stream reaches it.
 """
 from __future__ import annotations
 
@@ -217,14 +221,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         b_rank[x] = x // (G * BPG)
     # the queue: per-bank lists in age order; the oldest queued request is found by a pointer
     # over the trace (requests are accepted in trace order)
-    QC = 1
-    while QC < Q:
-        QC *= 2
-    QM = QC - 1
-    bq = np.empty((NB, QC), np.int64)             # per-bank ring of queued requests, age order
-    bh = np.zeros(NB, np.int64)                   # ring head
+    bq_i = np.empty((NB, Q), np.int64)            # per-bank lists of queued requests, age order,
+    bq_row = np.empty((NB, Q), np.int64)          # with copies of the attributes the scheduler
+    bq_w = np.empty((NB, Q), np.uint8)            # scans (contiguous: faster than gathers
+    bq_dep = np.empty((NB, Q), np.int64)          # from the per-request arrays)
+    bq_col = np.empty((NB, Q), np.int64)
     bn = np.zeros(NB, np.int64)
-    dep = np.full(n, -1, np.int64)                # older same-address request still to issue
     nq = 0
     oldest = 0
     use_prev = prev_same.shape[0] == n
@@ -322,21 +324,19 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     cnn[b] = -1
                 elif orow < 0:
                     cnn[b] = 0
-                    ci[b] = bq[b, bh[b]]
+                    ci[b] = bq_i[b, 0]
                 elif hitcnt[b] > 0 and b != gbank:
                     ir = -1
                     iw = -1
-                    h0 = bh[b]
                     for k in range(bn[b]):
-                        q = bq[b, (h0 + k) & QM]
-                        if row[q] == orow and dep[q] < 0:
-                            if wr[q]:
+                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
+                            if bq_w[b, k]:
                                 if iw < 0:
-                                    iw = q
+                                    iw = bq_i[b, k]
                                     if ir >= 0:
                                         break
                             elif ir < 0:
-                                ir = q
+                                ir = bq_i[b, k]
                                 if iw >= 0:
                                     break
                     if ir >= 0:
@@ -350,7 +350,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                         cnn[b] = -1
                 else:
                     cnn[b] = 3
-                    ci[b] = bq[b, bh[b]]
+                    ci[b] = bq_i[b, 0]
                 exact = False
             else:
                 b = tree[1]
@@ -378,20 +378,26 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                         kk = k2
                         ii = iw
                         cc = 2
-            if exact and kk == sk[b] and ii == si[b]:
-                break
+            if kk == sk[b] and ii == si[b]:
+                if exact:
+                    break
+                continue            # candidate recomputed, key unchanged: the tree stays valid
             sk[b] = kk
             si[b] = ii
             sn[b] = cc
-            # re-run the tournament from leaf b to the root
+            # re-run the tournament from leaf b towards the root; stop where a node keeps a winner
+            # other than b (nothing above it changes)
             nd = (P + b) >> 1
             while nd >= 1:
                 lb = tree[2 * nd]
                 rb = tree[2 * nd + 1]
+                wn = lb
                 if sk[rb] < sk[lb] or (sk[rb] == sk[lb] and si[rb] < si[lb]):
-                    tree[nd] = rb
-                else:
-                    tree[nd] = lb
+                    wn = rb
+                ow = tree[nd]
+                if wn == ow and wn != b:
+                    break
+                tree[nd] = wn
                 nd >>= 1
         wb = tree[1]
         best_k = sk[wb]
@@ -488,9 +494,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 rowv = row[i]
                 open_row[b] = rowv
                 c = 0
-                h0 = bh[b]
                 for k in range(bn[b]):
-                    if row[bq[b, (h0 + k) & QM]] == rowv:
+                    if bq_row[b, k] == rowv:
                         c += 1
                 hitcnt[b] = c
                 acts += 1
@@ -520,23 +525,21 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     nq -= 1
                     # leave the bank list (keep age order) and release same-address dependants
                     m = bn[b]
-                    h0 = bh[b]
-                    if bq[b, h0] == i:
-                        h0 = (h0 + 1) & QM
-                        bh[b] = h0
-                    else:
-                        k = 1
-                        while bq[b, (h0 + k) & QM] != i:
-                            k += 1
-                        while k < m - 1:
-                            bq[b, (h0 + k) & QM] = bq[b, (h0 + k + 1) & QM]
-                            k += 1
+                    k = 0
+                    while bq_i[b, k] != i:
+                        k += 1
+                    while k < m - 1:
+                        bq_i[b, k] = bq_i[b, k + 1]
+                        bq_row[b, k] = bq_row[b, k + 1]
+                        bq_w[b, k] = bq_w[b, k + 1]
+                        bq_dep[b, k] = bq_dep[b, k + 1]
+                        bq_col[b, k] = bq_col[b, k + 1]
+                        k += 1
                     m -= 1
                     bn[b] = m
                     for k in range(m):
-                        q = bq[b, (h0 + k) & QM]
-                        if dep[q] == i:
-                            dep[q] = -1
+                        if bq_dep[b, k] == i:
+                            bq_dep[b, k] = -1
                     if code == 2:
                         tl = hh + hn
                         if tl >= HC:
@@ -585,11 +588,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             p = -1
             rj_ = row[j]
             cj_ = col[j]
-            h0 = bh[bj]
             for k in range(m - 1, -1, -1):
-                q = bq[bj, (h0 + k) & QM]
-                if row[q] == rj_ and col[q] == cj_:
-                    p = q
+                if bq_row[bj, k] == rj_ and bq_col[bj, k] == cj_:
+                    p = bq_i[bj, k]
                     break
         if merge and wr[j] == 0 and p >= 0 and wr[p] == 0:
             if casdone[p] == 0 or completion[p] > T:
@@ -598,9 +599,11 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 remaining -= 1
                 continue
         nq += 1
-        bq[bj, (bh[bj] + m) & QM] = j
-        if p >= 0 and casdone[p] == 0:
-            dep[j] = p
+        bq_i[bj, m] = j
+        bq_col[bj, m] = col[j]
+        bq_row[bj, m] = row[j]
+        bq_w[bj, m] = wr[j]
+        bq_dep[bj, m] = p if (p >= 0 and casdone[p] == 0) else -1
         bn[bj] = m + 1
         if open_row[bj] == row[j]:
             hitcnt[bj] += 1
