@@ -306,6 +306,7 @@ class FMA(wiring.Component):
     latency = _Latency()
 
     def __init__(self, *, pipeline=DEFAULT_PIPELINE, dsp=None):
+        self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         if isinstance(pipeline, str):
             raise TypeError(f"Pipeline must be an iterable of step names, not the string {pipeline!r}")
         try:
@@ -328,6 +329,7 @@ class FMA(wiring.Component):
             raise ValueError(f"DSP {dsp!r} needs the 'align' and 'partial' steps registered (they become the "
                              f"DSP's input and output registers), pipeline {self._pipeline!r}")
         self._dsp = dsp
+        del self._MustUse__silence
         super().__init__({
             "i": In(stream.Signature(FMAOperands)),
             "o": Out(stream.Signature(32)),

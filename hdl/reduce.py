@@ -110,7 +110,8 @@ class ReductionUnit(wiring.Component):
     runs at one row per ``T`` cycles.  ``empty`` and ``first`` beats never wait.  Back-pressure on
     ``o`` stalls the whole pipeline (the FMA's global enable) — unless ``decoupled``: then the
     lanes never stall, a result of a ``last`` beat that cannot leave at once waits in an output
-    buffer of ``latency + 4`` entries (:attr:`out_buffer_depth`; LUT RAM), and ``i.ready`` is
+    buffer of ``latency + 4`` entries (:attr:`out_buffer_depth`; a LUT-RAM ring that every
+    final result is written into, so its write enable is a register), and ``i.ready`` is
     low while that many ``last``/``empty``/``ext`` beats are in flight or buffered (a registered
     credit check).  Latency, order and results are the same either way; with ``o.ready`` high
     the two are cycle-identical.  ``decoupled`` removes the clock-enable net that otherwise
@@ -299,17 +300,34 @@ class ReductionUnit(wiring.Component):
             # ready and nothing is queued, else it waits in the output buffer; issue of a final
             # beat needs a free buffer entry for it (credits), so nothing is ever dropped.
             depth = self.out_buffer_depth
-            m.submodules.obuf = obuf = fifo.SyncFIFO(width=out_layout.size, depth=depth)
+            # The buffer is a ring of 2**k > depth entries (LUT RAM) that every final result
+            # is written into, whether it waits or leaves at once (then it is also read, i.e.
+            # skipped, in the same cycle): its write enable is the tag register alone and its
+            # write address a register, with nothing from o.ready or the fill level in front of
+            # the write ports of 32 × lanes bits.
+            size = 1 << depth.bit_length()      # > depth: full and empty never look alike
+            m.submodules.obuf = obuf = Memory(shape=out_layout.size, depth=size, init=[])
+            ob_wr = obuf.write_port()
+            ob_rd = obuf.read_port(domain="comb")
+            wptr = Signal(range(size), name="obuf_wptr")
+            rptr = Signal(range(size), name="obuf_rptr")
+            queued = Signal(name="obuf_queued")       # a result waits in the buffer
             final_res = Signal()
             m.d.comb += [
                 res_ready.eq(1),
                 final_res.eq(head.fin),
-                self.o.valid.eq(obuf.r_rdy | final_res),
-                self.o.payload.eq(Mux(obuf.r_rdy, obuf.r_data, res_out)),
-                obuf.r_en.eq(self.o.ready),
-                obuf.w_data.eq(res_out),
-                obuf.w_en.eq(final_res & (obuf.r_rdy | ~self.o.ready)),
+                queued.eq(rptr != wptr),
+                self.o.valid.eq(queued | final_res),
+                self.o.payload.eq(Mux(queued, ob_rd.data, res_out)),
+                ob_rd.addr.eq(rptr),
+                ob_wr.en.eq(final_res),
+                ob_wr.addr.eq(wptr),
+                ob_wr.data.eq(res_out),
             ]
+            with m.If(final_res):
+                m.d.sync += wptr.eq(wptr + 1)
+            with m.If(self.o.valid & self.o.ready):
+                m.d.sync += rptr.eq(rptr + 1)
             # count = final beats issued whose result has not left on o (issues are counted a
             # cycle late: outstanding + issued_r).  room(t+1) = count(t) + 1 < depth assumes an
             # issue and no departure in cycle t, so count(t+1) < depth whenever room is high;
