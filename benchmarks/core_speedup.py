@@ -19,7 +19,9 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
 
 Prints a table, saves ``build/bench/core_speedup.json`` and ``core_speedup.png``.
 
-Usage: ``python benchmarks/core_speedup.py [--simulator icarus|verilator] [--lookups N] [--dims 16,64,128,256]
+The core is the default one of ``configs/pim/rank-ddr4-3200-1rank.yaml`` (input buffer 1,024 beats).
+
+Usage: ``PIMCAST_VERILATOR_OPT=-O1 python benchmarks/core_speedup.py [--simulator icarus|verilator] [--lookups N] [--dims 16,64,128,256]
 [--pooling 1,20,100] [--out build/bench]``  (Icarus: ~15 min for the default grid on 2 cores.)
 """
 from __future__ import annotations
@@ -82,9 +84,9 @@ def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int) -> int
 
 def run_rtl(workloads: list[dict], simulator: str) -> list[dict]:
     from pimcast.sim.runner import run_cocotb
-    from pimcast.sim.tb_core import TEST_OVERRIDES, register_top
+    from pimcast.sim.tb_core import register_top
 
-    top, env = register_top("rank-ddr4-3200-1rank", **TEST_OVERRIDES)
+    top, env = register_top("rank-ddr4-3200-1rank")     # the default core of one rank (8 GiB)
     arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in workloads])}
     for k, w in enumerate(workloads):
         arrays[f"idx_{k}"], arrays[f"off_{k}"] = w["idx"], w["off"]
