@@ -264,11 +264,17 @@ class ReductionUnit(wiring.Component):
             tag_in = Signal(tag_layout.size)
             stage = tag_in
             for k in range(self._latency):
+                before_head = data.View(tag_layout, stage)
                 nxt_stage = Signal(tag_layout.size, name=f"tag_d{k}", init=0)
                 m.d.sync += nxt_stage.eq(stage)
                 stage = nxt_stage
             head = data.View(tag_layout, stage)
             tags_w_rdy = Const(1, 1)
+            # the scoreboard's clear mask, decoded a cycle early into its own register (= the
+            # one-hot of head.slot when head.wbv): the scoreboard does not share the head
+            # register, whose other loads (every accumulator write port) pull it far away
+            clear_r = Signal(slots, name="sb_clear")
+            m.d.sync += clear_r.eq(Mux(before_head.wbv, Const(1, slots) << before_head.slot, 0))
 
         # -- result side -----------------------------------------------------------------------
         res_valid = lane[0].o.valid if not self._decoupled else (head.wbv | head.fin)
@@ -391,7 +397,7 @@ class ReductionUnit(wiring.Component):
             ]
 
         # scoreboard: a slot is pending from the issue of a non-final beat to its write-back
-        clear = Mux(wb, Const(1, slots) << head.slot, 0)
+        clear = clear_r if self._decoupled else Mux(wb, Const(1, slots) << head.slot, 0)
         set_ = Mux(issue & ~final, Const(1, slots) << p.slot, 0)
         m.d.sync += pending.eq((pending & ~clear) | set_)
         return m
