@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/synth_table.py [--target ecp5-85f] [--freq 150]
         [--blocks fma,fma-fast,reduce1,reduce4,reduce16,bankctl,core] [--tool auto] [--reuse]
+        [--rerun BLOCKS]
 
 Runs ``pimcast synth`` (:func:`pimcast.hdl.synth.synthesize`) for each block — Yosys
 ``synth_ecp5`` and ``nextpnr-ecp5 --out-of-context`` with ``constraints/pim_<freq>mhz.sdc``
@@ -9,8 +10,9 @@ by default — prints a Markdown table (LUTs, FFs, DSP, BRAM, Fmax, critical pat
 bandwidth table: lanes needed at each clock to keep up with one DDR4-3200 rank (one 64-B burst
 every tCCD_S = 4 tCK = 2.5 ns: 25.6 GB/s) and with one bank group (one burst every tCCD_L =
 8 tCK = 5 ns: 12.8 GB/s), each lane doing one fp32 FMA (4 B) per cycle.  Writes
-``build/bench/synth_table.json`` (and ``.md``).  ``--reuse`` takes blocks already in that JSON
-instead of running them again (a 16-lane ECP5 place-and-route takes many minutes).
+``build/bench/synth_table.json`` (and ``.md``, and a bar chart ``.png``).  ``--reuse`` takes blocks already in that JSON
+instead of running them again (a 16-lane ECP5 place-and-route takes many minutes); ``--rerun
+a,b`` runs those blocks again anyway.
 
 Needs a full Yosys and nextpnr for FPGA targets: ``pip install pimcast[synth]`` (YoWASP).
 """
@@ -84,6 +86,45 @@ def keepup_table(clocks: list[tuple[str, float]]) -> str:
     return "\n".join(out)
 
 
+def unit_table(rows: list[dict]) -> str:
+    """Per measured reduce block: its bandwidth at its own Fmax and how many such units one
+    DDR4-3200 rank / bank group needs."""
+    out = ["| block | lanes | Fmax MHz | GB/s at Fmax | " + " | ".join(f"units per {k.split(' (')[0]}" for k in STREAMS)
+           + " |", "|---|---:|---:|---:|" + "---:|" * len(STREAMS)]
+    for r in rows:
+        if r.get("top") != "reduce" or not r.get("fmax_mhz"):
+            continue
+        lanes = r["config"].get("lanes")
+        gbs = lanes * 4 * r["fmax_mhz"] * 1e6 / 1e9
+        units = [f"{math.ceil(g / gbs - 1e-9)} ({g / gbs:.2f})" for g in STREAMS.values()]
+        out.append(f"| {r['block']} | {lanes} | {r['fmax_mhz']:.1f} | {gbs:.2f} | " + " | ".join(units) + " |")
+    return "\n".join(out)
+
+
+def plot(rows: list[dict], path: Path, target: str, freq: float) -> bool:
+    """Bar chart of Fmax per block (target clock dashed); False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    done = [r for r in rows if r.get("fmax_mhz")]
+    fig, ax = plt.subplots(figsize=(1.2 * max(4, len(done)), 3.6))
+    ax.bar([r["block"] for r in done], [r["fmax_mhz"] for r in done], color="tab:blue")
+    for i, r in enumerate(done):
+        ax.text(i, r["fmax_mhz"], f"{r['fmax_mhz']:.0f}\n{r.get('luts') or r.get('cells')} LUT", ha="center",
+                va="bottom", fontsize=7)
+    ax.axhline(freq, ls="--", color="tab:red", label=f"target {freq:g} MHz")
+    ax.set_ylabel("Fmax (MHz)")
+    ax.set_title(f"pimcast blocks on {target} (nextpnr, out of context)")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--target", default="ecp5-85f")
@@ -93,6 +134,7 @@ def main() -> int:
                    help=f"comma-separated, from {', '.join(BLOCKS)}")
     p.add_argument("--out", default=str(REPO / "build" / "bench"))
     p.add_argument("--reuse", action="store_true", help="keep blocks already in the output JSON")
+    p.add_argument("--rerun", default="", help="with --reuse: comma-separated blocks to run again anyway")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run")
     a = p.parse_args()
 
@@ -104,6 +146,8 @@ def main() -> int:
     old = {}
     if a.reuse and jpath.is_file():
         old = {r["block"]: r for r in json.loads(jpath.read_text()).get("blocks", [])}
+        for block in a.rerun.split(","):
+            old.pop(block.strip(), None)
     rows = []
     for block in [b.strip() for b in a.blocks.split(",") if b.strip()]:
         if block in old and old[block].get("target") == a.target:
@@ -133,7 +177,9 @@ def main() -> int:
             clocks.append((f"{r['block']} Fmax {r['fmax_mhz']:.0f} MHz ({a.target})", float(r["fmax_mhz"])))
     md = (f"### Synthesis on {a.target} (target {a.freq:g} MHz)\n\n{block_table(rows)}\n\n"
           f"### Reduction lanes that keep up with one DDR4-3200 stream (one fp32 FMA per lane per cycle)\n\n"
-          f"{keepup_table(clocks)}\n")
+          f"{keepup_table(clocks)}\n\n"
+          f"### Measured reduction units against one DDR4-3200 stream (units needed; exact ratio)\n\n"
+          f"{unit_table(rows)}\n")
     print()
     print(md)
     (out / "synth_table.md").write_text(md)
@@ -141,7 +187,8 @@ def main() -> int:
                                  "streams_gbps": STREAMS,
                                  "keep_up": {label: {s: lanes_needed(g, mhz) for s, g in STREAMS.items()}
                                              for label, mhz in clocks}}, indent=1) + "\n")
-    print(f"saved {jpath} and {out / 'synth_table.md'}")
+    png = out / "synth_table.png"
+    print(f"saved {jpath}, {out / 'synth_table.md'}" + (f" and {png}" if plot(rows, png, a.target, a.freq) else ""))
     return 0
 
 
