@@ -103,9 +103,11 @@ def _environ(extra: Mapping[str, str]) -> Iterator[None]:
 def verilator_opt() -> str:
     """The C++ optimisation level of Verilator builds: ``PIMCAST_VERILATOR_OPT`` (default ``-O0``).
 
-    Measured on the 16-lane PIM core (2 cores): g++ ``-Os`` (Verilator's default) builds in ~11 min,
-    ``-O1`` in ~3.5 min, ``-O0`` in ~0.5 min; the simulation is slower at ``-O0`` (see README), which
-    the short test runs do not notice. Benchmarks that simulate long may set ``-O2``.
+    Applies to Verilator's fast-path code (``OPT_FAST``/``OPT_GLOBAL``); the slow path (constructors,
+    symbol tables) is always ``-O0``. Measured on the 16-lane PIM core (2 cores): g++ ``-Os``
+    (Verilator's default) builds in ~11 min, ``-O1`` in ~3.5 min, ``-O0`` in ~0.5 min; the
+    simulation is slower at ``-O0`` (see README), which the short test runs do not notice.
+    Benchmarks that simulate long may set ``-O1``.
     """
     opt = os.environ.get("PIMCAST_VERILATOR_OPT", "-O0").strip()
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
@@ -145,7 +147,8 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
         from pimcast.sim.toolchain import apply_verilator_env
 
         apply_verilator_env()
-        opt = verilator_opt()
+        # the slow path (constructors, symbol tables: megabytes of C++) never needs optimising
+        opt = f"OPT_FAST={verilator_opt()} OPT_SLOW=-O0 OPT_GLOBAL={verilator_opt()}"
 
     runner = get_runner(simulator)
     # Icarus: -g2005 after the runner's -g2012. Under -g2012 a variable's declaration initialiser
@@ -171,7 +174,7 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
             stamp.unlink()
         saved_flags = os.environ.get("MAKEFLAGS")
         if opt:
-            os.environ["MAKEFLAGS"] = f"{saved_flags or ''} OPT_FAST={opt} OPT_SLOW={opt} OPT_GLOBAL={opt}".strip()
+            os.environ["MAKEFLAGS"] = f"{saved_flags or ''} {opt}".strip()
         try:
             runner.build(sources=[vpath], hdl_toplevel=top, build_dir=bdir, parameters=dict(parameters or {}),
                          build_args=build_args, timescale=TIMESCALE, waves=waves,
