@@ -13,6 +13,10 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   the host over the shared channel (both ranks, CPU mapping ``rorabacobgch``), timed by the fast
   DRAM model (:class:`pimcast.host.baselines.ChannelTimer`, ``timing="fast"``; within 5 % of the
   controller RTL per issue 3).
+* ``link`` — the pooled results cross the DIMM's channel to the host: ``bags x row beats x BL/2``
+  cycles (one 64 B burst per BL/2 tCK); the rank-level DIMM time is ``max(slower rank, link)``
+  (results stream out while the cores work), which is what ``speedup_rtl_rank`` uses — with
+  pooling 1 the results are as large as the gathered rows, so no placement can win there.
 * ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles for the rank and
   bank-group placements (the bank-group core has no RTL).
 * ceilings — FACTS.md §3 bounds (:func:`pimcast.host.baselines.gather_ceilings`).
@@ -70,23 +74,35 @@ def host_cycles(idx: np.ndarray, dim: int) -> int:
     return int(ChannelTimer("ddr4-3200", ranks=2, timing="fast", max_timed=1 << 20).time(addr))
 
 
-def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int) -> int:
+def link_cycles(bags: int, dim: int) -> int:
+    """Cycles to move ``bags`` pooled rows to the host over one DDR4-3200 channel (64 B per BL/2)."""
+    from pimcast.hdl.dram.timing import load_preset
+
+    return bags * -(-dim * 4 // 64) * load_preset("ddr4-3200", ranks=2).BL2
+
+
+def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int, mapping=None) -> int:
     import torch
 
     from pimcast.host import open_device
+    from pimcast.host.pim_config import load_pim_config
 
-    dev = open_device("model", config, timing="fast")
+    cfg = load_pim_config(config, **({"mapping": mapping} if mapping else {}))
+    dev = open_device("model", cfg, timing="fast")
     dev.alloc("t", TABLE_ROWS, dim)
     dev.reset_stats()
     dev.gather_reduce("t", torch.from_numpy(idx), torch.from_numpy(off))
     return int(dev.stats()["cycles"])
 
 
-def run_rtl(workloads: list[dict], simulator: str) -> list[dict]:
+def run_rtl(workloads: list[dict], simulator: str, mapping=None, **core_kw) -> list[dict]:
+    from pimcast.host.pim_config import load_pim_config
     from pimcast.sim.runner import run_cocotb
     from pimcast.sim.tb_core import register_top
 
-    top, env = register_top("rank-ddr4-3200-1rank")     # the default core of one rank (8 GiB)
+    # the default core of one rank (8 GiB), optionally with another device mapping
+    cfg = load_pim_config("rank-ddr4-3200-1rank", **({"mapping": mapping} if mapping else {}))
+    top, env = register_top(cfg, **core_kw)
     arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in workloads])}
     for k, w in enumerate(workloads):
         arrays[f"idx_{k}"], arrays[f"off_{k}"] = w["idx"], w["off"]
@@ -108,6 +124,12 @@ def main(argv=None) -> int:
     ap.add_argument("--pooling", default="1,20,100")
     ap.add_argument("--dists", default="uniform,zipf")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag-bits", type=int, default=None,
+                    help="core reorder-buffer size 2**N (reads in flight; default the core's 5 = 32)")
+    ap.add_argument("--queue", type=int, default=None, help="bank-controller queue depth (default the core's 16)")
+    ap.add_argument("--mapping", default=None,
+                    help="device address mapping of the rank configs (default: theirs, robabgcorach); the rank "
+                         "field must stay lowest (above ch) for the per-rank split")
     ap.add_argument("--out", default=str(REPO / "build" / "bench"))
     args = ap.parse_args(argv)
     from pimcast.host.baselines import gather_ceilings
@@ -128,7 +150,10 @@ def main(argv=None) -> int:
                                  "rows": rows, "base": 0})
                 cases.append(case)
     t0 = time.perf_counter()
-    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator)}
+    if args.mapping and not args.mapping.endswith("rach"):
+        ap.error(f"--mapping {args.mapping!r}: the per-rank split needs 'ra' then 'ch' as the lowest fields")
+    core_kw = {k: v for k, v in (("tag_bits", args.tag_bits), ("queue", args.queue)) if v is not None}
+    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **core_kw)}
     rtl_seconds = time.perf_counter() - t0
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
@@ -136,13 +161,15 @@ def main(argv=None) -> int:
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
-        rtl = max(r0["cycles"], r1["cycles"])
+        core = max(r0["cycles"], r1["cycles"])
+        link = link_cycles(c["bags"], c["dim"])
+        rtl = max(core, link)
         host = host_cycles(c["idx"], c["dim"])
-        mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"])
+        mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"], args.mapping)
         mb = model_cycles("bankgroup-ddr4-3200", c["idx"], c["off"], c["dim"])
         ceil = gather_ceilings(c["dim"])
         rec = {k: c[k] for k in ("dim", "dist", "pooling", "bags", "lookups")}
-        rec.update({"host_cycles": host, "rtl_rank_cycles": rtl, "rtl_rank_cycles_per_rank": [r0["cycles"], r1["cycles"]],
+        rec.update({"host_cycles": host, "rtl_rank_cycles": rtl, "rtl_core_cycles": core, "link_cycles": link, "rtl_rank_cycles_per_rank": [r0["cycles"], r1["cycles"]],
                     "rtl_acts": r0["acts"] + r1["acts"], "model_rank_cycles": mr, "model_bankgroup_cycles": mb,
                     "speedup_rtl_rank": host / rtl, "speedup_model_rank": host / mr,
                     "speedup_model_bankgroup": host / mb, "ceiling_rank": ceil["speedup_rank"],
@@ -162,7 +189,8 @@ def main(argv=None) -> int:
           f"{speed['lookups_per_s']:.0f} lookups/s (core-local lookups; build + run {rtl_seconds:.0f} s)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "core_speedup.json").write_text(json.dumps({"cases": rows_out, "sim_speed": speed,
+    stem = "core_speedup" + (f"_{args.mapping}" if args.mapping else "") + "".join(f"_{k}{v}" for k, v in core_kw.items())
+    (out / f"{stem}.json").write_text(json.dumps({"cases": rows_out, "sim_speed": speed, "mapping": args.mapping, "core": core_kw,
                                                        "table_rows": TABLE_ROWS, "zipf_alpha": ZIPF_ALPHA}, indent=1))
     try:
         import matplotlib
@@ -184,10 +212,10 @@ def main(argv=None) -> int:
         axes[0][0].set_ylabel("speedup vs host gather")
         axes[0][-1].legend(fontsize=7)
         fig.tight_layout()
-        fig.savefig(out / "core_speedup.png", dpi=120)
+        fig.savefig(out / f"{stem}.png", dpi=120)
     except ImportError:  # pragma: no cover
         pass
-    print(f"saved {out / 'core_speedup.json'}")
+    print(f"saved {out / (stem + '.json')}")
     return 0
 
 
