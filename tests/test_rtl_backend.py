@@ -67,7 +67,7 @@ def test_device_ops_match_golden_bit_for_bit(rtl_dev):
     untouched = sorted(set(range(rows)) - set(c.unique.tolist()))
     assert untouched and torch.equal(_bits(out["rtl"]["table"][untouched]), _bits(table[untouched]))
     st = out["rtl"]["stats"]
-    assert st["cycles"] > 0 and st["reads"] > 0 and st["writes"] > 0, st
+    assert st["cycles"] > 0 and st["dram"]["reads"] > 0 and st["dram"]["writes"] > 0, st
 
 
 def test_core_error_status_reaches_the_host_and_changes_nothing(rtl_dev):
