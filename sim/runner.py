@@ -100,8 +100,9 @@ def _environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def verilator_opt() -> str:
-    """The C++ optimisation level of Verilator builds: ``PIMCAST_VERILATOR_OPT`` (default ``-O0``).
+def verilator_opt(verilog_bytes: int = 0) -> str:
+    """The C++ optimisation level of Verilator builds: ``PIMCAST_VERILATOR_OPT``, else ``-O0`` for
+    large designs (Verilog over 1 MB, e.g. the PIM core) and Verilator's own ``-Os`` otherwise.
 
     Applies to Verilator's fast-path code (``OPT_FAST``/``OPT_GLOBAL``); the slow path (constructors,
     symbol tables) is always ``-O0``. Measured on the 16-lane PIM core (2 cores): g++ ``-Os``
@@ -109,7 +110,7 @@ def verilator_opt() -> str:
     simulation is slower at ``-O0`` (see README), which the short test runs do not notice.
     Benchmarks that simulate long may set ``-O1``.
     """
-    opt = os.environ.get("PIMCAST_VERILATOR_OPT", "-O0").strip()
+    opt = os.environ.get("PIMCAST_VERILATOR_OPT", "").strip() or ("-O0" if verilog_bytes > 1_000_000 else "-Os")
     if opt not in ("-O0", "-O1", "-O2", "-O3", "-Os", "-Og"):
         raise SimError(f"PIMCAST_VERILATOR_OPT must be one of -O0 -O1 -O2 -O3 -Os -Og, not {opt!r}")
     return opt
@@ -148,7 +149,8 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
 
         apply_verilator_env()
         # the slow path (constructors, symbol tables: megabytes of C++) never needs optimising
-        opt = f"OPT_FAST={verilator_opt()} OPT_SLOW=-O0 OPT_GLOBAL={verilator_opt()}"
+        level = verilator_opt(vpath.stat().st_size)
+        opt = f"OPT_FAST={level} OPT_SLOW=-O0 OPT_GLOBAL={level}"
 
     runner = get_runner(simulator)
     # Icarus: -g2005 after the runner's -g2012. Under -g2012 a variable's declaration initialiser
