@@ -11,12 +11,11 @@ must detect.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from pimcast.sim.runner import BUILD_ROOT, TIMESCALE, SimResult, _environ
+from pimcast.sim.runner import BUILD_ROOT, TIMESCALE, SimResult, _environ, collect_results
 
 __all__ = ["MULT18X18D_MODEL", "run_with_dsp_model"]
 
@@ -34,7 +33,6 @@ def run_with_dsp_model(component: Any, top: str, test_module: str, *, env: Optio
     ``build/sim/<top>-icarus-dsp-ecp5[-fault]``.
     """
     from amaranth.back import verilog
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     bdir = Path(build_dir) if build_dir is not None else \
@@ -65,12 +63,4 @@ def run_with_dsp_model(component: Any, top: str, test_module: str, *, env: Optio
             error = f"simulator exited with status {exc.code}"
         except RuntimeError as exc:
             error = str(exc)
-    seconds = time.perf_counter() - t0
-    stats = []
-    if stats_file.is_file():
-        stats = [json.loads(line) for line in stats_file.read_text().splitlines() if line.strip()]
-    try:
-        tests, failures = get_results(results_xml)
-    except (RuntimeError, OSError) as exc:
-        return SimResult(0, 1, None, bdir, seconds, stats, error or f"no results: {exc}")
-    return SimResult(tests, failures, results_xml, bdir, seconds, stats, error)
+    return collect_results(bdir, stats_file, results_xml, time.perf_counter() - t0, error)

@@ -127,7 +127,6 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
     Raises :class:`SimError` when the build fails; a simulator crash is reported as a failed
     result with ``error`` set.
     """
-    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     from pimcast.hdl.export import generate, read_meta
@@ -216,7 +215,14 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
             error = f"simulator exited with status {exc.code}"
         except RuntimeError as exc:
             error = str(exc)
-    seconds = time.perf_counter() - t0
+    return collect_results(bdir, stats_file, results_xml, time.perf_counter() - t0, error)
+
+
+def collect_results(bdir: Path, stats_file: Path, results_xml: Path, seconds: float,
+                    error: str | None) -> SimResult:
+    """The :class:`SimResult` of a finished cocotb run (its stats lines and results XML)."""
+    from cocotb_tools.check_results import get_results
+
     stats = []
     if stats_file.is_file():
         stats = [json.loads(line) for line in stats_file.read_text().splitlines() if line.strip()]
