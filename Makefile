@@ -4,6 +4,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?= --durations=25
+# pytest-xdist workers (one per core of the 2-core CI machine); test files are the unit of
+# distribution (module fixtures and simulator builds stay in one worker; see sim/runner.py)
+PYTEST_WORKERS ?= 2
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: run test test-fast setup lint verilog bench clean
 
@@ -14,10 +18,10 @@ run: setup
 	$(VENV)/bin/pimcast run
 
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(PYTEST_ARGS)
 
 verilog: setup
 	$(VENV)/bin/pimcast verilog --top all --out build/verilog

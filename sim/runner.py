@@ -32,7 +32,11 @@ __all__ = ["TESTBENCHES", "SIMULATORS", "SimResult", "SimError", "build_dir_for"
            "add_arguments", "main"]
 
 REPO = Path(__file__).resolve().parent.parent
-BUILD_ROOT = REPO / "build" / "sim"
+#: Simulator build folders: ``build/sim``; each pytest-xdist worker gets its own
+#: (``build/sim-gw1``), so parallel test workers never build or run in the same folder (the
+#: worker id is inherited by the child processes of the ``rtl`` backend).
+BUILD_ROOT = REPO / "build" / ("sim-" + os.environ["PYTEST_XDIST_WORKER"]
+                               if os.environ.get("PYTEST_XDIST_WORKER") else "sim")
 TIMESCALE = ("1ns", "1ps")
 SIMULATORS = ("icarus", "verilator")
 

@@ -11,6 +11,16 @@ SHARED_DATA = Path(os.environ.get("PIMCAST_SHARED_DATA", REPO.parent / "shared" 
 SHARED_GOLDEN = SHARED_DATA.parent / "golden"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n 2``), share the cores between the workers:
+    each worker's PyTorch gets ``cores // workers`` threads instead of all of them."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets (read by path, never copied); tests using it skip only where it is absent."""
