@@ -82,7 +82,10 @@ Queue depths
 ------------
 Input buffer ``buf_beats`` (default 1024 beats = 64 KiB); ROB ``2**tag_bits`` entries (default
 32); controller request queue ``queue`` (default 16) and read-return buffer 16; write-back FIFO
-``latency + 4``.
+``latency + 4``.  :func:`from_config` takes the ROB size and the queue from the PIM config
+(``rob_tags``, ``queue``; the default config ``rank-ddr4-3200`` has 128 and 32: 32 reads in
+flight bound a random gather to 58-79 % of the rank-level ceiling against the ~100+ tCK read
+latency of row misses, 128 reach 86-95 %; see README "PIM core speedup").
 
 Errors: see :mod:`pimcast.hdl.isa` ("Errors"): the first error is kept (code, opcode, tag, detail,
 position) until ``STATUS``; ``retired`` counts completed instructions (failed ones included).
@@ -691,8 +694,14 @@ def from_config(config=None, **overrides) -> PIMCore:
     a :class:`pimcast.host.pim_config.PIMConfig` or ``None`` for the default).
 
     One core = one rank-level unit: its DRAM is one rank of the config's preset and its mapping
-    the config's mapping (channel and rank fields are zero-width in a one-rank view).
-    ``overrides`` go to :class:`PIMCore` (``rows``, ``tREFI``, ``buf_beats`` …).
+    the config's mapping (channel and rank fields are zero-width in a one-rank view).  The
+    in-flight window comes from the config: ``queue = cfg.queue`` (controller request queue,
+    1..32, which :class:`~pimcast.host.pim_config.PIMConfig` checks for the rank placement) and
+    ``tag_bits = log2(cfg.rob_tags)`` (ROB entries = reads in flight) — the same two numbers the
+    ``model`` backend's timing uses, so both backends time the same unit.  (The
+    :class:`PIMCore` constructor keeps its own small defaults, 16 / 32, for unit tests.)
+    ``overrides`` go to :class:`PIMCore` (``rows``, ``tREFI``, ``buf_beats``, and ``queue`` /
+    ``tag_bits`` to override the config's window …).
 
     Raises
     ------
@@ -707,4 +716,6 @@ def from_config(config=None, **overrides) -> PIMCore:
         raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core yet "
                          "(only placement 'rank': one core per rank)")
     t = cfg.dram_timing().with_ranks(1)
-    return PIMCore(t, cfg.address_mapping, lanes=cfg.lanes, **overrides)
+    kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1)
+    kw.update(overrides)
+    return PIMCore(t, cfg.address_mapping, **kw)

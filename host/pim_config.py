@@ -37,6 +37,10 @@ PLACEMENTS = ("rank", "bankgroup")
 TIMING_MODELS = ("fast", "analytic", "off")
 DEFAULT_CONFIG = "rank-ddr4-3200"
 _DEFAULT_MAPPING = {"rank": "robabgcorach", "bankgroup": "robacobgrach"}
+#: largest controller queue of the RTL core (``BankController`` ``queue`` 1..32)
+RTL_MAX_QUEUE = 32
+#: largest reorder buffer of the RTL core (``PIMCore`` ``tag_bits`` 1..8)
+RTL_MAX_ROB_TAGS = 256
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
@@ -82,7 +86,18 @@ class PIMConfig:
     capacity: device capacity in bytes (``None`` = the DRAM's capacity); allocations beyond it fail.
     mapping: device address mapping string (``None`` = the placement's default, see module doc).
     timing: ``"fast"`` (:mod:`pimcast.host.dram_model`), ``"analytic"`` (resource-bound model) or ``"off"``.
-    queue: request-queue depth of each unit's memory controller (fast model).
+    queue: request-queue depth of each unit's memory controller (the FR-FCFS window; the RTL
+        core's ``BankController`` ``queue`` and the fast model's).  The rank placement has an RTL
+        core, whose controller takes 1..32, so there ``queue`` must be 1..32 (a ConfigError
+        otherwise: a config must mean the same thing on the ``rtl`` and ``model`` backends, so
+        it is rejected rather than clamped); the bank-group placement (model only) takes any
+        depth >= 1.
+    rob_tags: reads in flight per unit: the RTL core's reorder buffer (``2**tag_bits`` entries,
+        a power of two 2..256).  A read holds an entry from its issue to the controller until
+        its data leaves the ROB in request order; the ``fast`` timing model applies the same cap
+        (:mod:`pimcast.host.timing`).  Default 128: with ~100+ tCK read latency under row misses
+        32 entries bound a random gather to 58-79 % of the rank-level ceiling, 128 reach
+        86-95 % (README, "PIM core speedup").
     fma_latency: FMA pipeline latency in cycles (pipeline drain added once per operation).
     max_timed_requests: per unit and operation, the fast model times at most this many requests
         and scales the rest linearly (``stats()["timing_sampled"]`` says when it did).
@@ -99,6 +114,7 @@ class PIMConfig:
     mapping: Optional[str] = None
     timing: str = "fast"
     queue: int = 32
+    rob_tags: int = 128
     fma_latency: int = 4
     max_timed_requests: int = 16384
     power: dict = field(default_factory=dict, compare=False, hash=False)
@@ -141,13 +157,19 @@ class PIMConfig:
             bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
         if self.timing not in TIMING_MODELS:
             bad("timing", f"must be one of {', '.join(TIMING_MODELS)}, not {self.timing!r}")
-        for f, lo in (("lanes", 1), ("ranks", 1), ("channels", 1), ("queue", 1), ("fma_latency", 0),
-                      ("max_timed_requests", 1)):
+        for f, lo in (("lanes", 1), ("ranks", 1), ("channels", 1), ("queue", 1), ("rob_tags", 2),
+                      ("fma_latency", 0), ("max_timed_requests", 1)):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < lo:
                 bad(f, f"must be an integer >= {lo}, not {v!r}")
         if 16 % self.lanes:
             bad("lanes", f"must divide 16 (one 64 B beat = 16 fp32), not {self.lanes}")
+        if self.rob_tags > RTL_MAX_ROB_TAGS or self.rob_tags & (self.rob_tags - 1):
+            bad("rob_tags", f"must be a power of two in 2..{RTL_MAX_ROB_TAGS} (the core's ROB has "
+                            f"2**tag_bits entries, tag_bits 1..8), not {self.rob_tags}")
+        if self.placement == "rank" and self.queue > RTL_MAX_QUEUE:
+            bad("queue", f"must be in 1..{RTL_MAX_QUEUE} for placement 'rank' (the RTL core's bank "
+                         f"controller queue), not {self.queue}")
         if self.channels & (self.channels - 1):
             bad("channels", f"must be a power of two, not {self.channels}")
         try:

@@ -207,6 +207,10 @@ def test_bad_backend_and_config():
         load_pim_config("rank-ddr4-3200", lanes=3)
     with pytest.raises(ConfigError, match="exceeds"):
         load_pim_config("rank-ddr4-3200", capacity="64GiB")
+    with pytest.raises(ConfigError, match="field rob_tags: must be a power of two in 2..256.*not 48"):
+        load_pim_config("rank-ddr4-3200", rob_tags=48)
+    with pytest.raises(ConfigError, match="field queue: must be in 1..32 for placement 'rank'.*not 64"):
+        load_pim_config("rank-ddr4-3200", queue=64)
 
 
 def test_stats_counts_bytes_requests_padding():
