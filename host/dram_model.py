@@ -38,6 +38,20 @@ the command list) at ``T + 1``. ``cycles`` runs from the cycle the first request
 the end of the last data beat (``RD + CL + BL/2``, ``WR + CWL + BL/2``). The RTL bench's count
 differs by 2-3 cycles per trace (read-return buffer; it ends writes at ``WR + CWL + 1``).
 
+In-flight cap (the PIM core's reorder buffer)
+---------------------------------------------
+``max_reads_in_flight=W`` (default ``None``: off; :mod:`pimcast.host.timing` sets it to the PIM
+config's ``rob_tags`` for the ``model`` backend) mirrors :class:`pimcast.hdl.core.PIMCore`: every
+read takes a ROB entry when the controller accepts it and frees it when it retires, strictly in
+request order, one per cycle.  The model's read ``r`` (in trace order) is accepted no earlier
+than one cycle after read ``r - W`` retired, where ``retire[r] = max(completion[r] +
+retire_latency, retire[r-1] + 1)`` and ``retire_latency = 2`` (the controller's ``resp.valid``
+is one cycle after the model's ``completion``, the ROB entry is valid and retires one cycle
+later; the freed count lets the issue stage hand over a request the cycle after).  Not modelled:
+back-pressure of the reduction unit on retirement (beat ``b`` of consecutive rows of one bag is
+serialised by the FMA latency, which binds only for 1-beat rows) and ROB entries taken by empty
+bags.  With the cap off the kernel's schedule is unchanged (``tests/test_dram_model_equiv.py``).
+
 What is approximated / not modelled
 -----------------------------------
 * The RTL's read-return credit (``read_buffer`` outstanding reads) is not modelled: with 16
@@ -198,7 +212,7 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
-            rd_lat, wr_lat, write_hold, merge, cmd_buf):
+            rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx):
     n = rank.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
@@ -271,6 +285,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     end = np.int64(0)
     now = np.int64(0)
     gbank = -1
+    # in-flight read cap (win > 0): read number r (in trace order) is accepted only after read
+    # r - win has retired; reads retire in order, one per cycle, ret_lat cycles after their data
+    nrd = rd_idx.shape[0]
+    ret_time = np.zeros(nrd if win > 0 else 0, np.int64)
+    nret = 0
+    last_ret = NEG
     guard_limit = INF
     if n > 0:
         guard_limit = stamp[n - 1] + 100_000_000 + 1000 * n
@@ -416,6 +436,14 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 ref_t = x
                 ref_r = r
         # ---- next events
+        if win > 0:
+            while nret < nrd and casdone[rd_idx[nret]] != 0:
+                x = completion[rd_idx[nret]] + ret_lat
+                if last_ret + 1 > x:
+                    x = last_ret + 1
+                ret_time[nret] = x
+                last_ret = x
+                nret += 1
         acc_t = INF
         if next_req < n:
             a = max(now, stamp[next_req], last_acc + 1)
@@ -423,6 +451,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 acc_t = a
             elif hn > 0:
                 acc_t = max(a, held[hh])
+            if win > 0 and acc_t < INF and rd_pos[next_req] >= win:
+                k = rd_pos[next_req] - win
+                if k < nret:
+                    acc_t = max(acc_t, ret_time[k] + 1)
+                else:
+                    acc_t = INF     # its slot's read has no data yet: wait for commands
         refev = INF
         for r in range(R):
             if rstate[r] == 0 and ref_due[r] + 1 < refev:
@@ -630,12 +664,34 @@ class FastDRAMModel:
         Request-queue depth (the FR-FCFS window), as the RTL's ``queue``.
     merge_duplicates : bool, default False
         DRAMsim3-style merging of a read with an older pending read of the same address.
+    max_reads_in_flight : int or None, default None
+        Cap on reads in flight, as the PIM core's reorder buffer (``2**tag_bits`` entries) imposes
+        it (``None``: no cap — the plain controller of ``pimcast dram replay``).  A read holds a
+        slot from its acceptance until it *retires*: reads retire in trace order, at most one per
+        cycle, ``retire_latency`` cycles after the end of their data burst (the core's ROB:
+        ``resp.valid`` one cycle after the burst, the entry valid the next, retired that cycle;
+        its slot is free for an acceptance one cycle later).  Writes take no slot.  See
+        "In-flight cap" in the module docstring.
+    retire_latency : int, default 2
+        cycles from a read's last data beat (``completion``) to its earliest retirement.
     """
 
     def __init__(self, t: DRAMTiming, mapping: str | AddressMapping = "rochrababgco", queue: int = 32,
-                 merge_duplicates: bool = False, **_ignored):
+                 merge_duplicates: bool = False, max_reads_in_flight: int | None = None,
+                 retire_latency: int = 2, **_ignored):
         if isinstance(queue, bool) or int(queue) < 1:
             raise ValueError(f"queue depth must be >= 1, not {queue}")
+        if max_reads_in_flight is not None:
+            if isinstance(max_reads_in_flight, bool) or not isinstance(max_reads_in_flight, (int, np.integer)) \
+                    or max_reads_in_flight < 1:
+                raise ValueError(f"max_reads_in_flight must be None or an integer >= 1, not {max_reads_in_flight!r}")
+            if merge_duplicates:
+                raise ValueError("max_reads_in_flight (the PIM core's ROB) and merge_duplicates=True cannot be "
+                                 "combined: the core does not merge reads")
+        if isinstance(retire_latency, bool) or not isinstance(retire_latency, (int, np.integer)) or retire_latency < 0:
+            raise ValueError(f"retire_latency must be an integer >= 0, not {retire_latency!r}")
+        self.max_reads_in_flight = None if max_reads_in_flight is None else int(max_reads_in_flight)
+        self.retire_latency = int(retire_latency)
         self.t = t
         self.mapping = mapping if isinstance(mapping, AddressMapping) else AddressMapping(mapping, t)
         self.queue = int(queue)
@@ -680,6 +736,13 @@ class FastDRAMModel:
         else:
             prev_same = np.empty(0, np.int64)   # the kernel finds same-address requests in its queue
         k = t.bursts_per_request
+        win = self.max_reads_in_flight or 0
+        if win:
+            rd = ~np.asarray(is_write, bool)
+            rd_idx = np.flatnonzero(rd).astype(np.int64)
+            rd_pos = np.where(rd, np.cumsum(rd) - 1, -1).astype(np.int64)
+        else:
+            rd_idx = rd_pos = np.empty(0, np.int64)
         cap = n * (k + 2) + 256 if record_commands else 0
         wr8 = np.ascontiguousarray(is_write, np.uint8)
         st = np.ascontiguousarray(cycle, np.int64)
@@ -689,7 +752,8 @@ class FastDRAMModel:
             out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
-                          t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf)
+                          t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
+                          win, self.retire_latency, rd_pos, rd_idx)
             compl, ncmd, overflow, acts, refs, merged, first, end, err = out
             if not overflow:
                 break
@@ -717,7 +781,8 @@ class FastDRAMModel:
 
 
 def simulate(addr, is_write=None, cycle=None, *, t: DRAMTiming, mapping="rochrababgco", queue: int = 32,
-             merge_duplicates: bool = False, record_commands: bool = False) -> ModelResult:
-    """Convenience wrapper: ``FastDRAMModel(t, mapping, queue, merge_duplicates).run(...)``."""
-    return FastDRAMModel(t, mapping, queue, merge_duplicates).run(addr, is_write, cycle,
-                                                                   record_commands=record_commands)
+             merge_duplicates: bool = False, record_commands: bool = False,
+             max_reads_in_flight: int | None = None) -> ModelResult:
+    """Convenience wrapper: ``FastDRAMModel(t, mapping, queue, merge_duplicates, max_reads_in_flight).run(...)``."""
+    return FastDRAMModel(t, mapping, queue, merge_duplicates, max_reads_in_flight).run(
+        addr, is_write, cycle, record_commands=record_commands)

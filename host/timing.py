@@ -14,8 +14,10 @@ Composition (documented choices)
    its own memory controller over its own rank / bank group.
 2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank (rank
    placement) or one-rank-one-bank-group (bankgroup placement) channel, runs through
-   :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window,
-   refresh).  At most ``max_timed_requests`` requests per unit are timed; the rest are scaled
+   :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window of
+   ``queue`` requests, refresh) with at most ``rob_tags`` reads in flight, retired in order (the
+   RTL core's reorder buffer; :func:`pimcast.hdl.core.from_config` builds the core with the same
+   ``queue`` and ``rob_tags``).  At most ``max_timed_requests`` requests per unit are timed; the rest are scaled
    linearly (``sampled`` in the result).  ``timing="analytic"``: a vectorized resource-bound model
    (data bus, tCCD_S/L, per-bank tRC, tRRD_S, tFAW, command bus, read/write turnarounds, refresh
    derating; row hits from the per-bank open row in issue order).
@@ -118,7 +120,10 @@ class PIMTimer:
     def _fast_model(self):
         if self._fast is None:
             from pimcast.host.dram_model import FastDRAMModel
-            self._fast = FastDRAMModel(self.t_unit, self.local_mapping, queue=self.cfg.queue)
+            # the unit's window: controller queue and reorder buffer (reads in flight), the same
+            # numbers the RTL core is built with (pimcast.hdl.core.from_config)
+            self._fast = FastDRAMModel(self.t_unit, self.local_mapping, queue=self.cfg.queue,
+                                       max_reads_in_flight=self.cfg.rob_tags)
         return self._fast
 
     def unit_of(self, f: dict) -> np.ndarray:

@@ -65,3 +65,94 @@ def test_from_config_takes_the_window(rob, queue):
     # explicit overrides still win over the config
     core = _silence(from_config(load_pim_config("rank-ddr4-3200", rob_tags=rob, queue=queue), tag_bits=3, queue=4))
     assert core.params()["rob_depth"] == 8 and core.params()["queue"] == 4
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast model's in-flight cap (max_reads_in_flight)
+
+def _gather_addr(n_rows=300, beats=2, seed=0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, 1 << 16, n_rows)
+    return ((rows[:, None] * beats + np.arange(beats)).reshape(-1) * 64).astype(np.uint64)
+
+
+def _model(W, queue=32, **kw):
+    from pimcast.hdl.dram.timing import load_preset
+    from pimcast.host.dram_model import FastDRAMModel
+
+    return FastDRAMModel(load_preset("ddr4-3200", ranks=1), "robabgcorach", queue=queue, max_reads_in_flight=W, **kw)
+
+
+@pytest.mark.parametrize("W", [1, 2, 8, 32])
+def test_model_cap_holds_in_order_retirement(W):
+    """Read r's RD is on the command port no earlier than 3 cycles after read r - W retired
+    (accepted one cycle after the retirement, a candidate the cycle after, port one later)."""
+    import numpy as np
+
+    from pimcast.hdl.dram.timing import load_preset
+
+    t = load_preset("ddr4-3200", ranks=1)
+    addr = _gather_addr()
+    r = _model(W).run(addr)
+    comp = r.completion
+    ret = np.empty_like(comp)
+    last = -(1 << 40)
+    for i, c in enumerate(comp):      # reads retire in order, one per cycle, 2 cycles after their data
+        last = max(int(c) + 2, last + 1)
+        ret[i] = last
+    rd_port = comp - (t.CL + t.BL2)
+    assert np.all(rd_port[W:] >= ret[:-W] + 3)
+    if W == 1:   # nothing overlaps: every read waits for the previous one
+        assert np.all(rd_port[1:] > comp[:-1])
+
+
+def test_model_cap_off_or_wide_is_the_plain_controller():
+    addr = _gather_addr()
+    base = _model(None).run(addr, record_commands=True)
+    wide = _model(len(addr)).run(addr, record_commands=True)
+    assert wide.commands == base.commands and wide.cycles == base.cycles
+    # a tight window costs cycles, monotonically
+    cyc = [_model(W).run(addr).cycles for W in (128, 32, 8, 2)]
+    assert cyc == sorted(cyc) and cyc[-1] > 2 * cyc[0]
+
+
+def test_model_cap_writes_take_no_slot():
+    import numpy as np
+
+    addr = _gather_addr(100, 1)
+    w = np.zeros(len(addr), bool)
+    w[1::2] = True        # every other request a write: with W=1 only reads wait for reads
+    r1 = _model(1).run(addr, w)
+    r_all_reads = _model(1).run(addr)
+    assert r1.cycles < r_all_reads.cycles
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(W=0), "max_reads_in_flight must be None or an integer >= 1, not 0"),
+    (dict(W=2.5), "max_reads_in_flight must be None or an integer >= 1, not 2.5"),
+    (dict(W=True), "max_reads_in_flight must be None or an integer >= 1, not True"),
+    (dict(W=4, merge_duplicates=True), "cannot be combined"),
+    (dict(W=4, retire_latency=-1), "retire_latency must be an integer >= 0, not -1"),
+])
+def test_model_cap_bad_values(kw, match):
+    W = kw.pop("W")
+    with pytest.raises(ValueError, match=match):
+        _model(W, **kw)
+
+
+def test_timing_layer_uses_the_config_window():
+    """The model backend's unit model is built with the config's queue and rob_tags, and a
+    smaller ROB makes a random gather slower."""
+    import numpy as np
+
+    from pimcast.host.timing import PIMTimer
+
+    cfg = load_pim_config("rank-ddr4-3200-1rank")
+    fm = PIMTimer(cfg)._fast_model()
+    assert (fm.queue, fm.max_reads_in_flight) == (32, 128)
+    addr = _gather_addr(400, 4) * np.uint64(1)
+    big = PIMTimer(cfg).time_stream(addr)["cycles"]
+    small = PIMTimer(cfg.with_(rob_tags=16)).time_stream(addr)["cycles"]
+    assert small > 1.3 * big
