@@ -17,16 +17,26 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   cycles (one 64 B burst per BL/2 tCK); the rank-level DIMM time is ``max(slower rank, link)``
   (results stream out while the cores work), which is what ``speedup_rtl_rank`` uses — with
   pooling 1 the results are as large as the gathered rows, so no placement can win there.
-* ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles for the rank and
-  bank-group placements (the bank-group core has no RTL).
+* ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles (``open_device("model")``)
+  for the rank and bank-group placements with the **same window** as the RTL core (the bank-group
+  core has no RTL).  ``model_rank / rtl_rank`` is the model backend's error against the RTL.
+* ``unit_model`` — the model calibrated to one core: each rank's core-local stream through the
+  unit timing (:class:`pimcast.host.timing.PIMTimer`: fast DRAM model, ``rob_tags`` reads in
+  flight, FMA drain) plus the core's serial index-stream and validation pass
+  (:func:`pimcast.host.timing.gather_setup_cycles`, which the model backend does not add);
+  ``unit_model_dimm = max(slower rank, link)``, compared with ``rtl_rank``.
 * ceilings — FACTS.md §3 bounds (:func:`pimcast.host.baselines.gather_ceilings`).
 
-Prints a table, saves ``build/bench/core_speedup.json`` and ``core_speedup.png``.
+Prints a table, saves ``build/bench/core_speedup[_rob<N>_q<M>].json`` and ``.png``.
 
-The core is the default one of ``configs/pim/rank-ddr4-3200-1rank.yaml`` (input buffer 1,024 beats).
+The window (reads in flight ``rob_tags``, controller ``queue``) comes from the PIM config
+``configs/pim/rank-ddr4-3200-1rank.yaml`` (RTL core, one per rank; input buffer 1,024 beats) and
+``rank-ddr4-3200.yaml`` (model backend): 128 / 32 by default; ``--rob-tags`` / ``--queue``
+override both (e.g. ``--rob-tags 32 --queue 16``: the core constructor's small window).
 
 Usage: ``PIMCAST_VERILATOR_OPT=-O1 python benchmarks/core_speedup.py [--simulator icarus|verilator] [--lookups N] [--dims 16,64,128,256]
-[--pooling 1,20,100] [--out build/bench]``  (Icarus: ~15 min for the default grid on 2 cores.)
+[--pooling 1,20,100] [--rob-tags N] [--queue N] [--out build/bench]``  (Verilator -O1: ~13 min for
+the default grid on the shared 2-core host, most of it the core build.)
 """
 from __future__ import annotations
 
@@ -81,13 +91,13 @@ def link_cycles(bags: int, dim: int) -> int:
     return bags * -(-dim * 4 // 64) * load_preset("ddr4-3200", ranks=2).BL2
 
 
-def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int, mapping=None) -> int:
+def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int, mapping=None, **window) -> int:
     import torch
 
     from pimcast.host import open_device
     from pimcast.host.pim_config import load_pim_config
 
-    cfg = load_pim_config(config, **({"mapping": mapping} if mapping else {}))
+    cfg = load_pim_config(config, **({"mapping": mapping} if mapping else {}), **window)
     dev = open_device("model", cfg, timing="fast")
     dev.alloc("t", TABLE_ROWS, dim)
     dev.reset_stats()
@@ -95,14 +105,36 @@ def model_cycles(config: str, idx: np.ndarray, off: np.ndarray, dim: int, mappin
     return int(dev.stats()["cycles"])
 
 
-def run_rtl(workloads: list[dict], simulator: str, mapping=None, **core_kw) -> list[dict]:
+def unit_config(mapping=None, **window):
+    """The PIM config of one rank's core (8 GiB, the RTL top), with the window overrides."""
     from pimcast.host.pim_config import load_pim_config
+
+    return load_pim_config("rank-ddr4-3200-1rank", **({"mapping": mapping} if mapping else {}), **window)
+
+
+def unit_model_cycles(timer, job: dict) -> dict:
+    """One core's GATHER_REDUCE (a ``jobs`` entry: core-local ids, offsets, row bytes) on the
+    calibrated unit model: fast DRAM model with the config's window + the core's setup pass."""
+    from pimcast.host.timing import gather_setup_cycles
+
+    r = int(job["row_bytes"]) // 64
+    idx = np.asarray(job["idx"], np.int64)
+    beats = (int(job["base"]) + idx[:, None] * r + np.arange(r)[None, :]).reshape(-1)
+    setup = gather_setup_cycles(int(idx.size), int(len(job["off"])))
+    res = timer.time_stream(beats.astype(np.uint64) * np.uint64(64), fmas=int(idx.size) * 16 * r,
+                            setup_cycles=setup)
+    return {"cycles": int(res["cycles"]), "setup": setup, "dram": int(res["busy"]["dram_max"]),
+            "sampled": bool(res["sampled"])}
+
+
+def run_rtl(workloads: list[dict], simulator: str, mapping=None, **window) -> list[dict]:
     from pimcast.sim.runner import run_cocotb
     from pimcast.sim.tb_core import register_top
 
-    # the default core of one rank (8 GiB), optionally with another device mapping
-    cfg = load_pim_config("rank-ddr4-3200-1rank", **({"mapping": mapping} if mapping else {}))
-    top, env = register_top(cfg, **core_kw)
+    # the core of one rank (8 GiB) as the config builds it (window from the config), optionally
+    # with another device mapping
+    cfg = unit_config(mapping, **window)
+    top, env = register_top(cfg)
     arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in workloads])}
     for k, w in enumerate(workloads):
         arrays[f"idx_{k}"], arrays[f"off_{k}"] = w["idx"], w["off"]
@@ -124,9 +156,10 @@ def main(argv=None) -> int:
     ap.add_argument("--pooling", default="1,20,100")
     ap.add_argument("--dists", default="uniform,zipf")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tag-bits", type=int, default=None,
-                    help="core reorder-buffer size 2**N (reads in flight; default the core's 5 = 32)")
-    ap.add_argument("--queue", type=int, default=None, help="bank-controller queue depth (default the core's 16)")
+    ap.add_argument("--rob-tags", type=int, default=None,
+                    help="reads in flight per unit (PIM config rob_tags; default the config's, 128)")
+    ap.add_argument("--queue", type=int, default=None,
+                    help="controller queue depth per unit (PIM config queue; default the config's, 32)")
     ap.add_argument("--mapping", default=None,
                     help="device address mapping of the rank configs (default: theirs, robabgcorach); the rank "
                          "field must stay lowest (above ch) for the per-rank split")
@@ -152,12 +185,19 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if args.mapping and not args.mapping.endswith("rach"):
         ap.error(f"--mapping {args.mapping!r}: the per-rank split needs 'ra' then 'ch' as the lowest fields")
-    core_kw = {k: v for k, v in (("tag_bits", args.tag_bits), ("queue", args.queue)) if v is not None}
-    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **core_kw)}
+    window = {k: v for k, v in (("rob_tags", args.rob_tags), ("queue", args.queue)) if v is not None}
+    ucfg = unit_config(args.mapping, **window)     # validates the window before the long run
+    print(f"window: rob_tags {ucfg.rob_tags} reads in flight, queue {ucfg.queue}", flush=True)
+    from pimcast.host.timing import PIMTimer
+
+    timer = PIMTimer(ucfg)
+    unit = {j["name"]: unit_model_cycles(timer, j) for j in jobs}
+    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
     rtl_seconds = time.perf_counter() - t0
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
-          f"{'model bg':>9} {'rtl x':>6} {'ceil':>5} {'%ceil':>6} {'model bg x':>10} {'bg ceil':>7}")
+          f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
+          f"{'mdl %ceil':>9} {'model bg x':>10} {'bg ceil':>7}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -165,19 +205,29 @@ def main(argv=None) -> int:
         link = link_cycles(c["bags"], c["dim"])
         rtl = max(core, link)
         host = host_cycles(c["idx"], c["dim"])
-        mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"], args.mapping)
-        mb = model_cycles("bankgroup-ddr4-3200", c["idx"], c["off"], c["dim"])
+        mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"], args.mapping, **window)
+        mb = model_cycles("bankgroup-ddr4-3200", c["idx"], c["off"], c["dim"], **window)
+        u0, u1 = unit[name + "-r0"], unit[name + "-r1"]
+        um = max(u0["cycles"], u1["cycles"], link)
         ceil = gather_ceilings(c["dim"])
         rec = {k: c[k] for k in ("dim", "dist", "pooling", "bags", "lookups")}
         rec.update({"host_cycles": host, "rtl_rank_cycles": rtl, "rtl_core_cycles": core, "link_cycles": link, "rtl_rank_cycles_per_rank": [r0["cycles"], r1["cycles"]],
                     "rtl_acts": r0["acts"] + r1["acts"], "model_rank_cycles": mr, "model_bankgroup_cycles": mb,
                     "speedup_rtl_rank": host / rtl, "speedup_model_rank": host / mr,
                     "speedup_model_bankgroup": host / mb, "ceiling_rank": ceil["speedup_rank"],
-                    "ceiling_bankgroup": ceil["speedup_bankgroup_per_rank_ca"]})
+                    "ceiling_bankgroup": ceil["speedup_bankgroup_per_rank_ca"],
+                    "rob_tags": ucfg.rob_tags, "queue": ucfg.queue,
+                    "model_over_rtl": mr / rtl, "unit_model_cycles_per_rank": [u0["cycles"], u1["cycles"]],
+                    "unit_model_setup_cycles": [u0["setup"], u1["setup"]], "unit_model_dimm_cycles": um,
+                    "unit_model_over_rtl": um / rtl, "rtl_core_over_unit_model_per_rank":
+                    [r0["cycles"] / u0["cycles"], r1["cycles"] / u1["cycles"]]})
         rec["rtl_rank_pct_of_ceiling"] = 100 * rec["speedup_rtl_rank"] / rec["ceiling_rank"]
+        rec["model_rank_pct_of_ceiling"] = 100 * rec["speedup_model_rank"] / rec["ceiling_rank"]
         rows_out.append(rec)
-        print(f"{c['dim']:>4} {c['dist']:>7} {c['pooling']:>4} {c['lookups']:>7} {host:>8} {rtl:>9} {mr:>10} {mb:>9} "
-              f"{rec['speedup_rtl_rank']:>6.2f} {rec['ceiling_rank']:>5.2f} {rec['rtl_rank_pct_of_ceiling']:>5.0f}% "
+        print(f"{c['dim']:>4} {c['dist']:>7} {c['pooling']:>4} {c['lookups']:>7} {host:>8} {rtl:>9} {mr:>10} "
+              f"{mr / rtl:>7.3f} {um:>8} {um / rtl:>6.3f} "
+              f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
+              f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
               f"{rec['speedup_model_bankgroup']:>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
     sim_cycles = sum(m["cycles"] for m in meas.values())
     sim_secs = sum(m["seconds"] for m in meas.values())
@@ -189,8 +239,10 @@ def main(argv=None) -> int:
           f"{speed['lookups_per_s']:.0f} lookups/s (core-local lookups; build + run {rtl_seconds:.0f} s)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = "core_speedup" + (f"_{args.mapping}" if args.mapping else "") + "".join(f"_{k}{v}" for k, v in core_kw.items())
-    (out / f"{stem}.json").write_text(json.dumps({"cases": rows_out, "sim_speed": speed, "mapping": args.mapping, "core": core_kw,
+    stem = "core_speedup" + (f"_{args.mapping}" if args.mapping else "") + (
+        f"_rob{ucfg.rob_tags}_q{ucfg.queue}" if window else "")
+    (out / f"{stem}.json").write_text(json.dumps({"cases": rows_out, "sim_speed": speed, "mapping": args.mapping,
+                                                  "window": {"rob_tags": ucfg.rob_tags, "queue": ucfg.queue},
                                                        "table_rows": TABLE_ROWS, "zipf_alpha": ZIPF_ALPHA}, indent=1))
     try:
         import matplotlib
@@ -202,12 +254,14 @@ def main(argv=None) -> int:
             for pool in sorted({r["pooling"] for r in rows_out}):
                 rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == pool]
                 ax.plot([r["dim"] for r in rs], [r["speedup_rtl_rank"] for r in rs], "o-", label=f"RTL rank, pool {pool}")
+                ax.plot([r["dim"] for r in rs], [r["speedup_model_rank"] for r in rs], "x:", alpha=0.6,
+                        label=f"model rank, pool {pool}")
             rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == max(r2["pooling"] for r2 in rows_out)]
             ax.plot([r["dim"] for r in rs], [r["speedup_model_bankgroup"] for r in rs], "s--", label="model bank-group")
             ax.plot([r["dim"] for r in rs], [r["ceiling_rank"] for r in rs], "k:", label="rank ceiling")
             ax.plot([r["dim"] for r in rs], [r["ceiling_bankgroup"] for r in rs], "k-.", label="bank-group ceiling")
             ax.set_xscale("log", base=2)
-            ax.set_title(f"{dist} indices")
+            ax.set_title(f"{dist} indices, {ucfg.rob_tags} reads in flight, queue {ucfg.queue}")
             ax.set_xlabel("D (fp32 per row)")
         axes[0][0].set_ylabel("speedup vs host gather")
         axes[0][-1].legend(fontsize=7)

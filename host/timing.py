@@ -56,7 +56,7 @@ import numpy as np
 
 from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping
 
-__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing"]
+__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing", "gather_setup_cycles"]
 
 #: DRAMsim3 [power] figures (mA, V) per preset name (``name`` field of configs/dram/*.yaml).
 DRAM_POWER = {
@@ -69,6 +69,28 @@ DRAM_POWER = {
 }
 #: pJ per binary32 FMA (Horowitz ISSCC 2014, 45 nm: 3.7 pJ fp32 mult + 0.9 pJ fp32 add).
 FMA_PJ = 4.6
+
+#: the RTL core's fixed cycles per instruction around its input stream and validation pass
+#: (IDLE -> DECODE, CHECK, validation -> execution, FINISH -> DONE) plus the ``STATUS`` read-back
+_CORE_INSN_CYCLES = 8
+
+
+def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_beats: int = 1024) -> int:
+    """Serial cycles the RTL core (:class:`pimcast.hdl.core.PIMCore`) spends on a GATHER_REDUCE
+    before and around its DRAM stream: per instruction the index stream in (one 64 B beat per
+    cycle, 16 words), the validation pass (one cycle per bag header or lookup, weighted lookups
+    included) and :data:`_CORE_INSN_CYCLES`.  The driver splits the bags into instructions whose
+    index stream fits ``buf_beats`` beats (:meth:`pimcast.sim.core_driver.CoreDriver.gather_reduce`);
+    each instruction drains before the next one starts, which is not counted here.
+
+    Pass it as ``time_stream(..., setup_cycles=...)`` to time one core-like unit (the ``model``
+    backend's device does not pass it: its operations are timed as DRAM-bound streams).
+    """
+    per = 2 if weighted else 1
+    words = bags + per * lookups
+    insns = max(1, -(-words // (buf_beats * 16)))
+    return insns * _CORE_INSN_CYCLES + -(-words // 16) + insns + lookups + bags
+
 
 _TIMING_KEYS = ("cycles", "ns", "dram_cycles", "reduce_cycles", "link_cycles")
 
@@ -185,7 +207,7 @@ class PIMTimer:
     # ------------------------------------------------------------------ main entry
     def time_stream(self, addr: np.ndarray, is_write: Optional[np.ndarray] = None, *,
                     groups: Optional[np.ndarray] = None, fmas: int = 0, host_in: int = 0,
-                    host_out: int = 0) -> dict:
+                    host_out: int = 0, setup_cycles: int = 0) -> dict:
         """Time one device operation.
 
         Parameters
@@ -196,6 +218,8 @@ class PIMTimer:
             (one bag's column slice); beats not owned by the group's home unit are forwarded.
         fmas: FMA operations performed by the reduction units.
         host_in / host_out: bytes crossing the host channel(s) into / out of the device.
+        setup_cycles: serial cycles every unit spends before its DRAM stream (e.g.
+            :func:`gather_setup_cycles`: the RTL core's index stream and validation pass).
         """
         cfg, t = self.cfg, self.t
         out = empty_timing()
@@ -240,7 +264,7 @@ class PIMTimer:
             hits += h
             refs += r
             red_cycles[u] = int(reads_u[u]) * self.beat_cycles if fmas else 0
-            unit_cycles[u] = max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
+            unit_cycles[u] = int(setup_cycles) + max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
         acts = int(acts_u.sum())
         # shared rank resources (bank-group units of one rank)
         rank_shared = 0

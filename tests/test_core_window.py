@@ -156,3 +156,73 @@ def test_timing_layer_uses_the_config_window():
     big = PIMTimer(cfg).time_stream(addr)["cycles"]
     small = PIMTimer(cfg.with_(rob_tags=16)).time_stream(addr)["cycles"]
     assert small > 1.3 * big
+
+
+# ---------------------------------------------------------------------------------------------
+# the calibrated unit model against the RTL core (same config, same window)
+
+#: |model / RTL - 1| allowed per workload (cycle counts are deterministic; the model omits the
+#: drain between instructions, ROB entries of empty bags and FMA back-pressure on retirement)
+UNIT_MODEL_TOLERANCE = 0.06
+
+
+def _calib_workloads():
+    import numpy as np
+
+    from pimcast.host.workloads import zipf_indices
+
+    rng = np.random.default_rng(7)
+    rows = 1 << 16
+    out = []
+    for name, rb, n, pool, alpha in (("d64-uniform-p20", 128, 240, 20, 0.0),
+                                     ("d256-zipf-p20", 512, 160, 20, 0.9),
+                                     ("d128-uniform-p1", 256, 96, 1, 0.0)):
+        idx = zipf_indices(rng, n, rows, alpha)
+        out.append({"name": name, "row_bytes": rb, "rows": rows, "base": 0, "idx": idx,
+                    "off": np.arange(n // pool, dtype=np.int64) * pool})
+    return out
+
+
+def _unit_model(cfg, w):
+    import numpy as np
+
+    from pimcast.host.timing import PIMTimer, gather_setup_cycles
+
+    r = w["row_bytes"] // 64
+    beats = (w["idx"][:, None] * r + np.arange(r)[None, :]).reshape(-1)
+    res = PIMTimer(cfg).time_stream(beats.astype(np.uint64) * np.uint64(64), fmas=w["idx"].size * 16 * r,
+                                    setup_cycles=gather_setup_cycles(w["idx"].size, len(w["off"])))
+    return res["cycles"]
+
+
+@pytest.mark.slow
+@pytest.mark.rtl
+@pytest.mark.parametrize("rob, queue", [(128, 32), (32, 16)])
+def test_unit_model_matches_rtl_core(tmp_path, rob, queue):
+    """The model's cycles for one unit (fast DRAM model with the config's window + the core's
+    setup pass) are within UNIT_MODEL_TOLERANCE of the RTL core's (Icarus, core built by
+    ``from_config`` with the same config), for the new and the old window."""
+    import json
+
+    import numpy as np
+
+    from pimcast.sim.runner import run_cocotb
+    from pimcast.sim.tb_core import register_top
+
+    cfg = load_pim_config("rank-ddr4-3200-1rank", rob_tags=rob, queue=queue)
+    # a smaller core (1024 rows per bank, 256-beat input buffer) builds and simulates faster; the
+    # tables fit in it, so every address decodes as in the config's full rank
+    top, env = register_top(cfg, rows=1024, buf_beats=256)
+    assert json.loads(env["PIMCAST_CORE_PARAMS"])["rob_depth"] == rob
+    work = _calib_workloads()
+    arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in work])}
+    for k, w in enumerate(work):
+        arrays[f"idx_{k}"], arrays[f"off_{k}"] = w["idx"], w["off"]
+    np.savez(tmp_path / "w.npz", **arrays)
+    res = run_cocotb(top, "pimcast.sim.bench_core", simulator="icarus",
+                     env={**env, "PIMCAST_CORE_WORKLOADS": str(tmp_path / "w.npz")})
+    assert res.ok, (res.error, res.failures, res.build_dir)
+    rtl = {s["name"]: s["cycles"] for s in res.stats if s.get("test") == "measure"}
+    ratios = {w["name"]: _unit_model(cfg, w) / rtl[w["name"]] for w in work}
+    print(f"rob {rob} queue {queue}: RTL {rtl}, model/RTL {ratios}")
+    assert all(abs(x - 1) <= UNIT_MODEL_TOLERANCE for x in ratios.values()), (rtl, ratios)
