@@ -28,8 +28,10 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 #: RTL controller parameters. ``read_buffer`` never binds on DDR4 (< 8 reads in flight); 12 gives
-#: this benchmark its own Verilator build folder (the build is keyed by the parameters).
+#: this benchmark its own Verilator build folder (the build is keyed by the parameters). HBM2 (two
+#: bursts per request; an entry lives from the first RD to the response) uses 16, see RTL_KW_MULTI.
 RTL_KW = dict(queue=32, read_buffer=12)
+RTL_KW_MULTI = dict(queue=32, read_buffer=16)
 
 
 def _gather(rng, n, row_b, n_rows=1 << 22, zipf=None):
@@ -103,7 +105,7 @@ def run_suite(n: int, only: set[str] | None, rtl: bool, seed: int = 11, simulato
     from pimcast.host.dram_model import FastDRAMModel
 
     t = load_preset(preset, ranks=ranks)
-    kw = dict(RTL_KW, queue=queue)
+    kw = dict(RTL_KW if t.bursts_per_request == 1 else RTL_KW_MULTI, queue=queue)
     rows = []
     for tr in trace_suite(t, n, seed):
         if only and tr["name"] not in only:
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--only", default="", help="comma-separated trace names")
-    ap.add_argument("--standard", default="ddr4-3200", help="DRAM preset (DDR4 only for the RTL)")
+    ap.add_argument("--standard", default="ddr4-3200", help="DRAM preset (ddr4-3200, ddr4-2400, hbm2)")
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--queue", type=int, default=32)
     ap.add_argument("--no-rtl", action="store_true", help="fast model only")

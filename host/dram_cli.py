@@ -6,7 +6,7 @@ Example::
 
 Models: ``--model fast`` (default) is :class:`pimcast.host.dram_model.FastDRAMModel`, a compiled
 cycle-level model of the bank controller; ``--model rtl`` replays the trace through the generated
-controller RTL under Verilator (:func:`pimcast.host.dram_rtl.replay_rtl`; slow, DDR4 only).
+controller RTL under Verilator (:func:`pimcast.host.dram_rtl.replay_rtl`; slow; DDR4 and HBM2).
 ``--merge-duplicates`` answers a read that hits an older pending read of the same address with
 the same burst (DRAMsim3 behaviour; default off, as Ramulator; fast model only).
 

@@ -12,8 +12,11 @@ The statistics have the keys of the fast model (:class:`pimcast.host.dram_model.
 ``bytes``, ``GBps``, ``acts``, ``row_hits`` (requests minus ACTs), ``refreshes``,
 ``requests_per_second`` (simulation wall time), plus ``cycles_per_s`` of the RTL simulation.
 
-The controller serves one 64 B burst per request (DDR4); HBM2 presets are rejected by the
-controller with a message. The default queue depth is 16: the FR-FCFS age logic grows with the
+DDR4 presets serve a 64 B request with one burst; HBM2 pseudo-channels (BL4, 32 B bursts) with two
+column commands at consecutive column addresses, as the fast model does (identical command lists on
+the 20-trace suite). The read-return buffer (``read_buffer``, default 16) is not modelled by the
+fast model: with HBM2, 8 entries can bind (a request's entry lives from its first RD to its
+response), 16 did not on any trace measured. The default queue depth is 16: the FR-FCFS age logic grows with the
 square of the depth, and a 32-deep controller (2.7 MB of Verilog) takes many minutes to compile
 with Verilator on a shared 2-core machine. Pass ``queue=32`` to match the fast model's default.
 """

@@ -11,13 +11,16 @@ Two layers:
   ``tests/test_dram_checker.py`` holds the two to the same answers). Each
   :class:`ProtocolViolation` names the cycle, the rule and the addresses of both commands.
 * :class:`DRAMDevice` — the cocotb side: samples the controller's command port every cycle,
-  feeds the checker, keeps per-bank row state and a sparse 64 B data store, captures write data
-  ``CWL`` cycles after each WR and returns read data ``CL + BL/2`` cycles after each RD.
+  feeds the checker, keeps per-bank row state and a sparse data store of one burst per column
+  address (64 B on DDR4 x64 BL8, 32 B on an HBM2 pseudo-channel with BL4, where a 64 B request
+  is two RD/WR at consecutive column addresses ``(co * 2 + b) * BL``), captures write data
+  ``CWL`` cycles after each WR and returns read data ``CL + BL/2`` cycles after each RD (one
+  ``dq`` beat per burst; BL4 occupies the bus 2 tCK).
   It is driven from the testbench's single clocked loop (``drive`` just after the rising edge,
   ``sample`` in the read-only phase) so that the per-cycle Python work stays small.
 
-Data never written reads as :func:`initial_data` of its address, so a scoreboard can predict
-every read.
+Data never written reads as :func:`initial_data` of its address (the low ``burst_bytes`` of it),
+so a scoreboard can predict every read (:func:`initial_request_data` assembles a 64 B request).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from pimcast.hdl.dram.timing import (CAS, Cmd, DRAMTiming, Rule, Scope, Violatio
                                      window_rules)
 
 __all__ = ["ProtocolViolation", "ProtocolChecker", "ProtocolError", "DRAMDevice", "initial_data",
-           "check_incremental"]
+           "initial_request_data", "check_incremental"]
 
 _NEG = -(1 << 62)
 MASK512 = (1 << 512) - 1
@@ -43,6 +46,19 @@ def initial_data(rank: int, bg: int, bank: int, row: int, col: int) -> int:
         x = (x * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & ((1 << 64) - 1)
         out = (out << 64) | (x ^ (x >> 29))
     return out & MASK512
+
+
+def initial_request_data(t: DRAMTiming, rank: int, bg: int, bank: int, row: int, co: int) -> int:
+    """Never-written contents of the 64 B request in column ``co`` (64 B units): its
+    ``k = t.bursts_per_request`` bursts at device columns ``(co * k + b) * BL``, burst ``b`` in
+    bits ``[b * burst_bits, (b + 1) * burst_bits)`` (byte 0 in bits 7:0). For DDR4 (``k = 1``)
+    this is ``initial_data(rank, bg, bank, row, co * BL)``."""
+    k, bits = t.bursts_per_request, t.burst_bytes * 8
+    mask = (1 << bits) - 1
+    out = 0
+    for b in range(k):
+        out |= (initial_data(rank, bg, bank, row, (co * k + b) * t.burst_length) & mask) << (b * bits)
+    return out
 
 
 def _fmt(tup) -> str:
@@ -224,7 +240,7 @@ class DRAMDevice:
     Call :meth:`drive` once per cycle just after the rising edge and :meth:`sample` in that
     cycle's read-only phase, with the same cycle number. ``commands`` records every command as
     ``(cycle, cmd, rank, bg, bank, row, col)``; ``store`` maps ``(rank, bg, bank, row, col)``
-    to 512-bit data.
+    to one burst of data (``burst_bytes * 8`` bits).
     """
 
     def __init__(self, dut, t: DRAMTiming, fail_fast: bool = True, record: bool = True):
@@ -249,6 +265,7 @@ class DRAMDevice:
         self.h_rv, self.h_rd = dut.dq_r__valid, dut.dq_r__data
         self.rd_latency = t.CL + t.BL2
         self.wr_latency = t.CWL
+        self.burst_mask = (1 << (t.burst_bytes * 8)) - 1
 
     def reset(self) -> None:
         self.h_rv.value = 0
@@ -303,7 +320,7 @@ class DRAMDevice:
             key = (rk, bg, bk, row, col)
             data = self.store.get(key)
             if data is None:
-                data = initial_data(*key)
+                data = initial_data(*key) & self.burst_mask
             self.read_returns[cycle + self.rd_latency] = data
         elif cmd in (Cmd.WR, Cmd.WRA):
             self.write_due[cycle + self.wr_latency] = (rk, bg, bk, row, col)

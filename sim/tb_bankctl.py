@@ -38,7 +38,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 from pimcast.hdl.dram.timing import AddressMapping, DRAMTiming
-from pimcast.sim.dram_device import DRAMDevice, initial_data
+from pimcast.sim.dram_device import DRAMDevice, initial_request_data
 
 __all__ = ["register_top", "run_bankctl", "verilator_pch_fix", "Bench"]
 
@@ -122,6 +122,7 @@ class Bench:
         self.dut = dut
         self.t = DRAMTiming(**p["timing"])
         self.amap = AddressMapping(p["mapping"], self.t)
+        self.k = self.t.bursts_per_request      # column commands (bursts) per 64 B request
         self.A = p["addr_bits"]
         self.TB = p["tag_bits"]
         self.rng = random.Random(seed)
@@ -141,10 +142,20 @@ class Bench:
     def addr(self, ra=0, bg=0, ba=0, ro=0, co=0) -> int:
         return int(self.amap.encode(ra=ra, bg=bg, ba=ba, ro=ro, co=co))
 
-    def key(self, addr: int) -> tuple:
+    def fields(self, addr: int) -> tuple:
+        """(rank, bank group, bank, row, column in 64 B units) of a byte address."""
         m = self.amap
         f = {k: (addr >> m.shifts[k]) & ((1 << m.bits[k]) - 1) for k in ("ra", "bg", "ba", "ro", "co")}
-        return (f["ra"], f["bg"], f["ba"], f["ro"], f["co"] * self.t.burst_length)
+        return (f["ra"], f["bg"], f["ba"], f["ro"], f["co"])
+
+    def key(self, addr: int) -> tuple:
+        """Device address of the request's first burst: (rank, bg, bank, row, device column)."""
+        ra, bg, ba, ro, co = self.fields(addr)
+        return (ra, bg, ba, ro, co * self.k * self.t.burst_length)
+
+    def initial(self, addr: int) -> int:
+        """Never-written 64 B at ``addr`` as the device model returns it (all bursts)."""
+        return initial_request_data(self.t, *self.fields(addr))
 
     # clock / reset ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -224,7 +235,7 @@ class Bench:
                 else:
                     exp = self.mem.get(addr)
                     if exp is None:
-                        exp = initial_data(*self.key(addr))
+                        exp = self.initial(addr)
                     self.expect[cur_tag] = (exp, addr, c)
                 self.accepted.append((c, addr, we))
                 pos += 1
@@ -250,7 +261,7 @@ class Bench:
             await edge
             self.cycle += 1
             if pos >= n and reads_left == 0 and end_at is None:
-                writes_done = dev.checker.counts[_WR] - wr_cmds0 >= writes_left and not dev.write_due
+                writes_done = dev.checker.counts[_WR] - wr_cmds0 >= writes_left * self.k and not dev.write_due
                 if writes_done:
                     end_at = self.cycle + extra_cycles
             if end_at is not None and self.cycle >= end_at:
@@ -307,15 +318,17 @@ def _gaps(cmds):
 
 @_skip_in_replay
 async def test_read_latency_closed_bank_and_row_hit(dut):
-    """Closed-bank read: ACT->RD = tRCD and latency tRCD + CL + BL/2 + 3; then a row hit."""
+    """Closed-bank read: ACT->RD = tRCD and latency tRCD + CL + BL/2 + 3 (HBM2: plus tCCD_L for the
+    second burst); then a row hit."""
     b = Bench(dut, _seed())
     t = b.t
     await b.start()
     a0 = b.addr(bg=1, ba=1, ro=3, co=2)
     await b.run([(a0, 0, 0)])
     act, rd = b.cmds("ACT"), b.cmds("RD")
-    assert len(act) == 1 and len(rd) == 1
+    assert len(act) == 1 and len(rd) == b.k
     assert rd[0][0] - act[0][0] == t.tRCD
+    assert [c[6] for c in rd] == [(2 * b.k + i) * t.burst_length for i in range(b.k)], rd
     assert b.responses[0][2] == b.p["closed_read_latency"], b.responses
     await b.run([(b.addr(bg=1, ba=1, ro=3, co=5), 0, 0)])
     assert len(b.cmds("ACT")) == 1
@@ -331,10 +344,10 @@ async def test_row_hits_paced_by_tccd(dut):
     await b.start()
     await b.run([(b.addr(bg=0, ba=0, ro=1, co=i), 0, 0) for i in range(12)])
     g = _gaps(b.cmds("RD"))
-    assert g == [t.tCCD_L] * 11, g
+    assert g == [t.tCCD_L] * (12 * b.k - 1), g
     n0 = len(b.cmds("RD"))
     reqs = [(b.addr(bg=i % 2, ba=0, ro=1, co=i), 0, 0) for i in range(16)]
-    reqs = [(b.addr(bg=1, ba=0, ro=1, co=40), 0, 0)] + reqs  # open bg1 first
+    reqs = [(b.addr(bg=1, ba=0, ro=1, co=40 % t.requests_per_row), 0, 0)] + reqs  # open bg1 first
     await b.run(reqs)
     rds = b.cmds("RD")[n0 + 1:]
     g = _gaps(rds)
@@ -363,8 +376,8 @@ async def test_stream_row0_bank0_tag0(dut):
         assert [r[0] for r in reqs] == [64 * i for i in range(16)] and step == 64
     await b.run(reqs, stall_limit=500)
     rds = b.cmds("RD")
-    assert len(b.cmds("ACT")) == 1 and len(rds) == 16, b.cmds()
-    assert _gaps(rds) == [t.tCCD_L] * 15, _gaps(rds)
+    assert len(b.cmds("ACT")) == 1 and len(rds) == 16 * b.k, b.cmds()
+    assert _gaps(rds) == [t.tCCD_L] * (16 * b.k - 1), _gaps(rds)
     assert len(b.responses) == 16
     # again, on the now open row, after an idle gap, and mixed with a write to one of the addresses
     rnd = b.rng.getrandbits
@@ -372,7 +385,7 @@ async def test_stream_row0_bank0_tag0(dut):
     reqs = [(b.addr(co=i), 0, 0) for i in range(16)]
     reqs.insert(5, (b.addr(co=3), 1, rnd(512)))
     await b.run(reqs, stall_limit=500)
-    assert len(b.cmds("ACT")) == 1 and len(b.cmds("RD")) == 32
+    assert len(b.cmds("ACT")) == 1 and len(b.cmds("RD")) == 32 * b.k
     assert len(b.responses) == 32
 
 
@@ -405,24 +418,25 @@ async def test_act_spacing_trrd_and_tfaw(dut):
 
 @_skip_in_replay
 async def test_turnarounds_twtr_rd_to_wr_twr_trc(dut):
-    """write->read (tWTR_L / tWTR_S), read->write, write->precharge (tWR), ACT->ACT (tRC)."""
+    """write->read (tWTR_L / tWTR_S), read->write, write->precharge (tWR), ACT->ACT (tRC).
+    Gaps are taken between the last burst of the first request and the first burst of the second."""
     b = Bench(dut, _seed())
-    t = b.t
+    t, k = b.t, b.k
     await b.start()
     rnd = b.rng.getrandbits
     # tWTR_L: write bg0/bank0 then read bg0/bank1
     await b.run([(b.addr(bg=0, ba=0, ro=2), 1, rnd(512)), (b.addr(bg=0, ba=1, ro=2), 0, 0)])
-    wr, rd = b.cmds("WR")[-1], b.cmds("RD")[-1]
+    wr, rd = b.cmds("WR")[-1], b.cmds("RD")[-k]
     assert rd[0] - wr[0] == t.wr_to_rd(True), (wr, rd)
     await b.idle(100)
     # tWTR_S: write bg1 then read bg2
     await b.run([(b.addr(bg=1, ba=0, ro=2), 1, rnd(512)), (b.addr(bg=2, ba=0, ro=2), 0, 0)])
-    wr, rd = b.cmds("WR")[-1], b.cmds("RD")[-1]
+    wr, rd = b.cmds("WR")[-1], b.cmds("RD")[-k]
     assert rd[0] - wr[0] == t.wr_to_rd(False), (wr, rd)
     await b.idle(100)
     # read -> write turnaround (both rows open now)
     await b.run([(b.addr(bg=1, ba=0, ro=2, co=1), 0, 0), (b.addr(bg=2, ba=0, ro=2, co=1), 1, rnd(512))])
-    rd, wr = b.cmds("RD")[-1], b.cmds("WR")[-1]
+    rd, wr = b.cmds("RD")[-1], b.cmds("WR")[-k]
     assert wr[0] - rd[0] == t.rd_to_wr, (rd, wr)
     await b.idle(100)
     # write, then a row conflict in the same bank: PRE waits tWR after the write data
@@ -442,7 +456,7 @@ async def test_turnarounds_twtr_rd_to_wr_twr_trc(dut):
     if t.ranks > 1:
         await b.idle(100)
         await b.run([(b.addr(ra=0, bg=0, ba=3, ro=1), 0, 0), (b.addr(ra=1, bg=0, ba=3, ro=1), 0, 0)])
-        r0, r1 = b.cmds("RD")[-2:]
+        r0, r1 = b.cmds("RD")[-k - 1:-k + 1] if k > 1 else b.cmds("RD")[-2:]
         assert (r0[2], r1[2]) == (0, 1) and r1[0] - r0[0] == t.BL2 + t.tRTRS, (r0, r1)
 
 
@@ -468,7 +482,8 @@ async def test_refresh_interval_idle(dut):
     t = b.t
     await b.start()
     n = 3
-    await b.idle(t.tREFI * n + t.tREFI // t.ranks + 200)
+    # the last rank's n-th refresh falls due at n * tREFI + (ranks - 1) * tREFI // ranks
+    await b.idle(t.tREFI * n + (t.ranks - 1) * t.tREFI // t.ranks + 200)
     for r in range(t.ranks):
         refs = [c[0] for c in b.cmds("REF") if c[2] == r]
         preas = [c[0] for c in b.cmds("PREA") if c[2] == r]
@@ -612,7 +627,7 @@ async def test_saturated_stream_rate(dut):
     cycles = await b.run(reqs)
     dt = time.perf_counter() - t0
     _stats({"test": "stream", "requests": len(reqs), "cycles": cycles, "seconds": dt,
-            "cycles_per_s": cycles / dt, "bus_utilisation": len(reqs) * t.BL2 / cycles})
+            "cycles_per_s": cycles / dt, "bus_utilisation": len(reqs) * b.k * t.BL2 / cycles})
 
 
 # ---------------------------------------------------------------------------------------------

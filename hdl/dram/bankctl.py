@@ -223,15 +223,19 @@ class BankController(wiring.Component):
     Parameters
     ----------
     timing : DRAMTiming or str, default ``"ddr4-3200"`` with one rank
-        Preset (or preset name). Only presets whose burst carries a whole 64 B request
-        (``bursts_per_request == 1``: DDR4 x64 with BL8) are supported.
+        Preset (or preset name). A 64 B request takes ``K = bursts_per_request`` column
+        commands: ``K = 1`` for DDR4 x64 with BL8, ``K = 2`` for an HBM2 pseudo-channel
+        (64-bit, BL4: 32 B per burst). Any ``K`` dividing 64 B is generated.
     mapping : str, default ``"rochrababgco"``
         DRAMsim3-style address mapping (:class:`~pimcast.hdl.dram.timing.AddressMapping`).
     queue : int, default 8
         Request-queue depth (the FR-FCFS window), 1..32.
     read_buffer : int, default 8
-        Read-return buffer entries; a RD issues only while fewer than ``read_buffer`` reads are
-        in flight or waiting in the buffer, so read data is never dropped under back-pressure.
+        Read-return buffer entries; a RD (with ``K > 1``: a request's first RD) issues only while
+        fewer than ``read_buffer`` reads are in flight or waiting in the buffer, so read data is
+        never dropped under back-pressure. With HBM2 an entry is held from the request's first RD
+        to its response (~30 cycles at up to one request per 4): 8 entries can bind on dense
+        read streams; 16 never bound in the measured traces (the fast model does not model it).
     tag_bits : int, default 8
     rows, columns, tREFI : int, optional
         Overrides for small simulations (fewer address bits; a short refresh interval). ``rows``
@@ -246,17 +250,30 @@ class BankController(wiring.Component):
         order). Writes produce no response.
     cmd : Out(command_signature(...))
         DRAM command port (registered; see :mod:`pimcast.hdl.dram.cmdport`).
-    dq_w : Out(dq_signature(512))
-        Write data, ``CWL`` cycles after the WR on ``cmd``.
-    dq_r : In(dq_signature(512))
-        Read data from the DRAM, expected ``CL + BL/2`` cycles after the RD on ``cmd``.
+    dq_w : Out(dq_signature(burst_bits))
+        Write data, one burst (``burst_bits = 8 * burst_bytes``: 512 on DDR4, 256 on HBM2),
+        ``CWL`` cycles after each WR on ``cmd``; burst ``b`` of a request is bits
+        ``[b * burst_bits, (b + 1) * burst_bits)`` of its 64 B write data.
+    dq_r : In(dq_signature(burst_bits))
+        Read data from the DRAM, one burst, expected ``CL + BL/2`` cycles after each RD on
+        ``cmd``, in RD order.
 
     Queue behaviour
     ---------------
     ``queue`` slots hold pending requests (decoded address, write flag, tag; write data in a
-    slot-indexed memory). A read leaves its slot when its RD issues; a write when its data has
-    been read out for the data bus (``CWL`` cycles after the WR). An age matrix orders the
-    slots by arrival.
+    slot-indexed memory). A read leaves its slot when its (last) RD issues; a write when its
+    last burst's data has been read out for the data bus (``CWL`` cycles after its last WR). An
+    age matrix orders the slots by arrival.
+
+    Multi-burst requests (``K > 1``, HBM2)
+    --------------------------------------
+    A slot counts its issued bursts; each of its column commands is an ordinary scheduling
+    candidate (same rules, same priority, same timing counters), issued at column
+    ``(co * K + burst) * BL`` — the fast model's policy, so bursts of different requests may
+    interleave and the bank may even be precharged between them (starvation guard). Read
+    bursts are assembled per request in the read-return buffer (each RD's (entry, burst) goes
+    through a beat FIFO; the entry is taken by the first RD) and returned as one 64 B response
+    when all ``K`` beats are in, in the order of the requests' first RDs.
 
     Scheduling policy (open page, FR-FCFS within the queue window)
     --------------------------------------------------------------
@@ -279,15 +296,22 @@ class BankController(wiring.Component):
     write-after-read the old data).
 
     Latency (from the cycle a request is accepted to the cycle its data is valid on ``resp``,
-    with an idle controller): a read to a closed bank takes ``tRCD + CL + BL/2 + 3`` cycles
-    (51 for DDR4-3200, 39 for DDR4-2400), a row hit ``CL + BL/2 + 3`` (29 / 23). The three
-    pipeline cycles are the queue register, the registered command port and the
-    read-return buffer. See :attr:`closed_read_latency` / :attr:`hit_read_latency`.
+    with an idle controller): a read to a closed bank takes
+    ``tRCD + (K - 1) * tCCD_L + CL + BL/2 + 3`` cycles (51 for DDR4-3200, 39 for DDR4-2400,
+    43 for HBM2: the second burst goes tCCD_L after the first, same bank), a row hit
+    ``(K - 1) * tCCD_L + CL + BL/2 + 3`` (29 / 23 / 29). The three pipeline cycles are the queue
+    register, the registered command port and the read-return buffer. See
+    :attr:`closed_read_latency` / :attr:`hit_read_latency`.
+
+    Throughput: one command per cycle; the data bus carries one burst per ``BL/2`` cycles, so a
+    row-hit stream alternating bank groups peaks at one 64 B request per ``K * max(tCCD_S,
+    BL/2)`` cycles (DDR4-3200: 4 cycles, 16 B/cycle; HBM2: 2 bursts x 2 cycles = 4 cycles, 16 B/tCK
+    = 16 GB/s per pseudo-channel at 1 GHz); within one bank group ``K * tCCD_L`` per request.
 
     Raises
     ------
     ValueError
-        For unsupported presets (e.g. HBM2, whose 64 B request needs two bursts), bad queue /
+        For unsupported presets (a burst that does not divide 64 B, CWL < 2), bad queue /
         buffer / tag sizes, bad overrides, or a mapping string that is not valid.
     """
 
@@ -312,13 +336,16 @@ class BankController(wiring.Component):
         self.rank_bits, self.bg_bits = m.bits["ra"], m.bits["bg"]
         self.bank_bits, self.row_bits = m.bits["ba"], m.bits["ro"]
         self.col_bits = _bits(t.columns)
+        #: column commands (bursts) per 64 B request, and the data-port width (one burst)
+        self.bursts_per_request = t.bursts_per_request
+        self.burst_bits = t.burst_bytes * 8
         super().__init__({
             "req": In(stream.Signature(request_layout(self.addr_bits, tag_bits))),
             "resp": Out(stream.Signature(response_layout(tag_bits))),
             "cmd": Out(command_signature(self.rank_bits, self.bg_bits, self.bank_bits, self.row_bits,
                                          self.col_bits)),
-            "dq_w": Out(dq_signature(DATA_BITS)),
-            "dq_r": In(dq_signature(DATA_BITS)),
+            "dq_w": Out(dq_signature(self.burst_bits)),
+            "dq_r": In(dq_signature(self.burst_bits)),
         })
 
     @staticmethod
@@ -339,10 +366,8 @@ class BankController(wiring.Component):
                 raise ValueError(f"{name} override must be a power of two, not {v}")
             over[name] = v
         t = dataclasses.replace(timing, **over) if over else timing
-        if t.bursts_per_request != 1:
-            raise ValueError(f"{t.name}: a {REQUEST_BYTES} B request needs {t.bursts_per_request} bursts of "
-                             f"{t.burst_bytes} B; BankController supports only one burst per request "
-                             "(DDR4 x64 BL8), HBM2 pseudo-channels are not supported yet")
+        if t.burst_bytes > REQUEST_BYTES or REQUEST_BYTES % t.burst_bytes:
+            raise ValueError(f"{t.name}: a burst of {t.burst_bytes} B does not divide a {REQUEST_BYTES} B request")
         if t.row_bytes < REQUEST_BYTES:
             raise ValueError(f"columns={t.columns} gives rows of {t.row_bytes} B, less than one request")
         if isinstance(queue, bool) or not isinstance(queue, int) or not 1 <= queue <= 32:
@@ -378,16 +403,24 @@ class BankController(wiring.Component):
         return self._tag_bits
 
     @property
+    def burst_gap(self) -> int:
+        """Minimum gap between two RDs to one bank (from the rule table: tCCD_L on DDR4 / HBM2):
+        the spacing of the bursts of one request."""
+        same = (Scope.SAME_BANK, Scope.SAME_BANKGROUP, Scope.SAME_RANK, Scope.CHANNEL)
+        return max(r.gap for r in timing_rules(self._t)
+                   if r.prev is Cmd.RD and r.next is Cmd.RD and r.scope in same)
+
+    @property
     def closed_read_latency(self) -> int:
         """Cycles from request accepted to ``resp.valid`` for a read to a precharged bank."""
         t = self._t
-        return t.tRCD + t.CL + t.BL2 + self.PIPELINE
+        return t.tRCD + (self.bursts_per_request - 1) * self.burst_gap + t.CL + t.BL2 + self.PIPELINE
 
     @property
     def hit_read_latency(self) -> int:
         """Cycles from request accepted to ``resp.valid`` for a read to the open row."""
         t = self._t
-        return t.CL + t.BL2 + self.PIPELINE
+        return (self.bursts_per_request - 1) * self.burst_gap + t.CL + t.BL2 + self.PIPELINE
 
     @property
     def refresh_bound(self) -> int:
@@ -432,6 +465,10 @@ class BankController(wiring.Component):
         co = [Signal(cob, name=f"q{i}_co") for i in range(Q)]
         tag = [Signal(self._tag_bits, name=f"q{i}_tag") for i in range(Q)]
         dep = [Signal(Q, name=f"q{i}_dep") for i in range(Q)]        # older same-address slots
+        K = self.bursts_per_request
+        # bursts already issued (K > 1 only) and the read-return entry of the request's first RD
+        bcnt = [Signal(range(K), name=f"q{i}_burst") for i in range(Q)] if K > 1 else []
+        rent = [Signal(range(max(2, self._rbuf)), name=f"q{i}_rent") for i in range(Q)] if K > 1 else []
         # age[j][i] = 1: slot j arrived before slot i
         age = [[Signal(name=f"age_{j}_{i}") if i != j else Const(0) for i in range(Q)] for j in range(Q)]
 
@@ -511,8 +548,10 @@ class BankController(wiring.Component):
         cand_act = [Signal(name=f"q{i}_cand_act") for i in range(Q)]
         cand_pre = [Signal(name=f"q{i}_cand_pre") for i in range(Q)]
         for i in range(Q):
+            # a read-return entry is taken by a request's first RD (its later bursts need none)
+            credit = (rd_credit | (bcnt[i] != 0)) if K > 1 else rd_credit
             cas_ok = Mux(we[i], ctr.wr_ok.bit_select(bankf[i], 1),
-                         ctr.rd_ok.bit_select(bankf[i], 1) & rd_credit)
+                         ctr.rd_ok.bit_select(bankf[i], 1) & credit)
             m.d.comb += [
                 cand_cas[i].eq(live_hit[i] & (dep[i] == 0) & ~blocked[i] & cas_ok),
                 cand_act[i].eq(valid[i] & ~opened[i] & ~blocked[i] & ctr.act_ok.bit_select(bankf[i], 1)),
@@ -530,7 +569,8 @@ class BankController(wiring.Component):
         iss_rank, iss_bg, iss_bank = Signal(rb), Signal(gb), Signal(bb)
         iss_bankf, iss_row, iss_co = Signal(bfb), Signal(rowb), Signal(cob)
         iss_slot = Signal(range(max(2, Q)))
-        iss_sel = Signal(Q)          # one-hot slot for column commands (slot leaves the queue)
+        iss_sel = Signal(Q)          # one-hot slot for column commands
+        iss_b = Signal(range(K))     # burst index of the column command (0 when K == 1)
 
         def take(sel):
             for i in range(Q):
@@ -538,6 +578,8 @@ class BankController(wiring.Component):
                     m.d.comb += [iss_rank.eq(rank[i]), iss_bg.eq(bg[i]), iss_bank.eq(bank[i]),
                                  iss_bankf.eq(bankf[i]), iss_row.eq(row[i]), iss_co.eq(co[i]),
                                  iss_slot.eq(i)]
+                    if K > 1:
+                        m.d.comb += iss_b.eq(bcnt[i])
 
         with m.If(ref.valid):
             m.d.comb += [iss_valid.eq(1), iss_kind.eq(ref.kind), iss_rank.eq(ref.rank),
@@ -562,6 +604,14 @@ class BankController(wiring.Component):
         is_wr = Signal()
         m.d.comb += [is_rd.eq(iss_valid & (iss_kind == CmdKind.RD)),
                      is_wr.eq(iss_valid & (iss_kind == CmdKind.WR))]
+        # leave: one-hot slot whose last burst issues (it leaves the queue / becomes a held write)
+        if K > 1:
+            iss_last = Signal()
+            leave = Signal(Q)
+            m.d.comb += [iss_last.eq(iss_b == K - 1), leave.eq(Mux(iss_last, iss_sel, 0))]
+        else:
+            iss_last = Const(1)
+            leave = iss_sel
 
         # command port (registered)
         col_shift = _bits(t.burst_length)
@@ -570,7 +620,7 @@ class BankController(wiring.Component):
             m.d.sync += [self.cmd.rank.eq(iss_rank), self.cmd.bg.eq(iss_bg), self.cmd.bank.eq(iss_bank),
                          self.cmd.row.eq(iss_row),
                          self.cmd.col.eq(Mux((iss_kind == CmdKind.RD) | (iss_kind == CmdKind.WR),
-                                             iss_co << col_shift, 0))]
+                                             ((iss_co * K + iss_b) if K > 1 else iss_co) << col_shift, 0))]
             with m.If((iss_kind == CmdKind.PREA) | (iss_kind == CmdKind.REF)):
                 m.d.sync += [self.cmd.bg.eq(0), self.cmd.bank.eq(0), self.cmd.row.eq(0)]
             with m.If(iss_kind == CmdKind.PRE):
@@ -595,63 +645,139 @@ class BankController(wiring.Component):
             m.d.sync += wp_valid[k].eq(wp_valid[k - 1])
             if k < L:
                 m.d.sync += wp_slot[k].eq(wp_slot[k - 1])
-        m.d.comb += [wmem_r.addr.eq(wp_slot[L - 1]), self.dq_w.data.eq(wmem_r.data),
-                     self.dq_w.valid.eq(wp_valid[L])]
+        m.d.comb += [wmem_r.addr.eq(wp_slot[L - 1]), self.dq_w.valid.eq(wp_valid[L])]
+        if K > 1:
+            # burst index (selects the 32 B lane of the slot's 64 B data) and last-burst flag
+            wp_b = [Signal(range(K), name=f"wp{k}_burst") for k in range(L + 1)]
+            wp_last = [Signal(name=f"wp{k}_last") for k in range(L)]
+            m.d.sync += [wp_b[0].eq(iss_b), wp_last[0].eq(is_wr & iss_last)]
+            for k in range(1, L + 1):
+                m.d.sync += wp_b[k].eq(wp_b[k - 1])
+                if k < L:
+                    m.d.sync += wp_last[k].eq(wp_last[k - 1])
+            m.d.comb += self.dq_w.data.eq(wmem_r.data.word_select(wp_b[L], self.burst_bits))
+        else:
+            wp_last = wp_valid
+            m.d.comb += self.dq_w.data.eq(wmem_r.data)
 
         # ---------------------------------------------------------------- read return
         # in-order read return: tags of issued RDs (registers) and returned data (memory); the
         # credit counter rd_inflight keeps both from overflowing
         NR = self._rbuf
-        tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
-        tag_w = Signal(range(max(2, NR)))
-        tag_r = Signal(range(max(2, NR)))
-        with m.If(is_rd):
-            for k in range(NR):
-                with m.If(tag_w == k):
-                    m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
-            m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
-        with m.If(self.dq_r.valid):
-            m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
-        m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
-        rbuf_w = rbuf.write_port()
-        rbuf_r = rbuf.read_port(domain="comb")
-        buf_w = Signal(range(max(2, NR)))
-        buf_r = Signal(range(max(2, NR)))
-        buf_n = Signal(range(NR + 1))
-        push = Signal()
         pop = Signal()
-        m.d.comb += [push.eq(self.dq_r.valid), pop.eq(self.resp.valid & self.resp.ready),
-                     rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
-                     rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], self.dq_r.data)),
-                     rbuf_r.addr.eq(buf_r),
-                     self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
-        with m.If(push):
-            m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
-        with m.If(pop):
-            m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
-        with m.If(push & ~pop):
-            m.d.sync += buf_n.eq(buf_n + 1)
-        with m.Elif(~push & pop):
-            m.d.sync += buf_n.eq(buf_n - 1)
-        with m.If(is_rd & ~pop):
-            m.d.sync += rd_inflight.eq(rd_inflight + 1)
-        with m.Elif(~is_rd & pop):
-            m.d.sync += rd_inflight.eq(rd_inflight - 1)
+        m.d.comb += pop.eq(self.resp.valid & self.resp.ready)
+        if K == 1:
+            tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
+            tag_w = Signal(range(max(2, NR)))
+            tag_r = Signal(range(max(2, NR)))
+            with m.If(is_rd):
+                for k in range(NR):
+                    with m.If(tag_w == k):
+                        m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
+                m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
+            with m.If(self.dq_r.valid):
+                m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
+            m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
+            rbuf_w = rbuf.write_port()
+            rbuf_r = rbuf.read_port(domain="comb")
+            buf_w = Signal(range(max(2, NR)))
+            buf_r = Signal(range(max(2, NR)))
+            buf_n = Signal(range(NR + 1))
+            push = Signal()
+            m.d.comb += [push.eq(self.dq_r.valid),
+                         rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
+                         rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], self.dq_r.data)),
+                         rbuf_r.addr.eq(buf_r),
+                         self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
+            with m.If(push):
+                m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
+            with m.If(pop):
+                m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
+            with m.If(push & ~pop):
+                m.d.sync += buf_n.eq(buf_n + 1)
+            with m.Elif(~push & pop):
+                m.d.sync += buf_n.eq(buf_n - 1)
+            with m.If(is_rd & ~pop):
+                m.d.sync += rd_inflight.eq(rd_inflight + 1)
+            with m.Elif(~is_rd & pop):
+                m.d.sync += rd_inflight.eq(rd_inflight - 1)
+        else:
+            # K bursts per read: a request's first RD takes read-return entry ``ent_w`` (its tag;
+            # the credit counter rd_inflight counts taken entries); every RD pushes (entry, burst)
+            # onto a beat FIFO, popped by each data beat on dq_r, which writes its lane of the
+            # entry. The head entry is returned when all K beats are in: responses leave in the
+            # order of the requests' first RDs, whatever the interleaving of bursts.
+            BW = self.burst_bits
+            NBT = NR * K                          # beats in flight never exceed the entries' beats
+            ent_w = Signal(range(max(2, NR)))
+            ent_r = Signal(range(max(2, NR)))
+            ent_tag = [Signal(self._tag_bits, name=f"rent{e}_tag") for e in range(NR)]
+            ent_cnt = [Signal(range(K + 1), name=f"rent{e}_beats") for e in range(NR)]
+            bf_e = [Signal(range(max(2, NR)), name=f"beat{d}_ent") for d in range(NBT)]
+            bf_b = [Signal(range(K), name=f"beat{d}_burst") for d in range(NBT)]
+            bf_w = Signal(range(max(2, NBT)))
+            bf_r = Signal(range(max(2, NBT)))
+            first = Signal()
+            this_e = Signal(range(max(2, NR)))
+            m.d.comb += [first.eq(is_rd & (iss_b == 0)),
+                         this_e.eq(Mux(iss_b == 0, ent_w, Array(rent)[iss_slot]))]
+            with m.If(first):
+                for e in range(NR):
+                    with m.If(ent_w == e):
+                        m.d.sync += ent_tag[e].eq(Array(tag)[iss_slot])
+                for i in range(Q):
+                    with m.If(iss_slot == i):
+                        m.d.sync += rent[i].eq(ent_w)
+                m.d.sync += ent_w.eq(Mux(ent_w == NR - 1, 0, ent_w + 1))
+            with m.If(is_rd):
+                for d in range(NBT):
+                    with m.If(bf_w == d):
+                        m.d.sync += [bf_e[d].eq(this_e), bf_b[d].eq(iss_b)]
+                m.d.sync += bf_w.eq(Mux(bf_w == NBT - 1, 0, bf_w + 1))
+            beat_e = Signal(range(max(2, NR)))
+            beat_b = Signal(range(K))
+            m.d.comb += [beat_e.eq(Array(bf_e)[bf_r]), beat_b.eq(Array(bf_b)[bf_r])]
+            with m.If(self.dq_r.valid):
+                m.d.sync += bf_r.eq(Mux(bf_r == NBT - 1, 0, bf_r + 1))
+            m.submodules.rbuf = rbuf = memory.Memory(shape=DATA_BITS, depth=NR, init=[])
+            rbuf_w = rbuf.write_port(granularity=BW)
+            rbuf_r = rbuf.read_port(domain="comb")
+            m.d.comb += [rbuf_w.addr.eq(beat_e), rbuf_w.data.eq(Cat(*([self.dq_r.data] * K))),
+                         rbuf_w.en.eq(Mux(self.dq_r.valid, Const(1, K) << beat_b, 0)),
+                         rbuf_r.addr.eq(ent_r),
+                         self.resp.valid.eq(Array(ent_cnt)[ent_r] == K),
+                         self.resp.payload.eq(Cat(Array(ent_tag)[ent_r], rbuf_r.data))]
+            for e in range(NR):
+                with m.If(pop & (ent_r == e)):
+                    m.d.sync += ent_cnt[e].eq(0)
+                with m.Elif(self.dq_r.valid & (beat_e == e)):
+                    m.d.sync += ent_cnt[e].eq(ent_cnt[e] + 1)
+            with m.If(pop):
+                m.d.sync += ent_r.eq(Mux(ent_r == NR - 1, 0, ent_r + 1))
+            with m.If(first & ~pop):
+                m.d.sync += rd_inflight.eq(rd_inflight + 1)
+            with m.Elif(~first & pop):
+                m.d.sync += rd_inflight.eq(rd_inflight - 1)
 
         # ---------------------------------------------------------------- queue updates
         # (written as one expression per register bit so the Verilog stays linear-ish in size)
         alloc_oh = Signal(Q)
         m.d.comb += alloc_oh.eq(Mux(accept, Const(1, Q) << alloc, 0))
         same = Signal(Q)   # pending slots holding the incoming request's 64 B address
-        m.d.comb += same.eq(Cat(*(valid[j] & ~iss_sel[j] & (bankf[j] == n_bankf) & (row[j] == n_row)
+        m.d.comb += same.eq(Cat(*(valid[j] & ~leave[j] & (bankf[j] == n_bankf) & (row[j] == n_row)
                                   & (co[j] == n_co) for j in range(Q))))
         wfree = Signal(Q)  # write slots whose data is read out this cycle
-        m.d.comb += wfree.eq(Mux(wp_valid[L - 1], Const(1, Q) << wp_slot[L - 1], 0))
+        m.d.comb += wfree.eq(Mux(wp_last[L - 1], Const(1, Q) << wp_slot[L - 1], 0))
         for i in range(Q):
-            m.d.sync += [valid[i].eq(alloc_oh[i] | (valid[i] & ~iss_sel[i])),
-                         held[i].eq((held[i] & ~wfree[i]) | (iss_sel[i] & we[i])),
+            m.d.sync += [valid[i].eq(alloc_oh[i] | (valid[i] & ~leave[i])),
+                         held[i].eq((held[i] & ~wfree[i]) | (leave[i] & we[i])),
                          # a slot that leaves clears its bit in every dependency mask
-                         dep[i].eq(Mux(alloc_oh[i], same, dep[i] & ~iss_sel))]
+                         dep[i].eq(Mux(alloc_oh[i], same, dep[i] & ~leave))]
+            if K > 1:   # burst counter: 0 on arrival, +1 per column command of the slot
+                with m.If(alloc_oh[i]):
+                    m.d.sync += bcnt[i].eq(0)
+                with m.Elif(iss_sel[i]):
+                    m.d.sync += bcnt[i].eq(Mux(bcnt[i] == K - 1, 0, bcnt[i] + 1))
             with m.If(alloc_oh[i]):
                 m.d.sync += [we[i].eq(payload.we), rank[i].eq(n_rank), bg[i].eq(n_bg),
                              bank[i].eq(n_bank), bankf[i].eq(n_bankf), row[i].eq(n_row), co[i].eq(n_co),

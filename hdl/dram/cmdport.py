@@ -8,11 +8,15 @@ Conventions
 -----------
 * The command port is registered: a command decided in cycle ``T`` is on the port in cycle
   ``T + 1``; that cycle is the command's *issue cycle* ``C`` as the DRAM sees it.
+* The data ports are one burst wide (``burst_bytes * 8`` bits: 512 for DDR4 x64 BL8, 256 for
+  an HBM2 pseudo-channel with BL4); a 64 B request is ``64 // burst_bytes`` bursts, each with
+  its own RD/WR.
 * Write data for a ``WR`` issued in cycle ``C`` is on ``dq_w`` in cycle ``C + CWL`` (one cycle
-  carrying the whole 64 B burst; a real PHY would serialise it over BL/2 cycles).
+  carrying the whole burst; a real PHY would serialise it over BL/2 cycles).
 * Read data for a ``RD`` issued in cycle ``C`` is expected on ``dq_r`` in cycle
   ``C + CL + BL/2`` (when the burst has completed), in issue order.
-* ``col`` is the device column address (``request column x BL``), as in DRAMsim3 dumps.
+* ``col`` is the device column address of the burst (``(request column x bursts per request +
+  burst) x BL``), as in DRAMsim3 dumps.
 """
 from __future__ import annotations
 
