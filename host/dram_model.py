@@ -57,8 +57,9 @@ What is approximated / not modelled
 * The RTL's read-return credit (``read_buffer`` outstanding reads) is not modelled: with 16
   entries and DDR4 presets it never binds (at most ``(CL + BL/2 + 2) / tCCD_S`` < 8 reads are in
   flight). Response back-pressure is not modelled (the host always takes read data).
-* HBM2 (two bursts per 64 B request) is supported here (a request issues its bursts as
-  consecutive column commands of the same slot); the RTL does not support it.
+* HBM2 (two bursts per 64 B request): a request issues its bursts as consecutive column
+  commands of the same slot, as the RTL does (identical command lists; the RTL's read-return
+  credit can bind on HBM2 with 8 entries, not with the replay's 16).
 * ``requests_per_second`` is the host wall time of :meth:`FastDRAMModel.run` (decode + compiled
   kernel), excluding numba's one-time compilation (cached on disk, ``cache=True``).
 
