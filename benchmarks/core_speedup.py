@@ -25,6 +25,12 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   flight, FMA drain) plus the core's serial index-stream and validation pass
   (:func:`pimcast.host.timing.gather_setup_cycles`, which the model backend does not add);
   ``unit_model_dimm = max(slower rank, link)``, compared with ``rtl_rank``.
+* ``REF`` — refreshes the RTL run issued during each rank's workload (r0/r1).  The workloads run
+  back to back in one simulation, so each starts at another refresh phase; the fast models (unit,
+  model backend, host gather) start every stream a full ``tREFI`` (12,480 tCK) before the first
+  refresh, so a workload shorter than that never pays one there.  A REF costs the core
+  ~500-700 tCK (tRFC = 560 plus the reopened rows): every model/RTL gap above ~3 % below D = 256
+  is such a workload.
 * ceilings — FACTS.md §3 bounds (:func:`pimcast.host.baselines.gather_ceilings`).
 
 Prints a table, saves ``build/bench/core_speedup[_rob<N>_q<M>].json`` and ``.png``.
@@ -120,8 +126,10 @@ def unit_model_cycles(timer, job: dict) -> dict:
     r = int(job["row_bytes"]) // 64
     idx = np.asarray(job["idx"], np.int64)
     beats = (int(job["base"]) + idx[:, None] * r + np.arange(r)[None, :]).reshape(-1)
+    bag = np.searchsorted(np.asarray(job["off"]), np.arange(idx.size), side="right") - 1
+    groups = (bag[:, None] * r + np.arange(r)[None, :]).reshape(-1)     # one accumulator slot each
     setup = gather_setup_cycles(int(idx.size), int(len(job["off"])))
-    res = timer.time_stream(beats.astype(np.uint64) * np.uint64(64), fmas=int(idx.size) * 16 * r,
+    res = timer.time_stream(beats.astype(np.uint64) * np.uint64(64), groups=groups, fmas=int(idx.size) * 16 * r,
                             setup_cycles=setup)
     return {"cycles": int(res["cycles"]), "setup": setup, "dram": int(res["busy"]["dram_max"]),
             "sampled": bool(res["sampled"])}
@@ -197,7 +205,7 @@ def main(argv=None) -> int:
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
           f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
-          f"{'mdl %ceil':>9} {'model bg x':>10} {'bg ceil':>7}")
+          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'bg ceil':>7}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -217,6 +225,7 @@ def main(argv=None) -> int:
                     "speedup_model_bankgroup": host / mb, "ceiling_rank": ceil["speedup_rank"],
                     "ceiling_bankgroup": ceil["speedup_bankgroup_per_rank_ca"],
                     "rob_tags": ucfg.rob_tags, "queue": ucfg.queue,
+                    "rtl_refreshes_per_rank": [r0.get("refreshes"), r1.get("refreshes")],
                     "model_over_rtl": mr / rtl, "unit_model_cycles_per_rank": [u0["cycles"], u1["cycles"]],
                     "unit_model_setup_cycles": [u0["setup"], u1["setup"]], "unit_model_dimm_cycles": um,
                     "unit_model_over_rtl": um / rtl, "rtl_core_over_unit_model_per_rank":
@@ -228,6 +237,7 @@ def main(argv=None) -> int:
               f"{mr / rtl:>7.3f} {um:>8} {um / rtl:>6.3f} "
               f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
+              f"{'/'.join(str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
               f"{rec['speedup_model_bankgroup']:>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
     sim_cycles = sum(m["cycles"] for m in meas.values())
     sim_secs = sum(m["seconds"] for m in meas.values())

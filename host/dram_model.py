@@ -47,10 +47,13 @@ request order, one per cycle.  The model's read ``r`` (in trace order) is accept
 than one cycle after read ``r - W`` retired, where ``retire[r] = max(completion[r] +
 retire_latency, retire[r-1] + 1)`` and ``retire_latency = 2`` (the controller's ``resp.valid``
 is one cycle after the model's ``completion``, the ROB entry is valid and retires one cycle
-later; the freed count lets the issue stage hand over a request the cycle after).  Not modelled:
-back-pressure of the reduction unit on retirement (beat ``b`` of consecutive rows of one bag is
-serialised by the FMA latency, which binds only for 1-beat rows) and ROB entries taken by empty
-bags.  With the cap off the kernel's schedule is unchanged (``tests/test_dram_model_equiv.py``).
+later; the freed count lets the issue stage hand over a request the cycle after).  The
+reduction unit's back-pressure on retirement is modelled too when ``run`` gets ``slots`` (the
+accumulator each read folds into: one bag's beat ``b``): two reads into the same slot retire at
+least ``recurrence`` cycles apart (the FMA latency, 5 on the core), which is what holds a full
+ROB back when 1- to 4-beat rows of one bag arrive in a burst.  Not modelled: ROB entries taken
+by empty bags, and the response path's own back-pressure.  With the cap off the kernel's
+schedule is unchanged (``tests/test_dram_model_equiv.py``).
 
 What is approximated / not modelled
 -----------------------------------
@@ -213,7 +216,7 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
-            rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx):
+            rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
     n = rank.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
@@ -442,6 +445,10 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 x = completion[rd_idx[nret]] + ret_lat
                 if last_ret + 1 > x:
                     x = last_ret + 1
+                if ret_dep.shape[0] > 0 and ret_dep[nret] >= 0:
+                    y = ret_time[ret_dep[nret]] + ret_gap
+                    if y > x:
+                        x = y
                 ret_time[nret] = x
                 last_ret = x
                 nret += 1
@@ -675,11 +682,15 @@ class FastDRAMModel:
         "In-flight cap" in the module docstring.
     retire_latency : int, default 2
         cycles from a read's last data beat (``completion``) to its earliest retirement.
+    recurrence : int, default 0
+        with the cap: fewest cycles between the retirements of two reads that fold into the same
+        accumulator slot (``run(..., slots=...)``): the reduction unit's FMA recurrence
+        (:attr:`pimcast.hdl.reduce.ReductionUnit.recurrence`, 5 on the core).
     """
 
     def __init__(self, t: DRAMTiming, mapping: str | AddressMapping = "rochrababgco", queue: int = 32,
                  merge_duplicates: bool = False, max_reads_in_flight: int | None = None,
-                 retire_latency: int = 2, **_ignored):
+                 retire_latency: int = 2, recurrence: int = 0, **_ignored):
         if isinstance(queue, bool) or int(queue) < 1:
             raise ValueError(f"queue depth must be >= 1, not {queue}")
         if max_reads_in_flight is not None:
@@ -691,6 +702,9 @@ class FastDRAMModel:
                                  "combined: the core does not merge reads")
         if isinstance(retire_latency, bool) or not isinstance(retire_latency, (int, np.integer)) or retire_latency < 0:
             raise ValueError(f"retire_latency must be an integer >= 0, not {retire_latency!r}")
+        if isinstance(recurrence, bool) or not isinstance(recurrence, (int, np.integer)) or recurrence < 0:
+            raise ValueError(f"recurrence must be an integer >= 0, not {recurrence!r}")
+        self.recurrence = int(recurrence)
         self.max_reads_in_flight = None if max_reads_in_flight is None else int(max_reads_in_flight)
         self.retire_latency = int(retire_latency)
         self.t = t
@@ -713,7 +727,11 @@ class FastDRAMModel:
         self.run(np.zeros(2, np.uint64), np.array([False, True]), record_commands=True)
 
     # -------------------------------------------------------------------------------------------
-    def run(self, addr, is_write=None, cycle=None, *, record_commands: bool = False) -> ModelResult:
+    def run(self, addr, is_write=None, cycle=None, *, record_commands: bool = False, slots=None) -> ModelResult:
+        """Time a request stream: ``addr`` byte addresses, ``is_write`` flags, ``cycle`` earliest
+        acceptance cycles (all optional but ``addr``).  ``slots`` (with ``max_reads_in_flight``):
+        an accumulator id per request (``< 0``: none); a read retires no earlier than
+        ``recurrence`` cycles after the previous read with the same id."""
         t = self.t
         t_start = time.perf_counter()
         addr = np.asarray(addr)
@@ -738,10 +756,20 @@ class FastDRAMModel:
             prev_same = np.empty(0, np.int64)   # the kernel finds same-address requests in its queue
         k = t.bursts_per_request
         win = self.max_reads_in_flight or 0
+        ret_dep = np.empty(0, np.int64)
         if win:
             rd = ~np.asarray(is_write, bool)
             rd_idx = np.flatnonzero(rd).astype(np.int64)
             rd_pos = np.where(rd, np.cumsum(rd) - 1, -1).astype(np.int64)
+            if slots is not None and self.recurrence > 0:
+                sl = np.broadcast_to(np.asarray(slots, np.int64), (n,))
+                if srt is not None:
+                    sl = sl[srt]
+                sr = sl[rd_idx]                       # slot of each read, in read order
+                ret_dep = np.full(sr.size, -1, np.int64)
+                o = np.argsort(sr, kind="stable")
+                same = (sr[o][1:] == sr[o][:-1]) & (sr[o][1:] >= 0)
+                ret_dep[o[1:][same]] = o[:-1][same]
         else:
             rd_idx = rd_pos = np.empty(0, np.int64)
         cap = n * (k + 2) + 256 if record_commands else 0
@@ -754,7 +782,7 @@ class FastDRAMModel:
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
-                          win, self.retire_latency, rd_pos, rd_idx)
+                          win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence)
             compl, ncmd, overflow, acts, refs, merged, first, end, err = out
             if not overflow:
                 break

@@ -98,7 +98,9 @@ class PIMConfig:
         (:mod:`pimcast.host.timing`).  Default 128: with ~100+ tCK read latency under row misses
         32 entries bound a random gather to 58-79 % of the rank-level ceiling, 128 reach
         86-95 % (README, "PIM core speedup").
-    fma_latency: FMA pipeline latency in cycles (pipeline drain added once per operation).
+    fma_latency: FMA pipeline latency in cycles (pipeline drain added once per operation; with
+        ``timing: fast`` also the recurrence of one accumulator slot).  Default 5: the RTL core's
+        :class:`~pimcast.hdl.reduce.ReductionUnit` with the default FMA pipeline.
     max_timed_requests: per unit and operation, the fast model times at most this many requests
         and scales the rest linearly (``stats()["timing_sampled"]`` says when it did).
     power: optional overrides of the DRAM power figures (see :mod:`pimcast.host.timing`).
@@ -115,7 +117,7 @@ class PIMConfig:
     timing: str = "fast"
     queue: int = 32
     rob_tags: int = 128
-    fma_latency: int = 4
+    fma_latency: int = 5
     max_timed_requests: int = 16384
     power: dict = field(default_factory=dict, compare=False, hash=False)
     description: str = ""

@@ -15,9 +15,10 @@ Composition (documented choices)
 2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank (rank
    placement) or one-rank-one-bank-group (bankgroup placement) channel, runs through
    :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window of
-   ``queue`` requests, refresh) with at most ``rob_tags`` reads in flight, retired in order (the
-   RTL core's reorder buffer; :func:`pimcast.hdl.core.from_config` builds the core with the same
-   ``queue`` and ``rob_tags``).  At most ``max_timed_requests`` requests per unit are timed; the rest are scaled
+   ``queue`` requests, refresh) with at most ``rob_tags`` reads in flight, retired in order, and
+   reads of one ``groups`` value (one bag's beat: one accumulator slot) retired at least
+   ``fma_latency`` cycles apart (the RTL core's reorder buffer and FMA recurrence;
+   :func:`pimcast.hdl.core.from_config` builds the core with the same ``queue`` and ``rob_tags``).  At most ``max_timed_requests`` requests per unit are timed; the rest are scaled
    linearly (``sampled`` in the result).  ``timing="analytic"``: a vectorized resource-bound model
    (data bus, tCCD_S/L, per-bank tRC, tRRD_S, tFAW, command bus, read/write turnarounds, refresh
    derating; row hits from the per-bank open row in issue order).
@@ -145,7 +146,8 @@ class PIMTimer:
             # the unit's window: controller queue and reorder buffer (reads in flight), the same
             # numbers the RTL core is built with (pimcast.hdl.core.from_config)
             self._fast = FastDRAMModel(self.t_unit, self.local_mapping, queue=self.cfg.queue,
-                                       max_reads_in_flight=self.cfg.rob_tags)
+                                       max_reads_in_flight=self.cfg.rob_tags,
+                                       recurrence=self.cfg.fma_latency)
         return self._fast
 
     def unit_of(self, f: dict) -> np.ndarray:
@@ -189,7 +191,7 @@ class PIMTimer:
         refs = cycles // t.tREFI
         return cycles, acts, hits, refs
 
-    def _fast_time(self, bg, ba, ro, co, w) -> tuple[int, int, int, int, bool]:
+    def _fast_time(self, bg, ba, ro, co, w, slots=None) -> tuple[int, int, int, int, bool]:
         n = len(ba)
         if n == 0:
             return 0, 0, 0, 0, False
@@ -197,7 +199,7 @@ class PIMTimer:
         sampled = n > cap
         m = cap if sampled else n
         addr = self.local_mapping.encode(bg=bg[:m], ba=ba[:m], ro=ro[:m], co=co[:m])
-        r = self._fast_model().run(addr, w[:m])
+        r = self._fast_model().run(addr, w[:m], slots=None if slots is None else slots[:m])
         if not sampled:
             return r.cycles, r.acts, r.row_hits, r.refreshes, False
         s = n / m
@@ -255,7 +257,9 @@ class PIMTimer:
             sel = order[starts[u]:starts[u + 1]]
             bg, ba, ro, co, wu = local_bg_all[sel], f["ba"][sel], f["ro"][sel], f["co"][sel], w[sel]
             if cfg.timing == "fast":
-                c, a, h, r, s = self._fast_time(bg, ba, ro, co, wu)
+                # reads of one group fold into one accumulator slot: the FMA recurrence paces them
+                slots = None if groups is None else np.asarray(groups, np.int64)[sel]
+                c, a, h, r, s = self._fast_time(bg, ba, ro, co, wu, slots)
                 sampled |= s
             else:
                 c, a, h, r = self._analytic(bg, ba, ro, wu)

