@@ -28,10 +28,9 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 #: RTL controller parameters. ``read_buffer`` never binds on DDR4 (< 8 reads in flight); 12 gives
-#: this benchmark its own Verilator build folder (the build is keyed by the parameters). HBM2 (two
-#: bursts per request; an entry lives from the first RD to the response) uses 16, see RTL_KW_MULTI.
+#: this benchmark its own Verilator build folder (the build is keyed by the parameters). Same for
+#: HBM2 (an entry is taken by a request's last RD).
 RTL_KW = dict(queue=32, read_buffer=12)
-RTL_KW_MULTI = dict(queue=32, read_buffer=16)
 
 
 def _gather(rng, n, row_b, n_rows=1 << 22, zipf=None):
@@ -105,7 +104,7 @@ def run_suite(n: int, only: set[str] | None, rtl: bool, seed: int = 11, simulato
     from pimcast.host.dram_model import FastDRAMModel
 
     t = load_preset(preset, ranks=ranks)
-    kw = dict(RTL_KW if t.bursts_per_request == 1 else RTL_KW_MULTI, queue=queue)
+    kw = dict(RTL_KW, queue=queue)
     rows = []
     for tr in trace_suite(t, n, seed):
         if only and tr["name"] not in only:

@@ -14,9 +14,9 @@ The statistics have the keys of the fast model (:class:`pimcast.host.dram_model.
 
 DDR4 presets serve a 64 B request with one burst; HBM2 pseudo-channels (BL4, 32 B bursts) with two
 column commands at consecutive column addresses, as the fast model does (identical command lists on
-the 20-trace suite). The read-return buffer (``read_buffer``, default 16) is not modelled by the
-fast model: with HBM2, 8 entries can bind (a request's entry lives from its first RD to its
-response), 16 did not on any trace measured. The default queue depth is 16: the FR-FCFS age logic grows with the
+the 20-trace suite). The read-return buffer (``read_buffer``, default 16; an entry lives from a
+request's last RD to its response) is not modelled by the fast model and never bound on the
+suite's traces (DDR4 or HBM2, 8 entries). The default queue depth is 16: the FR-FCFS age logic grows with the
 square of the depth, and a 32-deep controller (2.7 MB of Verilog) takes many minutes to compile
 with Verilator on a shared 2-core machine. Pass ``queue=32`` to match the fast model's default.
 """

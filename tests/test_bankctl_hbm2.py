@@ -189,10 +189,10 @@ def test_hbm2_command_list_equals_fast_model(seed):
     """Random reads / writes (row hits, conflicts, same-address hazards, interleaved bursts of
     different banks): the RTL issues exactly the fast model's commands, cycle for cycle, and
     every read returns the last data written to its address. (The fast model does not model the
-    read-return credit or response back-pressure: 16 entries, always ready, as in the replay.)"""
+    read-return credit or response back-pressure: 8 entries, always ready.)"""
     from pimcast.host.dram_model import FastDRAMModel
 
-    dut = _small(queue=6, read_buffer=16)
+    dut = _small(queue=6, read_buffer=8)
     t = dut.timing
     a, w = _random_trace(dut, 120, seed)
     reqs, expect = _data_requests(dut, a, w, seed)

@@ -231,11 +231,11 @@ class BankController(wiring.Component):
     queue : int, default 8
         Request-queue depth (the FR-FCFS window), 1..32.
     read_buffer : int, default 8
-        Read-return buffer entries; a RD (with ``K > 1``: a request's first RD) issues only while
+        Read-return buffer entries; a RD (with ``K > 1``: a request's last RD) issues only while
         fewer than ``read_buffer`` reads are in flight or waiting in the buffer, so read data is
-        never dropped under back-pressure. With HBM2 an entry is held from the request's first RD
-        to its response (~30 cycles at up to one request per 4): 8 entries can bind on dense
-        read streams; 16 never bound in the measured traces (the fast model does not model it).
+        never dropped under back-pressure. An entry is held from the last RD to the response
+        (``CL + BL/2 + 3`` cycles with a ready host), so 8 entries bind on neither DDR4 nor HBM2
+        without back-pressure (the fast model does not model the credit).
     tag_bits : int, default 8
     rows, columns, tREFI : int, optional
         Overrides for small simulations (fewer address bits; a short refresh interval). ``rows``
@@ -246,7 +246,7 @@ class BankController(wiring.Component):
     req : In(stream.Signature(request_layout(addr_bits, tag_bits)))
         Requests (64 B, byte address). Accepted (``ready``) whenever a queue slot is free.
     resp : Out(stream.Signature(response_layout(tag_bits)))
-        Read data with the request's tag, in the order the RDs were issued (not request
+        Read data with the request's tag, in the order the (last) RDs were issued (not request
         order). Writes produce no response.
     cmd : Out(command_signature(...))
         DRAM command port (registered; see :mod:`pimcast.hdl.dram.cmdport`).
@@ -271,9 +271,10 @@ class BankController(wiring.Component):
     candidate (same rules, same priority, same timing counters), issued at column
     ``(co * K + burst) * BL`` — the fast model's policy, so bursts of different requests may
     interleave and the bank may even be precharged between them (starvation guard). Read
-    bursts are assembled per request in the read-return buffer (each RD's (entry, burst) goes
-    through a beat FIFO; the entry is taken by the first RD) and returned as one 64 B response
-    when all ``K`` beats are in, in the order of the requests' first RDs.
+    bursts are assembled per request: each RD's (slot, burst) goes through a beat FIFO; beats
+    before the last wait in a per-slot staging memory; the last beat goes, with them, into the
+    read-return FIFO (one 64 B response, in last-RD order) — so a request split by a PRE
+    never holds back the responses of others.
 
     Scheduling policy (open page, FR-FCFS within the queue window)
     --------------------------------------------------------------
@@ -466,9 +467,8 @@ class BankController(wiring.Component):
         tag = [Signal(self._tag_bits, name=f"q{i}_tag") for i in range(Q)]
         dep = [Signal(Q, name=f"q{i}_dep") for i in range(Q)]        # older same-address slots
         K = self.bursts_per_request
-        # bursts already issued (K > 1 only) and the read-return entry of the request's first RD
+        # bursts already issued (K > 1 only)
         bcnt = [Signal(range(K), name=f"q{i}_burst") for i in range(Q)] if K > 1 else []
-        rent = [Signal(range(max(2, self._rbuf)), name=f"q{i}_rent") for i in range(Q)] if K > 1 else []
         # age[j][i] = 1: slot j arrived before slot i
         age = [[Signal(name=f"age_{j}_{i}") if i != j else Const(0) for i in range(Q)] for j in range(Q)]
 
@@ -548,8 +548,8 @@ class BankController(wiring.Component):
         cand_act = [Signal(name=f"q{i}_cand_act") for i in range(Q)]
         cand_pre = [Signal(name=f"q{i}_cand_pre") for i in range(Q)]
         for i in range(Q):
-            # a read-return entry is taken by a request's first RD (its later bursts need none)
-            credit = (rd_credit | (bcnt[i] != 0)) if K > 1 else rd_credit
+            # a read-return entry is taken by a request's last RD (its earlier bursts need none)
+            credit = (rd_credit | (bcnt[i] != K - 1)) if K > 1 else rd_credit
             cas_ok = Mux(we[i], ctr.wr_ok.bit_select(bankf[i], 1),
                          ctr.rd_ok.bit_select(bankf[i], 1) & credit)
             m.d.comb += [
@@ -702,61 +702,73 @@ class BankController(wiring.Component):
             with m.Elif(~is_rd & pop):
                 m.d.sync += rd_inflight.eq(rd_inflight - 1)
         else:
-            # K bursts per read: a request's first RD takes read-return entry ``ent_w`` (its tag;
-            # the credit counter rd_inflight counts taken entries); every RD pushes (entry, burst)
-            # onto a beat FIFO, popped by each data beat on dq_r, which writes its lane of the
-            # entry. The head entry is returned when all K beats are in: responses leave in the
-            # order of the requests' first RDs, whatever the interleaving of bursts.
+            # K bursts per read. Every RD pushes (slot, burst) onto a beat FIFO, popped by each
+            # data beat on dq_r (beats come back in RD order). Beats 0..K-2 are parked in a
+            # per-slot staging memory; the last beat is written, with the parked beats and the
+            # tag, into the read-return FIFO, exactly as the single beat of a DDR4 read: tags are
+            # queued by the last RD (which also takes the credit), so responses leave in
+            # last-RD order and no read waits for a request whose bursts were split by a PRE.
+            # A slot is reused only after its last RD, so its parked beats (older than the new
+            # request's, in RD order) are read before they can be overwritten.
             BW = self.burst_bits
-            NBT = NR * K                          # beats in flight never exceed the entries' beats
-            ent_w = Signal(range(max(2, NR)))
-            ent_r = Signal(range(max(2, NR)))
-            ent_tag = [Signal(self._tag_bits, name=f"rent{e}_tag") for e in range(NR)]
-            ent_cnt = [Signal(range(K + 1), name=f"rent{e}_beats") for e in range(NR)]
-            bf_e = [Signal(range(max(2, NR)), name=f"beat{d}_ent") for d in range(NBT)]
+            NBT = t.CL + t.BL2 + 2                # RDs whose data is outstanding (<= 1 per cycle)
+            bf_s = [Signal(range(max(2, Q)), name=f"beat{d}_slot") for d in range(NBT)]
             bf_b = [Signal(range(K), name=f"beat{d}_burst") for d in range(NBT)]
-            bf_w = Signal(range(max(2, NBT)))
-            bf_r = Signal(range(max(2, NBT)))
-            first = Signal()
-            this_e = Signal(range(max(2, NR)))
-            m.d.comb += [first.eq(is_rd & (iss_b == 0)),
-                         this_e.eq(Mux(iss_b == 0, ent_w, Array(rent)[iss_slot]))]
-            with m.If(first):
-                for e in range(NR):
-                    with m.If(ent_w == e):
-                        m.d.sync += ent_tag[e].eq(Array(tag)[iss_slot])
-                for i in range(Q):
-                    with m.If(iss_slot == i):
-                        m.d.sync += rent[i].eq(ent_w)
-                m.d.sync += ent_w.eq(Mux(ent_w == NR - 1, 0, ent_w + 1))
+            bf_w = Signal(range(NBT))
+            bf_r = Signal(range(NBT))
             with m.If(is_rd):
                 for d in range(NBT):
                     with m.If(bf_w == d):
-                        m.d.sync += [bf_e[d].eq(this_e), bf_b[d].eq(iss_b)]
+                        m.d.sync += [bf_s[d].eq(iss_slot), bf_b[d].eq(iss_b)]
                 m.d.sync += bf_w.eq(Mux(bf_w == NBT - 1, 0, bf_w + 1))
-            beat_e = Signal(range(max(2, NR)))
+            beat_s = Signal(range(max(2, Q)))
             beat_b = Signal(range(K))
-            m.d.comb += [beat_e.eq(Array(bf_e)[bf_r]), beat_b.eq(Array(bf_b)[bf_r])]
+            beat_last = Signal()
+            m.d.comb += [beat_s.eq(Array(bf_s)[bf_r]), beat_b.eq(Array(bf_b)[bf_r]),
+                         beat_last.eq(beat_b == K - 1)]
             with m.If(self.dq_r.valid):
                 m.d.sync += bf_r.eq(Mux(bf_r == NBT - 1, 0, bf_r + 1))
-            m.submodules.rbuf = rbuf = memory.Memory(shape=DATA_BITS, depth=NR, init=[])
-            rbuf_w = rbuf.write_port(granularity=BW)
+            m.submodules.rstage = rstage = memory.Memory(shape=(K - 1) * BW, depth=Q, init=[])
+            stage_w = rstage.write_port(granularity=BW)
+            stage_r = rstage.read_port(domain="comb")
+            m.d.comb += [stage_w.addr.eq(beat_s), stage_w.data.eq(Cat(*([self.dq_r.data] * (K - 1)))),
+                         stage_w.en.eq(Mux(self.dq_r.valid & ~beat_last, Const(1, K - 1) << beat_b, 0)),
+                         stage_r.addr.eq(beat_s)]
+            rd_last = Signal()
+            m.d.comb += rd_last.eq(is_rd & iss_last)
+            tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
+            tag_w = Signal(range(max(2, NR)))
+            tag_r = Signal(range(max(2, NR)))
+            with m.If(rd_last):
+                for k in range(NR):
+                    with m.If(tag_w == k):
+                        m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
+                m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
+            push = Signal()
+            m.d.comb += push.eq(self.dq_r.valid & beat_last)
+            with m.If(push):
+                m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
+            m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
+            rbuf_w = rbuf.write_port()
             rbuf_r = rbuf.read_port(domain="comb")
-            m.d.comb += [rbuf_w.addr.eq(beat_e), rbuf_w.data.eq(Cat(*([self.dq_r.data] * K))),
-                         rbuf_w.en.eq(Mux(self.dq_r.valid, Const(1, K) << beat_b, 0)),
-                         rbuf_r.addr.eq(ent_r),
-                         self.resp.valid.eq(Array(ent_cnt)[ent_r] == K),
-                         self.resp.payload.eq(Cat(Array(ent_tag)[ent_r], rbuf_r.data))]
-            for e in range(NR):
-                with m.If(pop & (ent_r == e)):
-                    m.d.sync += ent_cnt[e].eq(0)
-                with m.Elif(self.dq_r.valid & (beat_e == e)):
-                    m.d.sync += ent_cnt[e].eq(ent_cnt[e] + 1)
+            buf_w = Signal(range(max(2, NR)))
+            buf_r = Signal(range(max(2, NR)))
+            buf_n = Signal(range(NR + 1))
+            m.d.comb += [rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
+                         rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], stage_r.data, self.dq_r.data)),
+                         rbuf_r.addr.eq(buf_r),
+                         self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
+            with m.If(push):
+                m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
             with m.If(pop):
-                m.d.sync += ent_r.eq(Mux(ent_r == NR - 1, 0, ent_r + 1))
-            with m.If(first & ~pop):
+                m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
+            with m.If(push & ~pop):
+                m.d.sync += buf_n.eq(buf_n + 1)
+            with m.Elif(~push & pop):
+                m.d.sync += buf_n.eq(buf_n - 1)
+            with m.If(rd_last & ~pop):
                 m.d.sync += rd_inflight.eq(rd_inflight + 1)
-            with m.Elif(~first & pop):
+            with m.Elif(~rd_last & pop):
                 m.d.sync += rd_inflight.eq(rd_inflight - 1)
 
         # ---------------------------------------------------------------- queue updates
