@@ -61,8 +61,8 @@ What is approximated / not modelled
   entries and DDR4 presets it never binds (at most ``(CL + BL/2 + 2) / tCCD_S`` < 8 reads are in
   flight). Response back-pressure is not modelled (the host always takes read data).
 * HBM2 (two bursts per 64 B request): a request issues its bursts as consecutive column
-  commands of the same slot, as the RTL does (identical command lists; the RTL's read-return
-  credit can bind on HBM2 with 8 entries, not with the replay's 16).
+  commands of the same slot, as the RTL does (identical command lists on the 20-trace suite;
+  the RTL's read-return credit, taken by a request's last RD, did not bind there with 8 entries).
 * ``requests_per_second`` is the host wall time of :meth:`FastDRAMModel.run` (decode + compiled
   kernel), excluding numba's one-time compilation (cached on disk, ``cache=True``).
 
