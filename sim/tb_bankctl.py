@@ -9,6 +9,10 @@ Structure (Driver -> DUT -> Monitor -> Model -> Checker, one clocked loop)::
     Scoreboard: a 64 B memory image updated in *acceptance order*; each read must return the
     data of the last write accepted before it (or the device's initial pattern).
 
+With an HBM2 preset a 64 B request is two RD/WR bursts (32 B each); the device model stores and
+returns one burst per column address and the scoreboard still compares whole 64 B responses
+(directed tests take gaps between the last burst of one request and the first of the next).
+
 Every command on the command port is checked against the rule table by
 :class:`pimcast.sim.dram_device.ProtocolChecker`; the first violation fails the test with
 cycle, rule and the addresses of both commands.

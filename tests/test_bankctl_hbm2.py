@@ -264,7 +264,7 @@ def test_hbm2_cocotb_directed_random_refresh(simulator):
     command against the rule table (zero violations)."""
     from pimcast.sim.tb_bankctl import run_bankctl
 
-    count = "800" if simulator == "icarus" else "3000"
+    count = "800" if simulator == "icarus" else "2000"
     res = run_bankctl(simulator, env={"PIMCAST_BANKCTL_COUNT": count, "PIMCAST_SEED": "3"},
                       testcase=TESTS, **CONFIG)
     assert res.error is None, res.error
