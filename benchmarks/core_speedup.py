@@ -171,6 +171,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mapping", default=None,
                     help="device address mapping of the rank configs (default: theirs, robabgcorach); the rank "
                          "field must stay lowest (above ch) for the per-rank split")
+    ap.add_argument("--rtl-json", default=None,
+                    help="take the RTL cycles from an earlier run's JSON (same workloads, seed and window) "
+                         "instead of simulating: recomputes the model columns only")
     ap.add_argument("--out", default=str(REPO / "build" / "bench"))
     args = ap.parse_args(argv)
     from pimcast.host.baselines import gather_ceilings
@@ -200,7 +203,20 @@ def main(argv=None) -> int:
 
     timer = PIMTimer(ucfg)
     unit = {j["name"]: unit_model_cycles(timer, j) for j in jobs}
-    meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
+    if args.rtl_json:
+        meas = {}
+        prev = {(c["dim"], c["dist"], c["pooling"], c["lookups"]): c for c in json.loads(Path(args.rtl_json).read_text())["cases"]}
+        for c in cases:
+            p = prev.get((c["dim"], c["dist"], c["pooling"], c["lookups"]))
+            if p is None:
+                ap.error(f"--rtl-json {args.rtl_json}: no case D={c['dim']} {c['dist']} pooling {c['pooling']}")
+            name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
+            for r in range(2):
+                meas[f"{name}-r{r}"] = {"cycles": p["rtl_rank_cycles_per_rank"][r], "acts": p["rtl_acts"] // 2,
+                                        "refreshes": (p.get("rtl_refreshes_per_rank") or [None, None])[r],
+                                        "seconds": 0.0, "lookups": 0}
+    else:
+        meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
     rtl_seconds = time.perf_counter() - t0
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
@@ -237,16 +253,19 @@ def main(argv=None) -> int:
               f"{mr / rtl:>7.3f} {um:>8} {um / rtl:>6.3f} "
               f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
-              f"{'/'.join(str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
+              f"{'/'.join('-' if x is None else str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
               f"{rec['speedup_model_bankgroup']:>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
     sim_cycles = sum(m["cycles"] for m in meas.values())
     sim_secs = sum(m["seconds"] for m in meas.values())
     lookups = sum(m["lookups"] for m in meas.values())
     speed = {"simulator": args.simulator, "cycles": sim_cycles, "seconds": round(sim_secs, 2),
-             "cycles_per_s": sim_cycles / sim_secs, "lookups_per_s": lookups / sim_secs,
-             "wall_with_build_s": round(rtl_seconds, 1)}
-    print(f"RTL simulation speed ({args.simulator}): {speed['cycles_per_s']:.0f} cycles/s, "
-          f"{speed['lookups_per_s']:.0f} lookups/s (core-local lookups; build + run {rtl_seconds:.0f} s)")
+             "cycles_per_s": sim_cycles / max(sim_secs, 1e-9), "lookups_per_s": lookups / max(sim_secs, 1e-9),
+             "wall_with_build_s": round(rtl_seconds, 1), "rtl_from": args.rtl_json}
+    if args.rtl_json:
+        print(f"RTL cycles taken from {args.rtl_json} (no simulation)")
+    else:
+        print(f"RTL simulation speed ({args.simulator}): {speed['cycles_per_s']:.0f} cycles/s, "
+              f"{speed['lookups_per_s']:.0f} lookups/s (core-local lookups; build + run {rtl_seconds:.0f} s)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "core_speedup" + (f"_{args.mapping}" if args.mapping else "") + (
