@@ -85,7 +85,7 @@ Input buffer ``buf_beats`` (default 1024 beats = 64 KiB); ROB ``2**tag_bits`` en
 ``latency + 4``.  :func:`from_config` takes the ROB size and the queue from the PIM config
 (``rob_tags``, ``queue``; the default config ``rank-ddr4-3200`` has 128 and 32: 32 reads in
 flight bound a random gather to 58-79 % of the rank-level ceiling against the ~100+ tCK read
-latency of row misses, 128 reach 86-95 %; see README "PIM core speedup").
+latency of row misses, 128 reach 88-97 % at pooling 20; see README "PIM core speedup").
 
 Errors: see :mod:`pimcast.hdl.isa` ("Errors"): the first error is kept (code, opcode, tag, detail,
 position) until ``STATUS``; ``retired`` counts completed instructions (failed ones included).

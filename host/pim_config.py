@@ -97,7 +97,7 @@ class PIMConfig:
         its data leaves the ROB in request order; the ``fast`` timing model applies the same cap
         (:mod:`pimcast.host.timing`).  Default 128: with ~100+ tCK read latency under row misses
         32 entries bound a random gather to 58-79 % of the rank-level ceiling, 128 reach
-        86-95 % (README, "PIM core speedup").
+        88-97 % at pooling 20 (README, "PIM core speedup"), for +17 % FF and +11 % memory bits.
     fma_latency: FMA pipeline latency in cycles (pipeline drain added once per operation; with
         ``timing: fast`` also the recurrence of one accumulator slot).  Default 5: the RTL core's
         :class:`~pimcast.hdl.reduce.ReductionUnit` with the default FMA pipeline.
