@@ -57,7 +57,8 @@ def test_dump_commands_csv_passes_checker(gather, tmp_path):
     p, tr = gather
     csv_path = tmp_path / "cmds.csv"
     assert _replay("--trace", p, "--ranks", 2, "--dump-commands", csv_path, "--queue", 16) == 0
-    rows = list(csv.reader(csv_path.open()))
+    with csv_path.open() as fh:
+        rows = list(csv.reader(fh))
     assert rows[0] == ["cycle", "cmd", "rank", "bankgroup", "bank", "row", "col"]
     cmds = [(int(r[0]), r[1], *map(int, r[2:])) for r in rows[1:]]
     assert {c[1] for c in cmds} <= {"ACT", "RD", "WR", "PRE", "PREA", "REF"}
@@ -138,7 +139,8 @@ def test_model_rtl_replay(tmp_path, capsys):
     from pimcast.host.dram_model import FastDRAMModel
 
     got = FastDRAMModel(load_preset("ddr4-3200", ranks=2)).run(tr.addr, record_commands=True).commands
-    rows = [r for r in csv.reader(csv_path.open())][1:]
+    with csv_path.open() as fh:
+        rows = [r for r in csv.reader(fh)][1:]
     want = [(int(r[0]), r[1], int(r[2])) + ((int(r[3]), int(r[4])) if r[1] not in ("PREA", "REF") else (0, 0))
             for r in rows]
     assert [c[:5] for c in got] == want
