@@ -610,7 +610,7 @@ async def test_long_random(dut):
         return
     b = Bench(dut, _seed() + 1000)
     await b.start()
-    reqs = _random_requests(b, count, rows=16, cols=32, banks=4)
+    reqs = _random_requests(b, count, rows=16, cols=min(32, b.t.requests_per_row), banks=4)
     t0 = time.perf_counter()
     cycles = await b.run(reqs, arrive=0.8, ready=0.85)
     dt = time.perf_counter() - t0
