@@ -71,6 +71,7 @@ def check(w: Workload, lanes=16, slots=32, contexts=None, unit=None, **kw):
 
 # -- the row-size sweep on the default 16-lane unit ------------------------------------------------
 
+@pytest.mark.slow   # Amaranth's Python simulator, 16 lanes: ~3-7 min on 2 cores
 def test_row_sizes_16_lanes():
     """D = 16..256 (1..16 beats) through one 16-lane, 32-slot unit: an empty bag, a long bag,
     duplicates, extreme values (subnormal, inf, NaN, overflow), weights; random idle and

@@ -60,6 +60,7 @@ def test_core_verilator_all_dims():
     assert dims == {32, 128, 256}
 
 
+@pytest.mark.slow   # ~5-11 min on Icarus (2 cores, loaded); the quick Icarus run is test_core_icarus_errors_and_smoke
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_core_icarus_gather_sgd():
     """Icarus: forward, backward and SGD at D in {16, 64} with bags up to 20 lookups (~2 min)."""
