@@ -184,6 +184,11 @@ class PIMCore(wiring.Component):
         if timing.ranks != 1:
             raise ValueError(f"timing has {timing.ranks} ranks; a PIM core is one rank-level unit "
                              "(use timing.with_ranks(1) and one core per rank)")
+        if timing.bursts_per_request != 1:
+            raise ValueError(f"{timing.name}: a 64 B beat needs {timing.bursts_per_request} bursts of "
+                             f"{timing.burst_bytes} B; the PIM core reads one burst per 64 B beat (DDR4 x64 "
+                             "BL8 presets). The bank controller alone supports HBM2 (pimcast verilog --top "
+                             "bankctl --dram hbm2)")
         if lanes != 16:
             raise ValueError(f"lanes must be 16 (one 64 B beat per cycle) for the core, not {lanes!r}")
         _check_int("tag_bits", tag_bits, 1, 8)

@@ -29,7 +29,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["TOPS", "ExportError", "generate", "generate_all", "elaborate", "add_arguments", "main"]
+__all__ = ["TOPS", "ExportError", "generate", "generate_all", "elaborate", "config_with_dram", "add_arguments",
+           "main"]
 
 
 class ExportError(ValueError):
@@ -47,10 +48,38 @@ def _import_factory(module: str, cls: str) -> Callable[[Any], Any]:
     return factory
 
 
+def _bankctl(config: Any = None) -> Any:
+    """The ``bankctl`` top: :class:`BankController`'s defaults without a config; for a PIM config,
+    the channel controller of its DRAM (preset and ranks), address mapping and ``queue``."""
+    from pimcast.hdl.dram.bankctl import BankController
+
+    if config is None:
+        return BankController()
+    from pimcast.host.pim_config import PIMConfig, load_pim_config
+
+    cfg = config if isinstance(config, PIMConfig) else load_pim_config(config)
+    return BankController(cfg.dram_timing(), mapping=cfg.address_mapping, queue=cfg.queue)
+
+
+def config_with_dram(config: Any, dram: str | None) -> Any:
+    """``config`` (a PIM preset name, YAML path or ``None`` for the default) with its DRAM preset
+    replaced by ``dram`` (e.g. ``hbm2``; the capacity becomes that DRAM's) — the ``--dram`` option of ``pimcast verilog/lint/synth``.
+    Raises :class:`ExportError` naming the preset when the combination is invalid."""
+    if dram is None:
+        return config
+    from pimcast.config import ConfigError
+    from pimcast.host.pim_config import load_pim_config
+
+    try:
+        return load_pim_config(config, dram=dram, capacity=None)   # the new DRAM's capacity
+    except ConfigError as exc:
+        raise ExportError(f"--dram {dram!r}: {exc}") from None
+
+
 #: name -> factory(config) returning the wiring.Component to export. One line per top.
 TOPS: dict[str, Callable[[Any], Any]] = {
     "fma": _import_factory("pimcast.hdl.fp", "FMA"),
-    "bankctl": _import_factory("pimcast.hdl.dram.bankctl", "BankController"),
+    "bankctl": _bankctl,
     "reduce": lambda config=None: importlib.import_module("pimcast.hdl.reduce").from_config(config),
     "core": lambda config=None: importlib.import_module("pimcast.hdl.core").from_config(config),
 }
@@ -150,6 +179,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="build/verilog", help="output folder (default: build/verilog)")
     parser.add_argument("--config", default=None,
                         help="PIM configuration preset name or YAML path, handed to the top's factory")
+    parser.add_argument("--dram", default=None,
+                        help="DRAM preset (configs/dram, e.g. hbm2) replacing the config's (bankctl, core)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -158,7 +189,8 @@ def main(args: argparse.Namespace) -> int:
         if top not in TOPS:
             print(f"pimcast verilog: unknown top {top!r}; known tops: {', '.join(TOPS)}, all")
             return 2
+    config = config_with_dram(args.config, args.dram)
     for top in tops:
-        path = generate(top, args.out, args.config)
+        path = generate(top, args.out, config)
         print(f"{top}: {path} (+ {path.stem}.names.json, {path.stem}.meta.json)")
     return 0

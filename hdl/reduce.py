@@ -408,11 +408,15 @@ def from_config(config=None) -> ReductionUnit:
 
     ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots`` /
     ``pipeline`` (a name in :data:`pimcast.hdl.fp.PIPELINES` or a list of steps) /
-    ``decoupled`` / ``forward``, or a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
-    optional ``slots``); ``forward`` as :class:`ReductionUnit` (default: not ``decoupled``).
+    ``decoupled`` / ``forward``, a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
+    optional ``slots``) or a :class:`~pimcast.host.pim_config.PIMConfig` (its ``lanes``); ``forward`` as :class:`ReductionUnit` (default: not ``decoupled``).
     """
     if config is None:
         return ReductionUnit()
+    from pimcast.host.pim_config import PIMConfig
+
+    if isinstance(config, PIMConfig):
+        config = {"lanes": config.lanes}
     if not hasattr(config, "get"):
         import yaml
 

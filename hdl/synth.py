@@ -625,6 +625,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="generic", choices=list(TARGETS),
                         help="generic (technology-independent cells), ecp5-85f or ice40-up5k")
     parser.add_argument("--config", default=None, help="PIM configuration preset name or YAML path")
+    parser.add_argument("--dram", default=None,
+                        help="DRAM preset (configs/dram, e.g. hbm2) replacing the config's (bankctl, core)")
     parser.add_argument("--freq", type=float, default=150.0, help="target clock in MHz (default 150)")
     parser.add_argument("--tool", default="auto", choices=_TOOL_CHOICES,
                         help="which Yosys/nextpnr: yowasp (PyPI), system (PATH), amaranth "
@@ -648,8 +650,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from pimcast.hdl.export import ExportError, config_with_dram
+
     try:
-        r = synthesize(args.top, args.target, config=args.config, freq=args.freq, tool=args.tool,
+        r = synthesize(args.top, args.target, config=config_with_dram(args.config, args.dram), freq=args.freq, tool=args.tool,
                        out=args.out, lanes=args.lanes, slots=args.slots, pipeline=args.pipeline,
                        dsp=None if args.dsp == "none" else args.dsp, decoupled=args.decoupled,
                        wrap=True if args.wrap else None, seed=args.seed, timeout=args.timeout,
@@ -657,7 +661,7 @@ def main(args: argparse.Namespace) -> int:
     except DoesNotFit as e:
         print(f"pimcast synth: {e}", file=sys.stderr)
         return 3
-    except (SynthError, ValueError, TypeError) as e:
+    except (SynthError, ExportError, ValueError, TypeError) as e:
         print(f"pimcast synth: {e}", file=sys.stderr)
         return 2
     print(format_result(r))

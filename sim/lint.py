@@ -194,11 +194,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--top", default="all", help="top to lint (default: all registered tops)")
     parser.add_argument("--out", default="build/lint", help="folder for the Verilog and waiver files")
     parser.add_argument("--config", default=None, help="PIM configuration preset or YAML path")
+    parser.add_argument("--dram", default=None,
+                        help="DRAM preset (configs/dram, e.g. hbm2) replacing the config's (bankctl, core)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print Verilator's full output")
 
 
 def main(args: argparse.Namespace) -> int:
-    from pimcast.hdl.export import TOPS
+    from pimcast.hdl.export import TOPS, config_with_dram
 
     tops = list(TOPS) if args.top == "all" else [args.top]
     unknown = [t for t in tops if t not in TOPS]
@@ -206,7 +208,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"pimcast lint: unknown top {unknown[0]!r}; known tops: {', '.join(TOPS)}, all", file=sys.stderr)
         return 2
     failed = 0
-    for res in lint_tops(tops, args.out, args.config):
+    for res in lint_tops(tops, args.out, config_with_dram(args.config, args.dram)):
         if res.clean:
             print(f"{res.top}: clean ({res.verilog})")
         else:

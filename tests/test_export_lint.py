@@ -155,3 +155,45 @@ def test_top_that_cannot_be_built_for_a_config_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "placement 'bankgroup' has no RTL core" in err and "cannot build top 'core'" in err
     assert not list(tmp_path.iterdir())
+    # HBM2 (two 32 B bursts per 64 B beat): the bank controller builds, the core refuses
+    assert cli(["verilog", "--top", "core", "--dram", "hbm2", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "HBM2-2Gbps-PC: a 64 B beat needs 2 bursts of 32 B" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_bankctl_follows_the_config_and_dram_option(tmp_path, capsys):
+    """``--config`` gives the config's channel controller; ``--dram hbm2`` swaps the DRAM preset
+    (burst-wide data ports: 256 bits for HBM2's 32 B bursts, 512 for DDR4's 64 B)."""
+    assert cli(["verilog", "--top", "bankctl", "--dram", "hbm2", "--out", str(tmp_path / "h")]) == 0
+    meta = json.loads((tmp_path / "h" / "bankctl.meta.json").read_text())
+    assert meta["ports"]["dq_w__data"]["width"] == 256 and meta["ports"]["dq_r__data"]["width"] == 256
+    assert cli(["verilog", "--top", "bankctl", "--config", "rank-ddr4-3200-1rank", "--out", str(tmp_path / "d")]) == 0
+    meta = json.loads((tmp_path / "d" / "bankctl.meta.json").read_text())
+    assert meta["ports"]["dq_w__data"]["width"] == 512
+    from pimcast.hdl.export import TOPS
+    from pimcast.host.pim_config import load_pim_config
+
+    cfg = load_pim_config("rank-ddr4-3200-1rank", queue=5)
+    ctl = TOPS["bankctl"](cfg)
+    ctl._MustUse__silence = True
+    p = ctl.params()
+    assert (p["queue"], p["timing"]["ranks"], p["mapping"]) == (5, 1, cfg.address_mapping)
+
+
+def test_bad_dram_option_exits_2_naming_the_preset(tmp_path, capsys):
+    assert cli(["verilog", "--top", "bankctl", "--dram", "ddr9", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--dram 'ddr9'" in err and "unknown dram preset 'ddr9'" in err
+    assert cli(["lint", "--top", "bankctl", "--dram", "ddr9", "--out", str(tmp_path)]) == 2
+    assert cli(["synth", "--top", "bankctl", "--dram", "ddr9", "--out", str(tmp_path)]) == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_reduce_top_takes_a_pim_config_object():
+    from pimcast.hdl.reduce import from_config
+    from pimcast.host.pim_config import load_pim_config
+
+    dut = from_config(load_pim_config(None, lanes=4))
+    dut._MustUse__silence = True
+    assert dut.lanes == 4
