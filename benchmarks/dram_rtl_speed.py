@@ -8,7 +8,7 @@ the cycle difference. The build time of the first replay (Verilator compiles the
 per parameter set) is reported separately. Prints a table; saves ``build/bench/dram_rtl_speed.json``.
 
 Usage: ``python benchmarks/dram_rtl_speed.py [--requests N] [--simulator verilator|icarus]
-[--queue Q] [--out DIR]``
+[--standard ddr4-3200|ddr4-2400|hbm2] [--ranks R] [--queue Q] [--out DIR]``
 """
 from __future__ import annotations
 
@@ -40,10 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     t = load_preset(args.standard, ranks=args.ranks)
     n = args.requests
     rng = np.random.default_rng(1)
-    traces = [("gather-64B", random_gather_trace(n, 64, seed=1).addr, np.zeros(n, bool)),
-              ("gather-256B", random_gather_trace(n, 256, seed=2).addr, np.zeros(n, bool)),
+    # tables of the golden trace's 4 Mi rows, or as many as the channel holds (HBM2: 256 MiB)
+    def rows(row_bytes):
+        return min(4 * 2**20, t.capacity_bytes // row_bytes)
+
+    traces = [("gather-64B", random_gather_trace(n, 64, rows(64), seed=1).addr, np.zeros(n, bool)),
+              ("gather-256B", random_gather_trace(n, 256, rows(256), seed=2).addr, np.zeros(n, bool)),
               ("stream-seq", np.arange(n, dtype=np.uint64) * 64, np.zeros(n, bool)),
-              ("gather-64B-1/3-writes", random_gather_trace(n, 64, seed=3).addr, rng.random(n) < 1 / 3)]
+              ("gather-64B-1/3-writes", random_gather_trace(n, 64, rows(64), seed=3).addr, rng.random(n) < 1 / 3)]
     fm = FastDRAMModel(t, queue=args.queue)
     fm.warmup()
     rows = []
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['wall_s']:>8}", flush=True)
     print("(wall s of the first trace includes the build when the controller was not built before)")
     args.out.mkdir(parents=True, exist_ok=True)
-    p = args.out / f"dram_rtl_speed_{args.simulator}.json"
+    p = args.out / f"dram_rtl_speed_{args.simulator}{'' if args.standard == 'ddr4-3200' else '_' + args.standard}.json"
     p.write_text(json.dumps(dict(standard=t.name, ranks=t.ranks, queue=args.queue, rows=rows), indent=1) + "\n")
     print(f"saved {p}")
     return 0
