@@ -50,6 +50,7 @@ import torch
 
 from pimcast.hdl.dram.timing import REQUEST_BYTES
 from pimcast.host import baselines as bl
+from pimcast.host.timing import unit_setup_cycles
 from pimcast.host.workloads import Workload, WorkloadConfig, WorkloadError, make_workload, sasrec_workload
 
 __all__ = ["add_arguments", "main", "pim_step_time", "run_bench", "SWEEPS", "BenchError", "SYSTEMS",
@@ -129,7 +130,8 @@ def _gather(timer, base, row_bytes, pdim, idx, starts, nnz, max_requests):
     bag = np.repeat(np.arange(len(lengths)), lengths)
     groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
     r = timer.time_stream(_row_addrs(base, idx, row_bytes), groups=groups, fmas=len(idx) * pdim,
-                          host_in=host_in, host_out=host_out)
+                          host_in=host_in, host_out=host_out,
+                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths)))   # as the device
     return r, scale
 
 

@@ -51,7 +51,7 @@ import torch
 from pimcast.hdl.dram.timing import REQUEST_BYTES
 from pimcast.host.backends import get_backend
 from pimcast.host.pim_config import PIMConfig, load_pim_config
-from pimcast.host.timing import empty_timing
+from pimcast.host.timing import empty_timing, unit_setup_cycles
 from pimcast.models.numerics import canonical_nan_bits
 
 __all__ = ["Device", "open_device", "PIMError", "UnknownTableError", "OutOfDeviceMemory", "TableInfo",
@@ -565,8 +565,10 @@ class Device:
         if self._timed() and nnz:
             bag = torch.repeat_interleave(torch.arange(nb, dtype=torch.int64), lengths).numpy()
             groups = (bag[:, None] * t.row_beats + np.arange(t.row_beats)[None, :]).ravel()
+            # a rank's core buffers and validates the index stream before its DRAM stream starts
+            setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None)
             timing = self.backend.time(self._row_addresses(t, idx), groups=groups, fmas=fmas,
-                                       host_in=host_in, host_out=host_out)
+                                       host_in=host_in, host_out=host_out, setup_cycles=setup)
         elif self._timed():
             timing = self.backend.time(np.zeros(0, np.uint64), host_in=host_in, host_out=host_out)
         self._account("gather_reduce", reads=nnz * t.row_beats, padding=nnz * (t.padded_dim - t.dim) * 4,

@@ -57,7 +57,7 @@ import numpy as np
 
 from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping
 
-__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing", "gather_setup_cycles"]
+__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing", "gather_setup_cycles", "unit_setup_cycles"]
 
 #: DRAMsim3 [power] figures (mA, V) per preset name (``name`` field of configs/dram/*.yaml).
 DRAM_POWER = {
@@ -84,13 +84,22 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     index stream fits ``buf_beats`` beats (:meth:`pimcast.sim.core_driver.CoreDriver.gather_reduce`);
     each instruction drains before the next one starts, which is not counted here.
 
-    Pass it as ``time_stream(..., setup_cycles=...)`` to time one core-like unit (the ``model``
-    backend's device does not pass it: its operations are timed as DRAM-bound streams).
+    Passed as ``time_stream(..., setup_cycles=...)`` by the device's ``gather_reduce`` for the rank
+    placement (:func:`unit_setup_cycles`): the ``model`` backend then times each rank's unit as the
+    core: this serial pass, then the DRAM stream.
     """
     per = 2 if weighted else 1
     words = bags + per * lookups
     insns = max(1, -(-words // (buf_beats * 16)))
     return insns * _CORE_INSN_CYCLES + -(-words // 16) + insns + lookups + bags
+
+
+def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False) -> int:
+    """The serial setup of one GATHER_REDUCE per unit for ``cfg``: :func:`gather_setup_cycles` for the
+    rank placement (every rank's core receives and validates the whole index stream, as the RTL
+    core does); 0 for the bank-group placement, which has no RTL core and is timed as an idealised
+    DRAM-bound unit."""
+    return gather_setup_cycles(lookups, bags, weighted) if cfg.placement == "rank" else 0
 
 
 _TIMING_KEYS = ("cycles", "ns", "dram_cycles", "reduce_cycles", "link_cycles")
