@@ -260,3 +260,37 @@ def test_unit_model_matches_rtl_core(tmp_path, rob, queue):
     assert all(abs(x - 1) <= UNIT_MODEL_TOLERANCE for x in ratios.values()), (rtl, ratios)
     if rob == 32:   # 32 reads in flight bind a D = 64 gather: without the cap the model is optimistic
         assert uncapped["d64-uniform-p20"] < ratios["d64-uniform-p20"] - 0.02, (ratios, uncapped)
+
+
+def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
+    """The ``model`` backend times a rank-placement GATHER_REDUCE as the core runs it: the serial
+    index-stream/validation pass (:func:`gather_setup_cycles`), then the DRAM stream; the bank-group
+    placement (no RTL core) has no such pass."""
+    import numpy as np
+    import torch
+
+    from pimcast.host import open_device
+    from pimcast.host.device import _INSTR_BYTES
+    from pimcast.host.timing import PIMTimer, gather_setup_cycles, unit_setup_cycles
+
+    assert unit_setup_cycles(load_pim_config("rank-ddr4-3200"), 200, 10) == gather_setup_cycles(200, 10) > 200
+    assert unit_setup_cycles(load_pim_config("bankgroup-ddr4-3200"), 200, 10) == 0
+    assert gather_setup_cycles(200, 10, weighted=True) > gather_setup_cycles(200, 10)
+
+    rng = np.random.default_rng(3)
+    idx = torch.from_numpy(rng.integers(0, 4096, 200))
+    offsets = torch.arange(0, 200, 20)
+    for cfg_name, with_setup in (("rank-ddr4-3200-1rank", True), ("bankgroup-ddr4-3200", False)):
+        dev = open_device("model", cfg_name, capacity="64MiB")
+        info = dev.alloc("t", 4096, 64)
+        dev.write("t", torch.zeros(4096, 64))
+        dev.reset_stats()
+        dev.gather_reduce("t", idx, offsets)
+        cycles = dev.stats()["cycles"]
+        bag = np.repeat(np.arange(10), 20)
+        groups = (bag[:, None] * info.row_beats + np.arange(info.row_beats)[None, :]).ravel()
+        plain = PIMTimer(dev.cfg).time_stream(dev._row_addresses(info, idx), groups=groups,
+                                              fmas=200 * info.padded_dim, host_in=_INSTR_BYTES + 4 * 210,
+                                              host_out=10 * info.row_bytes)["cycles"]
+        setup = gather_setup_cycles(200, 10) if with_setup else 0
+        assert cycles == plain + setup, cfg_name
