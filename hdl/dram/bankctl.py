@@ -667,40 +667,11 @@ class BankController(wiring.Component):
         pop = Signal()
         m.d.comb += pop.eq(self.resp.valid & self.resp.ready)
         if K == 1:
-            tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
-            tag_w = Signal(range(max(2, NR)))
-            tag_r = Signal(range(max(2, NR)))
-            with m.If(is_rd):
-                for k in range(NR):
-                    with m.If(tag_w == k):
-                        m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
-                m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
-            with m.If(self.dq_r.valid):
-                m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
-            m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
-            rbuf_w = rbuf.write_port()
-            rbuf_r = rbuf.read_port(domain="comb")
-            buf_w = Signal(range(max(2, NR)))
-            buf_r = Signal(range(max(2, NR)))
-            buf_n = Signal(range(NR + 1))
+            # one burst per read: every RD queues its tag, every data beat completes a response
+            rd_last = is_rd
             push = Signal()
-            m.d.comb += [push.eq(self.dq_r.valid),
-                         rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
-                         rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], self.dq_r.data)),
-                         rbuf_r.addr.eq(buf_r),
-                         self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
-            with m.If(push):
-                m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
-            with m.If(pop):
-                m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
-            with m.If(push & ~pop):
-                m.d.sync += buf_n.eq(buf_n + 1)
-            with m.Elif(~push & pop):
-                m.d.sync += buf_n.eq(buf_n - 1)
-            with m.If(is_rd & ~pop):
-                m.d.sync += rd_inflight.eq(rd_inflight + 1)
-            with m.Elif(~is_rd & pop):
-                m.d.sync += rd_inflight.eq(rd_inflight - 1)
+            m.d.comb += push.eq(self.dq_r.valid)
+            ret_data = self.dq_r.data
         else:
             # K bursts per read. Every RD pushes (slot, burst) onto a beat FIFO, popped by each
             # data beat on dq_r (beats come back in RD order). Beats 0..K-2 are parked in a
@@ -736,40 +707,42 @@ class BankController(wiring.Component):
                          stage_r.addr.eq(beat_s)]
             rd_last = Signal()
             m.d.comb += rd_last.eq(is_rd & iss_last)
-            tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
-            tag_w = Signal(range(max(2, NR)))
-            tag_r = Signal(range(max(2, NR)))
-            with m.If(rd_last):
-                for k in range(NR):
-                    with m.If(tag_w == k):
-                        m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
-                m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
             push = Signal()
             m.d.comb += push.eq(self.dq_r.valid & beat_last)
-            with m.If(push):
-                m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
-            m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
-            rbuf_w = rbuf.write_port()
-            rbuf_r = rbuf.read_port(domain="comb")
-            buf_w = Signal(range(max(2, NR)))
-            buf_r = Signal(range(max(2, NR)))
-            buf_n = Signal(range(NR + 1))
-            m.d.comb += [rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
-                         rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], stage_r.data, self.dq_r.data)),
-                         rbuf_r.addr.eq(buf_r),
-                         self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
-            with m.If(push):
-                m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
-            with m.If(pop):
-                m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
-            with m.If(push & ~pop):
-                m.d.sync += buf_n.eq(buf_n + 1)
-            with m.Elif(~push & pop):
-                m.d.sync += buf_n.eq(buf_n - 1)
-            with m.If(rd_last & ~pop):
-                m.d.sync += rd_inflight.eq(rd_inflight + 1)
-            with m.Elif(~rd_last & pop):
-                m.d.sync += rd_inflight.eq(rd_inflight - 1)
+            ret_data = Cat(stage_r.data, self.dq_r.data)
+        # tags queued by the (last) RD of a request, data + tag pushed by its last data beat
+        tag_q = [Signal(self._tag_bits, name=f"rtag{k}") for k in range(NR)]
+        tag_w = Signal(range(max(2, NR)))
+        tag_r = Signal(range(max(2, NR)))
+        with m.If(rd_last):
+            for k in range(NR):
+                with m.If(tag_w == k):
+                    m.d.sync += tag_q[k].eq(Array(tag)[iss_slot])
+            m.d.sync += tag_w.eq(Mux(tag_w == NR - 1, 0, tag_w + 1))
+        with m.If(push):
+            m.d.sync += tag_r.eq(Mux(tag_r == NR - 1, 0, tag_r + 1))
+        m.submodules.rbuf = rbuf = memory.Memory(shape=self._tag_bits + DATA_BITS, depth=NR, init=[])
+        rbuf_w = rbuf.write_port()
+        rbuf_r = rbuf.read_port(domain="comb")
+        buf_w = Signal(range(max(2, NR)))
+        buf_r = Signal(range(max(2, NR)))
+        buf_n = Signal(range(NR + 1))
+        m.d.comb += [rbuf_w.addr.eq(buf_w), rbuf_w.en.eq(push),
+                     rbuf_w.data.eq(Cat(Array(tag_q)[tag_r], ret_data)),
+                     rbuf_r.addr.eq(buf_r),
+                     self.resp.valid.eq(buf_n != 0), self.resp.payload.eq(rbuf_r.data)]
+        with m.If(push):
+            m.d.sync += buf_w.eq(Mux(buf_w == NR - 1, 0, buf_w + 1))
+        with m.If(pop):
+            m.d.sync += buf_r.eq(Mux(buf_r == NR - 1, 0, buf_r + 1))
+        with m.If(push & ~pop):
+            m.d.sync += buf_n.eq(buf_n + 1)
+        with m.Elif(~push & pop):
+            m.d.sync += buf_n.eq(buf_n - 1)
+        with m.If(rd_last & ~pop):
+            m.d.sync += rd_inflight.eq(rd_inflight + 1)
+        with m.Elif(~rd_last & pop):
+            m.d.sync += rd_inflight.eq(rd_inflight - 1)
 
         # ---------------------------------------------------------------- queue updates
         # (written as one expression per register bit so the Verilog stays linear-ish in size)
