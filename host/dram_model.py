@@ -121,7 +121,7 @@ import numpy as np
 from pimcast.hdl.dram.timing import (REQUEST_BYTES, AddressMapping, Cmd, DRAMTiming, Scope,
                                      timing_rules, window_rules)
 
-__all__ = ["FastDRAMModel", "ModelResult", "simulate", "gap_tables", "CMD_NAMES"]
+__all__ = ["FastDRAMModel", "ModelResult", "simulate", "gap_tables", "gap_rows", "CMD_NAMES"]
 
 #: command codes of the kernel (index into this tuple)
 CMD_NAMES = ("ACT", "RD", "WR", "PRE", "PREA", "REF")
@@ -188,6 +188,34 @@ def gap_tables(t: DRAMTiming) -> tuple[np.ndarray, np.ndarray]:
     return gB, gR
 
 
+def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The kernel's per-issuer gap rows, expanded from :func:`gap_tables` over the flat banks.
+
+    ``GAPB[P, b, N, x]``: after bank command ``P`` (ACT/RD/WR/PRE) to flat bank ``b``, bank command
+    ``N`` may issue to bank ``x`` that many cycles later (``gB``'s same-bank / same-bank-group /
+    same-rank / other-rank gap by the relation of ``x`` to ``b``).  ``GAPR[P - 4, r, N, x]``: the
+    same after rank-wide ``P`` (PREA, REF) to rank ``r``.  One command then updates every bank's
+    earliest cycles with one contiguous ``max`` over these rows.
+    """
+    if gB is None:
+        gB, _ = gap_tables(t)
+    R, G, BPG = t.ranks, t.bankgroups, t.banks_per_group
+    NB = R * G * BPG
+    x = np.arange(NB)
+    xr, xg = x // (G * BPG), x // BPG
+    GAPB = np.empty((4, NB, 4, NB), np.int64)
+    for b in range(NB):
+        rel = np.where(xr != xr[b], 3, np.where(xg != xg[b], 2, np.where(x != b, 1, 0)))
+        GAPB[:, b, :, :] = gB[:4, :, rel]
+        # the issuing bank: bank-level and bank-group-level gaps both apply
+        GAPB[:, b, :, b] = np.maximum(gB[:4, :, 0], gB[:4, :, 1])
+    GAPR = np.empty((2, R, 4, NB), np.int64)
+    for r in range(R):
+        rel = np.where(xr == r, 0, 3)
+        GAPR[:, r, :, :] = gB[4:6, :, rel]
+    return GAPB, GAPR
+
+
 # ------------------------------------------------------------------------------------------------
 # the compiled kernel
 
@@ -215,16 +243,15 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
 
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
-            Q, R, G, BPG, k_bursts, BL, gB, gR, faw_n, faw_w, tREFI, ref_first,
+            Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, gR, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
     n = rank.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
     NEG = -(np.int64(1) << 40)
-    # timing state: earliest cycle of each bank command per bank / bank group / rank (other ranks)
-    bankT = np.full((4, NB), NEG, np.int64)
-    bgT = np.full((4, R * G), NEG, np.int64)
-    rankT = np.full((4, R), NEG, np.int64)
+    # timing state: K[nn, b] = earliest cycle at which bank command nn (0 ACT, 1 RD, 2 WR, 3 PRE)
+    # may issue to bank b, all scopes (bank, bank group, rank, channel, tFAW) folded in by max
+    K = np.full((4, NB), NEG, np.int64)
     rwT = np.full((2, R), NEG, np.int64)          # PREA, REF per rank
     faw = np.full((R, faw_n), NEG, np.int64)      # last faw_n ACTs per rank (ring)
     faw_pos = np.zeros(R, np.int64)
@@ -233,10 +260,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     rstate = np.zeros(R, np.int64)                # refresh: 0 idle, 1 wants PREA, 2 wants REF
     ref_due = ref_first.copy()
     b_rank = np.empty(NB, np.int64)
-    b_bg = np.empty(NB, np.int64)
     for x in range(NB):
-        b_bg[x] = x // BPG
         b_rank[x] = x // (G * BPG)
+    NBR = G * BPG                                 # banks per rank (contiguous)
     # the queue: per-bank lists in age order; the oldest queued request is found by a pointer
     # over the trace (requests are accepted in trace order)
     bq_i = np.empty((NB, Q), np.int64)            # per-bank lists of queued requests, age order,
@@ -248,23 +274,15 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     nq = 0
     oldest = 0
     use_prev = prev_same.shape[0] == n
-    cnn = np.full(NB, -1, np.int64)               # cached per-bank candidate (see the selection)
-    ci = np.full(NB, -1, np.int64)
-    cw = np.full(NB, -1, np.int64)
+    # candidates: A[nn, b] = request index of bank b's candidate for command nn, or SENT (none);
+    # a bank offers at most its ACT, its PRE, or its oldest eligible RD and WR row hits
+    SENT = np.int64(1) << 62
+    AGE = (np.int64(1) << 40) - 1
+    A = np.full((4, NB), SENT, np.int64)
     PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
-    # tournament tree over the banks; leaf keys are lower bounds of the true keys (keys only grow
-    # while a bank's candidate is unchanged), refreshed lazily when they reach the root
-    P = 1
-    while P < NB:
-        P *= 2
-    sk = np.full(P, INF, np.int64)
-    si = np.full(P, INF, np.int64)
-    sn = np.full(P, -1, np.int64)
-    tree = np.zeros(2 * P, np.int64)
-    for x in range(P):
-        tree[P + x] = x
-    for x in range(P - 1, 0, -1):
-        tree[x] = tree[2 * x]
+    PRS = np.empty(4, np.int64)
+    for x in range(4):
+        PRS[x] = PRIO[x] << 40
     dirty = np.empty(NB, np.int64)                # banks whose candidate must be recomputed
     isdirty = np.zeros(NB, np.uint8)
     ndirty = 0
@@ -311,6 +329,11 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             if rstate[r] == 0 and ref_due[r] + 1 <= now:
                 rstate[r] = 1
                 ref_due[r] += tREFI
+                for bb in range(r * NBR, (r + 1) * NBR):   # the rank takes no scheduler command
+                    if bn[bb] > 0 and isdirty[bb] == 0:
+                        isdirty[bb] = 1
+                        dirty[ndirty] = bb
+                        ndirty += 1
         # ---- starvation guard: the bank of the oldest request when it misses an open row
         gb_new = -1
         if nq > 0:
@@ -330,103 +353,57 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 dirty[ndirty] = gbank
                 ndirty += 1
         # ---- the winner: earliest (ready cycle, class), oldest among equals. First the banks whose
-        # candidate changed get their candidate and exact key; then the root's key is checked
-        # against its true value (keys are lower bounds) until the root holds an exact key.
-        # (Written out in the loop, not as helper functions: a call passing many arrays costs
-        # reference-count updates that dominate this loop.)
-        while True:
-            if ndirty > 0:
-                ndirty -= 1
-                b = dirty[ndirty]
-                isdirty[b] = 0
-                # the bank's candidate from bank-local state: cnn[b] the command (0 ACT, 1 RD, 2 WR,
-                # 3 PRE, -1 none), ci[b] its request, cw[b] the oldest eligible WR row hit when
-                # cnn[b] is RD (-1 if none)
-                cw[b] = -1
-                orow = open_row[b]
-                if bn[b] == 0:
-                    cnn[b] = -1
-                elif orow < 0:
-                    cnn[b] = 0
-                    ci[b] = bq_i[b, 0]
-                elif hitcnt[b] > 0 and b != gbank:
-                    ir = -1
-                    iw = -1
-                    for k in range(bn[b]):
-                        if bq_row[b, k] == orow and bq_dep[b, k] < 0:
-                            if bq_w[b, k]:
-                                if iw < 0:
-                                    iw = bq_i[b, k]
-                                    if ir >= 0:
-                                        break
-                            elif ir < 0:
-                                ir = bq_i[b, k]
-                                if iw >= 0:
+        # candidate changed get it recomputed from bank-local state; then one branch-free scan over
+        # K and A (vectorised by LLVM) finds the minimum packed key
+        # ((ready - now) << 42 | class << 40 | request), exact every step.
+        while ndirty > 0:
+            ndirty -= 1
+            b = dirty[ndirty]
+            isdirty[b] = 0
+            A[0, b] = SENT
+            A[1, b] = SENT
+            A[2, b] = SENT
+            A[3, b] = SENT
+            orow = open_row[b]
+            if bn[b] == 0 or rstate[b_rank[b]] != 0:
+                continue
+            if orow < 0:
+                A[0, b] = bq_i[b, 0]
+            elif hitcnt[b] > 0 and b != gbank:
+                # oldest eligible RD and WR row hits (a WR may win over an RD that is not ready)
+                ir = -1
+                iw = -1
+                for k in range(bn[b]):
+                    if bq_row[b, k] == orow and bq_dep[b, k] < 0:
+                        if bq_w[b, k]:
+                            if iw < 0:
+                                iw = bq_i[b, k]
+                                if ir >= 0:
                                     break
-                    if ir >= 0:
-                        cnn[b] = 1
-                        ci[b] = ir
-                        cw[b] = iw
-                    elif iw >= 0:
-                        cnn[b] = 2
-                        ci[b] = iw
-                    else:
-                        cnn[b] = -1
-                else:
-                    cnn[b] = 3
-                    ci[b] = bq_i[b, 0]
-                exact = False
-            else:
-                b = tree[1]
-                if sk[b] >= INF:
-                    break
-                exact = True
-            # the bank's key: (ready cycle * 4 + class priority, request) of its best candidate
-            nn = cnn[b]
-            r = b_rank[b]
-            kk = INF
-            ii = INF
-            cc = -1
-            if nn >= 0 and rstate[r] == 0:
-                g = b_bg[b]
-                x = max(max(bankT[nn, b], bgT[nn, g]), max(rankT[nn, r], now))
-                if nn == 0:
-                    x = max(x, faw[r, faw_pos[r]] + faw_w)
-                kk = x * 4 + PRIO[nn]
-                ii = ci[b]
-                cc = nn
-                iw = cw[b]
+                        elif ir < 0:
+                            ir = bq_i[b, k]
+                            if iw >= 0:
+                                break
+                if ir >= 0:
+                    A[1, b] = ir
                 if iw >= 0:
-                    k2 = max(max(bankT[2, b], bgT[2, g]), max(rankT[2, r], now)) * 4 + 1
-                    if k2 < kk or (k2 == kk and iw < ii):
-                        kk = k2
-                        ii = iw
-                        cc = 2
-            if kk == sk[b] and ii == si[b]:
-                if exact:
-                    break
-                continue            # candidate recomputed, key unchanged: the tree stays valid
-            sk[b] = kk
-            si[b] = ii
-            sn[b] = cc
-            # re-run the tournament from leaf b towards the root; stop where a node keeps a winner
-            # other than b (nothing above it changes)
-            nd = (P + b) >> 1
-            while nd >= 1:
-                lb = tree[2 * nd]
-                rb = tree[2 * nd + 1]
-                wn = lb
-                if sk[rb] < sk[lb] or (sk[rb] == sk[lb] and si[rb] < si[lb]):
-                    wn = rb
-                ow = tree[nd]
-                if wn == ow and wn != b:
-                    break
-                tree[nd] = wn
-                nd >>= 1
-        wb = tree[1]
-        best_k = sk[wb]
-        best_i = si[wb]
-        best_nn = sn[wb]
+                    A[2, b] = iw
+            else:
+                A[3, b] = bq_i[b, 0]
+        best = SENT
+        for nn in range(4):
+            pr = PRS[nn]
+            for x in range(NB):
+                d = max(K[nn, x] - now, 0)
+                best = min(best, (d << 42) + pr + A[nn, x])
+        best_k = INF
+        best_i = -1
+        best_nn = -1
+        if best < SENT:
+            best_i = best & AGE
+            best_k = now + (best >> 42)
+            pc = (best >> 40) & 3
+            best_nn = 0 if pc == 2 else (3 if pc == 3 else (2 if wr[best_i] else 1))
         ref_t = INF
         ref_r = -1
         for r in range(R):
@@ -469,7 +446,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         for r in range(R):
             if rstate[r] == 0 and ref_due[r] + 1 < refev:
                 refev = ref_due[r] + 1
-        tc = min(ref_t, best_k >> 2)
+        tc = min(ref_t, best_k)
         if refev <= tc and refev <= acc_t:
             now = refev
             continue
@@ -493,32 +470,15 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 r = rank[i]
                 g = bgf[i]
                 b = bank[i]
-            # every later command's earliest cycle
+            # every later command's earliest cycle (gap rows precomputed per issuing bank / rank)
             if code >= 4:
                 for nn in range(4):
-                    gs = T + gB[code, nn, 0]
-                    go = T + gB[code, nn, 3]
-                    for h in range(r * G, r * G + G):
-                        if gs > bgT[nn, h]:
-                            bgT[nn, h] = gs
-                    for q in range(R):
-                        if q != r and go > rankT[nn, q]:
-                            rankT[nn, q] = go
+                    for x in range(NB):
+                        K[nn, x] = max(K[nn, x], T + GAPR[code - 4, r, nn, x])
             else:
                 for nn in range(4):
-                    x0 = T + gB[code, nn, 0]
-                    if x0 > bankT[nn, b]:
-                        bankT[nn, b] = x0
-                    x1 = T + gB[code, nn, 1]
-                    x2 = T + gB[code, nn, 2]
-                    for h in range(r * G, r * G + G):
-                        xx = x1 if h == g else x2
-                        if xx > bgT[nn, h]:
-                            bgT[nn, h] = xx
-                    x3 = T + gB[code, nn, 3]
-                    for q in range(R):
-                        if q != r and x3 > rankT[nn, q]:
-                            rankT[nn, q] = x3
+                    for x in range(NB):
+                        K[nn, x] = max(K[nn, x], T + GAPB[code, b, nn, x])
             for nn in range(2):
                 for q in range(R):
                     xx = T + gR[code, nn, 0 if q == r else 1]
@@ -533,6 +493,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 faw_pos[r] += 1
                 if faw_pos[r] == faw_n:
                     faw_pos[r] = 0
+                fv = faw[r, faw_pos[r]] + faw_w       # tFAW: the next ACT of the rank
+                for x in range(r * NBR, (r + 1) * NBR):
+                    K[0, x] = max(K[0, x], fv)
                 rowv = row[i]
                 open_row[b] = rowv
                 c = 0
@@ -712,6 +675,7 @@ class FastDRAMModel:
         self.queue = int(queue)
         self.merge_duplicates = bool(merge_duplicates)
         self.gB, self.gR = gap_tables(t)
+        self.GAPB, self.GAPR = gap_rows(t, self.gB)
         (w,) = [w for w in window_rules(t) if w.cmd is Cmd.ACT]
         self.faw_n, self.faw_w = int(w.count), int(w.window)
         mp = self.mapping
@@ -779,7 +743,7 @@ class FastDRAMModel:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
             out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
-                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.gB, self.gR,
+                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.gR,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
                           win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence)
