@@ -213,7 +213,7 @@ def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, n
     for r in range(R):
         rel = np.where(xr == r, 0, 3)
         GAPR[:, r, :, :] = gB[4:6, :, rel]
-    return GAPB, GAPR
+    return GAPB.reshape(4, NB, 4 * NB), GAPR.reshape(2, R, 4 * NB)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -243,7 +243,7 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
 
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
-            Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, gR, faw_n, faw_w, tREFI, ref_first,
+            Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
     n = rank.shape[0]
     NB = R * G * BPG
@@ -251,14 +251,19 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     NEG = -(np.int64(1) << 40)
     # timing state: K[nn, b] = earliest cycle at which bank command nn (0 ACT, 1 RD, 2 WR, 3 PRE)
     # may issue to bank b, all scopes (bank, bank group, rank, channel, tFAW) folded in by max
-    K = np.full((4, NB), NEG, np.int64)
-    rwT = np.full((2, R), NEG, np.int64)          # PREA, REF per rank
+    NK = 4 * NB
+    K = np.full(NK, NEG, np.int64)                # flat: K[nn * NB + b]
+    rwT = np.full(2 * R, NEG, np.int64)           # PREA (rwT[r]), REF (rwT[R + r]) per rank
     faw = np.full((R, faw_n), NEG, np.int64)      # last faw_n ACTs per rank (ring)
     faw_pos = np.zeros(R, np.int64)
     open_row = np.full(NB, -1, np.int64)
     hitcnt = np.zeros(NB, np.int64)               # queued requests hitting the open row
     rstate = np.zeros(R, np.int64)                # refresh: 0 idle, 1 wants PREA, 2 wants REF
     ref_due = ref_first.copy()
+    nref = 0                                      # ranks with a refresh in progress
+    refnext = INF                                 # next cycle a refresh falls due (idle ranks)
+    for r in range(R):
+        refnext = min(refnext, ref_due[r] + 1)
     b_rank = np.empty(NB, np.int64)
     for x in range(NB):
         b_rank[x] = x // (G * BPG)
@@ -278,11 +283,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     # a bank offers at most its ACT, its PRE, or its oldest eligible RD and WR row hits
     SENT = np.int64(1) << 62
     AGE = (np.int64(1) << 40) - 1
-    A = np.full((4, NB), SENT, np.int64)
+    A = np.full(NK, SENT, np.int64)               # flat like K
     PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
-    PRS = np.empty(4, np.int64)
-    for x in range(4):
-        PRS[x] = PRIO[x] << 40
+    PR0 = PRIO[0] << 40                           # class bits of the packed key
+    PR1 = PRIO[1] << 40
+    PR2 = PRIO[2] << 40
+    PR3 = PRIO[3] << 40
     dirty = np.empty(NB, np.int64)                # banks whose candidate must be recomputed
     isdirty = np.zeros(NB, np.uint8)
     ndirty = 0
@@ -325,15 +331,21 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             if hh == HC:
                 hh = 0
             hn -= 1
-        for r in range(R):
-            if rstate[r] == 0 and ref_due[r] + 1 <= now:
-                rstate[r] = 1
-                ref_due[r] += tREFI
-                for bb in range(r * NBR, (r + 1) * NBR):   # the rank takes no scheduler command
-                    if bn[bb] > 0 and isdirty[bb] == 0:
-                        isdirty[bb] = 1
-                        dirty[ndirty] = bb
-                        ndirty += 1
+        if refnext <= now:
+            for r in range(R):
+                if rstate[r] == 0 and ref_due[r] + 1 <= now:
+                    rstate[r] = 1
+                    ref_due[r] += tREFI
+                    nref += 1
+                    for bb in range(r * NBR, (r + 1) * NBR):   # the rank takes no scheduler command
+                        if bn[bb] > 0 and isdirty[bb] == 0:
+                            isdirty[bb] = 1
+                            dirty[ndirty] = bb
+                            ndirty += 1
+            refnext = INF
+            for r in range(R):
+                if rstate[r] == 0 and ref_due[r] + 1 < refnext:
+                    refnext = ref_due[r] + 1
         # ---- starvation guard: the bank of the oldest request when it misses an open row
         gb_new = -1
         if nq > 0:
@@ -360,15 +372,15 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             ndirty -= 1
             b = dirty[ndirty]
             isdirty[b] = 0
-            A[0, b] = SENT
-            A[1, b] = SENT
-            A[2, b] = SENT
-            A[3, b] = SENT
+            A[b] = SENT
+            A[NB + b] = SENT
+            A[2 * NB + b] = SENT
+            A[3 * NB + b] = SENT
             orow = open_row[b]
             if bn[b] == 0 or rstate[b_rank[b]] != 0:
                 continue
             if orow < 0:
-                A[0, b] = bq_i[b, 0]
+                A[b] = PR0 + bq_i[b, 0]
             elif hitcnt[b] > 0 and b != gbank:
                 # oldest eligible RD and WR row hits (a WR may win over an RD that is not ready)
                 ir = -1
@@ -385,17 +397,15 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                             if iw >= 0:
                                 break
                 if ir >= 0:
-                    A[1, b] = ir
+                    A[NB + b] = PR1 + ir
                 if iw >= 0:
-                    A[2, b] = iw
+                    A[2 * NB + b] = PR2 + iw
             else:
-                A[3, b] = bq_i[b, 0]
+                A[3 * NB + b] = PR3 + bq_i[b, 0]
         best = SENT
-        for nn in range(4):
-            pr = PRS[nn]
-            for x in range(NB):
-                d = max(K[nn, x] - now, 0)
-                best = min(best, (d << 42) + pr + A[nn, x])
+        for x in range(NK):
+            d = max(K[x] - now, 0)
+            best = min(best, (d << 42) + A[x])
         best_k = INF
         best_i = -1
         best_nn = -1
@@ -406,11 +416,11 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             best_nn = 0 if pc == 2 else (3 if pc == 3 else (2 if wr[best_i] else 1))
         ref_t = INF
         ref_r = -1
-        for r in range(R):
+        for r in range(R if nref > 0 else 0):
             if rstate[r] == 1:
-                x = max(rwT[0, r], now)
+                x = max(rwT[r], now)
             elif rstate[r] == 2:
-                x = max(rwT[1, r], now)
+                x = max(rwT[R + r], now)
             else:
                 continue
             if x < ref_t:
@@ -442,10 +452,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     acc_t = max(acc_t, ret_time[k] + 1)
                 else:
                     acc_t = INF     # its slot's read has no data yet: wait for commands
-        refev = INF
-        for r in range(R):
-            if rstate[r] == 0 and ref_due[r] + 1 < refev:
-                refev = ref_due[r] + 1
+        refev = refnext
         tc = min(ref_t, best_k)
         if refev <= tc and refev <= acc_t:
             now = refev
@@ -472,18 +479,13 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 b = bank[i]
             # every later command's earliest cycle (gap rows precomputed per issuing bank / rank)
             if code >= 4:
-                for nn in range(4):
-                    for x in range(NB):
-                        K[nn, x] = max(K[nn, x], T + GAPR[code - 4, r, nn, x])
+                for x in range(NK):
+                    K[x] = max(K[x], T + GAPR[code - 4, r, x])
             else:
-                for nn in range(4):
-                    for x in range(NB):
-                        K[nn, x] = max(K[nn, x], T + GAPB[code, b, nn, x])
-            for nn in range(2):
-                for q in range(R):
-                    xx = T + gR[code, nn, 0 if q == r else 1]
-                    if xx > rwT[nn, q]:
-                        rwT[nn, q] = xx
+                for x in range(NK):
+                    K[x] = max(K[x], T + GAPB[code, b, x])
+            for x in range(2 * R):
+                rwT[x] = max(rwT[x], T + RW[code, r, x])
             now = T + 1
             # bank / queue state
             rowv = -1
@@ -495,7 +497,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     faw_pos[r] = 0
                 fv = faw[r, faw_pos[r]] + faw_w       # tFAW: the next ACT of the rank
                 for x in range(r * NBR, (r + 1) * NBR):
-                    K[0, x] = max(K[0, x], fv)
+                    K[x] = max(K[x], fv)
                 rowv = row[i]
                 open_row[b] = rowv
                 c = 0
@@ -515,6 +517,11 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             elif code == 5:
                 rstate[r] = 0
                 refs += 1
+                nref -= 1
+                refnext = INF
+                for q in range(R):
+                    if rstate[q] == 0 and ref_due[q] + 1 < refnext:
+                        refnext = ref_due[q] + 1
             else:
                 rowv = row[i]
                 colv = (col[i] * k_bursts + (k_bursts - bleft[i])) * BL
@@ -676,6 +683,11 @@ class FastDRAMModel:
         self.merge_duplicates = bool(merge_duplicates)
         self.gB, self.gR = gap_tables(t)
         self.GAPB, self.GAPR = gap_rows(t, self.gB)
+        R = t.ranks
+        q = np.arange(R)
+        # RW[P, r, nn * R + q]: after command P to rank r, rank-wide nn (PREA, REF) of rank q
+        self.RW = np.ascontiguousarray(np.stack([self.gR[:, :, np.where(q == r, 0, 1)].reshape(6, 2 * R)
+                                                 for r in range(R)], axis=1))
         (w,) = [w for w in window_rules(t) if w.cmd is Cmd.ACT]
         self.faw_n, self.faw_w = int(w.count), int(w.window)
         mp = self.mapping
@@ -743,7 +755,7 @@ class FastDRAMModel:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
             out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
-                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.gR,
+                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.RW,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
                           win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence)
