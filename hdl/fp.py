@@ -101,11 +101,11 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: Names of the datapath steps, in order; each may be followed by a register stage.
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
-STEPS = ("input", "decode", "classify", "exponents", "unpack", "align", "partial", "multiply", "add", "select",
-         "zeros", "lzc", "count", "shift", "normalize", "round")
+STEPS = ("input", "decode", "classify", "exponents", "unpack", "align", "partial", "products", "multiply", "add",
+         "select", "zeros", "lzc", "count", "shift", "normalize", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 16): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 17): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -221,6 +221,11 @@ class FMA(wiring.Component):
         here, they feed the DSPs with nothing in between);
     ``"partial"``
         four partial products of ``ma*mb`` (cut at bit 18: one DSP each);
+    ``"products"``
+        nothing: the partial products as they leave the multipliers (registered, a fabric
+        register beside the partial-product adder takes the DSP-to-fabric routing, ~2.4 ns on
+        ECP5, off the adder's path: the register after ``partial`` is the DSP's own output
+        register, placed in the DSP tile);
     ``"multiply"``
         sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
     ``"add"``
@@ -242,7 +247,7 @@ class FMA(wiring.Component):
         packing with the increment, overflow, special-case select (always registered: it is
         the output register).
 
-    ``input`` and ``decode`` only add a register; ``classify``, ``exponents``, ``align``, ``select``,
+    ``input``, ``decode`` and ``products`` only add a register; ``classify``, ``exponents``, ``align``, ``select``,
     ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
     without them has its registers where the original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
     ``count``, ``normalize``, ``round``).
@@ -282,7 +287,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 16) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 17) for higher clock rates.
     dsp : None or str
         ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
         ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
@@ -550,6 +555,10 @@ class FMA(wiring.Component):
                 "pp_ll": comb("pp_ll", 36, ma_l * mb_l), "pp_lh": comb("pp_lh", 24, ma_l * mb_h),
                 "pp_hl": comb("pp_hl", 24, ma_h * mb_l), "pp_hh": comb("pp_hh", 12, ma_h * mb_h),
             })
+
+        # ---- products: the partial products moved from the DSP tiles into the fabric --------
+        s = boundary("products", {k: s[k] for k in passed + ("c_coarse", "c_fine", "c_sticky",
+                                                             "pp_ll", "pp_lh", "pp_hl", "pp_hh")})
 
         # ---- multiply ---------------------------------------------------------------------
         pp_mid = comb("pp_mid", 25, s["pp_lh"] + s["pp_hl"])
