@@ -67,7 +67,7 @@ def block_table(rows: list[dict]) -> str:
             out.append(f"| {r['block']} | {r.get('config', '')} | – | – | – | – | – | **{r['error']}** |")
             continue
         cfg = r["config"]
-        desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency", "dsp", "decoupled"))
+        desc = ", ".join(f"{k}={v}" for k, v in cfg.items() if k in ("lanes", "slots", "latency", "dsp", "decoupled", "group"))
         cp = r.get("critical_path") or {}
         path = f"{cp.get('from', '-')} → {cp.get('to', '-')} ({cp.get('delay_ns', '-')} ns)" if cp else "-"
         out.append(f"| {r['block']} | {desc} | {_fmt(r.get('luts') if r.get('luts') is not None else r.get('cells'))} | {_fmt(r.get('ffs'))} | {_fmt(r.get('dsp'))} | "

@@ -18,8 +18,12 @@ from amaranth.lib.wiring import In, Out
 
 from pimcast.hdl.fp import DEFAULT_PIPELINE, FMA
 
-__all__ = ["ReductionUnit", "from_config", "reduce_in_layout", "reduce_out_layout", "Beat", "schedule",
+__all__ = ["GROUP_LANES", "ReductionUnit", "from_config", "reduce_in_layout", "reduce_out_layout", "Beat", "schedule",
            "pack_beats"]
+
+
+#: Lanes per control group of a decoupled :class:`ReductionUnit` by default (see "Lane groups").
+GROUP_LANES = 4
 
 
 def _slot_shape(slots: int):
@@ -118,6 +122,21 @@ class ReductionUnit(wiring.Component):
     reaches every lane register (tens of thousands of flip-flops at 16 lanes), which limits the
     clock rate on an FPGA.
 
+    Lane groups
+    -----------
+    A decoupled unit of more than :data:`GROUP_LANES` (4) lanes is built as groups of ``group``
+    lanes (submodules ``lanegroup0``, ``lanegroup1``, ...), each a complete decoupled unit with
+    its own accumulators, tag line, scoreboard, credit counter and output buffer; every group
+    sees the same control fields (slot, flags, ``i.valid``, ``o.ready``) and runs in lockstep
+    with the others, so ``i.ready``, ``o.valid`` and ``o.payload.slot``/``last`` are taken from
+    the first group and ``o.payload.data`` is the groups' data side by side.  No control
+    register then drives more than ``group`` lanes (at 16 lanes in one group the write address
+    and enable of the accumulators and of the output buffer reached all 16 lanes' LUT RAM,
+    ~10 ns of routing on an ECP5).  Latency, throughput, order and results are those of one
+    unit.  Synthesis keeps the groups apart (:mod:`pimcast.hdl.synth` marks ``*.lanegroup<n>``
+    modules ``keep_hierarchy``): flattened, Yosys would merge their identical control registers
+    back into one.
+
     Arguments
     ---------
     lanes : int
@@ -138,6 +157,10 @@ class ReductionUnit(wiring.Component):
         forward a write-back to a beat waiting for it in the same cycle (see "Hazards");
         ``None`` (default): ``not decoupled`` — the decoupled unit is the one built for clock
         rate, and forwarding is its widest select.
+    group : None or int
+        lanes per control group (see "Lane groups"), ``1 .. lanes``; less than ``lanes`` only
+        when ``decoupled``.  ``None`` (default): ``min(lanes, 4)`` when ``decoupled``, else
+        ``lanes`` (one group).
 
     ECP5-85F figures (``pimcast synth --top reduce --target ecp5-85f --pipeline fast
     --decoupled``, FAST_PIPELINE, ``dsp="ecp5"``, out of context): see
@@ -155,12 +178,14 @@ class ReductionUnit(wiring.Component):
     TypeError
         If ``lanes`` or ``slots`` is not an integer.
         If ``decoupled`` is not a bool or ``forward`` not a bool or ``None``.
+        If ``group`` is not an integer or ``None``.
     ValueError
         If ``lanes < 1`` or ``slots`` is not a power of two ``>= 2``.
+        If ``group`` is not in ``1 .. lanes``, or less than ``lanes`` without ``decoupled``.
     """
 
     def __init__(self, lanes: int = 16, slots: int = 32, *, pipeline=DEFAULT_PIPELINE, dsp=None,
-                 decoupled: bool = False, forward=None):
+                 decoupled: bool = False, forward=None, group=None):
         self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         for name, value in (("lanes", lanes), ("slots", slots)):
             if not isinstance(value, int) or isinstance(value, bool):
@@ -178,9 +203,18 @@ class ReductionUnit(wiring.Component):
             forward = not decoupled
         if not isinstance(forward, bool):
             raise TypeError(f"Forward must be a bool or None, not {forward!r}")
+        if group is not None and (not isinstance(group, int) or isinstance(group, bool)):
+            raise TypeError(f"Group must be an integer or None, not {group!r}")
+        if group is None:
+            group = min(lanes, GROUP_LANES) if decoupled else lanes
+        if not 1 <= group <= lanes:
+            raise ValueError(f"Group must be in 1..{lanes} (the lanes), not {group}")
+        if group < lanes and not decoupled:
+            raise ValueError(f"Group {group} < lanes {lanes} needs decoupled=True (lane groups run free)")
         self._dsp = dsp
         self._decoupled = decoupled
         self._forward = forward
+        self._group = group
         probe = FMA(pipeline=self._pipeline, dsp=dsp)  # validates the arguments; never elaborated
         probe._MustUse__silence = True
         self._latency = probe.latency
@@ -213,6 +247,11 @@ class ReductionUnit(wiring.Component):
         return self._forward
 
     @property
+    def group(self) -> int:
+        """Lanes per control group (see "Lane groups"); ``lanes`` for a single group."""
+        return self._group
+
+    @property
     def recurrence(self) -> int:
         """Fewest cycles between the issues of two beats that fold into the same slot: the
         latency, plus one without forwarding."""
@@ -228,7 +267,44 @@ class ReductionUnit(wiring.Component):
         """Cycles from an input transfer to its result on ``o`` (the FMA latency)."""
         return self._latency
 
+    def _elaborate_groups(self):
+        """Lanes in groups of :attr:`group`, each a decoupled unit of its own (control included),
+        all fed the same control fields and running in lockstep."""
+        m = Module()
+        p = self.i.payload
+        units = []
+        lo = 0
+        while lo < self._lanes:
+            n = min(self._group, self._lanes - lo)
+            u = ReductionUnit(n, self._slots, pipeline=self._pipeline, dsp=self._dsp, decoupled=True,
+                              forward=self._forward, group=n)
+            m.submodules[f"lanegroup{len(units)}"] = u
+            q = u.i.payload
+            m.d.comb += [
+                u.i.valid.eq(self.i.valid),
+                q.data.eq(Cat(*(p.data[k] for k in range(lo, lo + n)))),
+                q.addend.eq(Cat(*(p.addend[k] for k in range(lo, lo + n)))),
+                q.weight.eq(p.weight), q.slot.eq(p.slot), q.first.eq(p.first), q.last.eq(p.last),
+                q.empty.eq(p.empty), q.end.eq(p.end), q.ext.eq(p.ext),
+                u.o.ready.eq(self.o.ready),
+            ]
+            units.append(u)
+            lo += n
+        # identical control inputs, identical state machines: every group's ready/valid/slot/last
+        # equals the first group's (each group decides for itself, no path between groups)
+        head = units[0]
+        m.d.comb += [
+            self.i.ready.eq(head.i.ready),
+            self.o.valid.eq(head.o.valid),
+            self.o.payload.data.eq(Cat(*(u.o.payload.data for u in units))),
+            self.o.payload.slot.eq(head.o.payload.slot),
+            self.o.payload.last.eq(head.o.payload.last),
+        ]
+        return m
+
     def elaborate(self, platform):
+        if self._group < self._lanes:
+            return self._elaborate_groups()
         m = Module()
         lanes, slots = self._lanes, self._slots
         p = self.i.payload

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["TARGETS", "SynthError", "DoesNotFit", "SynthResult", "build_component", "synthesize",
-           "parse_yosys_stat", "parse_rtl_json", "parse_nextpnr_report", "parse_nextpnr_log",
+           "keep_hierarchy_modules", "parse_yosys_stat", "parse_rtl_json", "parse_nextpnr_report", "parse_nextpnr_log",
            "find_yosys", "find_nextpnr", "constraints_dir", "add_arguments", "main"]
 
 #: target -> (family, nextpnr device arguments, device resources for the utilisation check)
@@ -154,9 +154,11 @@ def _run(argv: list[str], cwd: Path, log: Path, timeout: Optional[float]) -> tup
 # ---- building the top ---------------------------------------------------------------------------
 def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None,
                     slots: Optional[int] = None, pipeline: Optional[str] = None,
-                    dsp: Optional[str] = None, decoupled: Optional[bool] = None):
+                    dsp: Optional[str] = None, decoupled: Optional[bool] = None,
+                    group: Optional[int] = None):
     """The Amaranth component of a registered top; ``lanes``/``slots``/``pipeline`` (a name in
     :data:`pimcast.hdl.fp.PIPELINES` or comma-separated step names) override the config;
+    ``group`` (reduce) sets the lanes per control group of a decoupled unit;
     ``dsp`` (``"ecp5"``) instantiates the FMA partial products as registered DSP primitives
     (fma/reduce tops; the pipeline must register ``align`` and ``partial``)."""
     from pimcast.hdl.export import TOPS
@@ -179,7 +181,7 @@ def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None
 
             return FMA(pipeline=steps or DEFAULT_PIPELINE, dsp=dsp)
         if top == "reduce" and (lanes is not None or slots is not None or steps is not None
-                                or dsp is not None or decoupled is not None):
+                                or dsp is not None or decoupled is not None or group is not None):
             from pimcast.hdl.reduce import ReductionUnit, from_config
 
             base = from_config(config)
@@ -188,6 +190,8 @@ def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None
                       "decoupled": base.decoupled if decoupled is None else decoupled}
             if steps is not None:
                 kwargs["pipeline"] = steps
+            if group is not None:
+                kwargs["group"] = group
             return ReductionUnit(**kwargs)
     except ValueError as e:
         raise SynthError(str(e)) from None
@@ -199,6 +203,8 @@ def build_component(top: str, config: Any = None, *, lanes: Optional[int] = None
         raise SynthError(f"--dsp applies to the fma and reduce tops, not {top!r}")
     if decoupled is not None:
         raise SynthError(f"--decoupled applies to the reduce top, not {top!r}")
+    if group is not None:
+        raise SynthError(f"--group applies to the reduce top, not {top!r}")
     return TOPS[top](config)
 
 
@@ -267,6 +273,14 @@ def _is_ff(cell_type: str) -> bool:
     return bool(_FF_RE.match(t)) or t in ("TRELLIS_FF",) or t.startswith("SB_DFF") or t in (
         "$dff", "$dffe", "$adff", "$adffe", "$sdff", "$sdffe", "$sdffce", "$aldff", "$aldffe",
         "$dffsr", "$dffsre", "$dlatch")
+
+
+def keep_hierarchy_modules(rtlil_text: str) -> list[str]:
+    """Modules of an RTLIL design that FPGA synthesis keeps apart (``keep_hierarchy``): the lane
+    groups of a :class:`~pimcast.hdl.reduce.ReductionUnit` (``<parent>.lanegroup<n>``, see its
+    "Lane groups").  Flattened, Yosys merges their identical control registers into one, which
+    then drives every lane again."""
+    return re.findall(r"^module \\(\S+\.lanegroup\d+)\s*$", rtlil_text, re.M)
 
 
 def parse_yosys_stat(text: str) -> dict[str, Any]:
@@ -429,7 +443,8 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
                tool: str = "auto", out: str | Path = "build/synth", lanes: Optional[int] = None,
                slots: Optional[int] = None, pipeline: Optional[str] = None, wrap: Optional[bool] = None,
                seed: int = 1, timeout: Optional[float] = None, log=None,
-               dsp: Optional[str] = "auto", decoupled: Optional[bool] = None) -> SynthResult:
+               dsp: Optional[str] = "auto", decoupled: Optional[bool] = None,
+               group: Optional[int] = None) -> SynthResult:
     """Run the flow for ``top`` on ``target`` and return the parsed :class:`SynthResult`
     (also saved as ``<out>/<top>-<target>.summary.json``).
 
@@ -437,7 +452,9 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
     ``MULT18X18D`` on ECP5 when the pipeline registers ``align`` and ``partial`` (as
     ``--pipeline fast`` does; Yosys does not pack registers into ECP5 DSPs itself), ``None``
     keeps the behavioural multipliers, ``"ecp5"`` forces the primitive.  ``decoupled``
-    (reduce): free-running lanes with a buffered output (:class:`ReductionUnit`).
+    (reduce): free-running lanes with a buffered output (:class:`ReductionUnit`); ``group``
+    (reduce): lanes per control group of a decoupled unit (its "Lane groups": default 4; the
+    groups are kept apart in FPGA synthesis, :func:`keep_hierarchy_modules`).
 
     Raises :class:`SynthError` (missing tool, unknown top, tool failure) or :class:`DoesNotFit`.
     """
@@ -465,15 +482,16 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
         dsp = None
         if family == "ecp5" and top in ("fma", "reduce") and pipeline is not None:
             probe = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline,
-                                    decoupled=decoupled)
+                                    decoupled=decoupled, group=group)
             probe._MustUse__silence = True
             if {"align", "partial"} <= set(probe.pipeline if top == "fma" else probe._pipeline):
                 dsp = "ecp5"
     component = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline, dsp=dsp,
-                                decoupled=decoupled)
+                                decoupled=decoupled, group=group)
     cfg: dict[str, Any] = {"dsp": dsp} if dsp else {}
     if getattr(component, "decoupled", False):
         cfg["decoupled"] = True
+        cfg["group"] = component.group
     for attr in ("lanes", "slots", "latency", "pipeline"):
         value = getattr(component, attr, None)
         if isinstance(value, (int, tuple)):
@@ -502,7 +520,9 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
                   f"tee -q -o {netlist.name} stat -json; stat")
     else:
         netlist = outdir / f"{stem}.json"
-        script = (f"read_rtlil {il.name}; {spec['synth']} -top {top} -json {netlist.name}; "
+        keep = keep_hierarchy_modules(il.read_text())
+        keep_cmd = f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}; " if keep else ""
+        script = (f"read_rtlil {il.name}; {keep_cmd}{spec['synth']} -top {top} -json {netlist.name}; "
                   f"tee -q -o {stem}.stat.json stat -json; stat")
     say(f"yosys ({ykind}): {script}")
     rc, ytext = _run([*yosys, "-q", "-l", ylog.name, "-p", script], outdir, outdir / f"{stem}.yosys.out",
@@ -640,6 +660,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decoupled", action="store_true", default=None,
                         help="reduce: free-running lanes with a buffered output (no clock-enable net "
                              "over the lanes)")
+    parser.add_argument("--group", type=int, default=None,
+                        help="reduce --decoupled: lanes per control group (default 4; each group "
+                             "has its own control, kept apart in synthesis)")
     parser.add_argument("--pipeline", default=None,
                         help="fma/reduce: FMA pipeline, 'default', 'fast' or comma-separated steps")
     parser.add_argument("--wrap", action="store_true",
@@ -656,6 +679,7 @@ def main(args: argparse.Namespace) -> int:
         r = synthesize(args.top, args.target, config=config_with_dram(args.config, args.dram), freq=args.freq, tool=args.tool,
                        out=args.out, lanes=args.lanes, slots=args.slots, pipeline=args.pipeline,
                        dsp=None if args.dsp == "none" else args.dsp, decoupled=args.decoupled,
+                       group=args.group,
                        wrap=True if args.wrap else None, seed=args.seed, timeout=args.timeout,
                        log=lambda msg: print(msg, flush=True))
     except DoesNotFit as e:

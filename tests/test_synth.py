@@ -228,3 +228,23 @@ def test_does_not_fit_exit_status(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(synth, "synthesize", fake)
     assert cli(["synth", "--top", "reduce", "--target", "ice40-up5k", "--out", str(tmp_path)]) == 3
     assert "does not fit ice40-up5k" in capsys.readouterr().err
+
+
+def test_lane_groups_kept_apart():
+    """A decoupled reduce top of 5 lanes is two lane groups (4 + 1), each an RTLIL module that
+    the FPGA flow marks keep_hierarchy (so Yosys cannot merge their control registers); one group
+    gives none; ``--group`` reaches the unit and only applies to the reduce top."""
+    from amaranth.back import rtlil
+
+    from pimcast.hdl.synth import build_component, keep_hierarchy_modules
+
+    text = rtlil.convert(build_component("reduce", lanes=5, slots=2, decoupled=True), name="reduce")
+    assert keep_hierarchy_modules(text) == ["reduce.lanegroup0", "reduce.lanegroup1"]
+    text = rtlil.convert(build_component("reduce", lanes=2, slots=2, decoupled=True, group=1), name="reduce")
+    assert keep_hierarchy_modules(text) == ["reduce.lanegroup0", "reduce.lanegroup1"]
+    assert keep_hierarchy_modules(rtlil.convert(build_component("reduce", lanes=2, slots=2, decoupled=True),
+                                                name="reduce")) == []
+    with pytest.raises(SynthError, match="Group 1 < lanes 2 needs decoupled=True"):
+        build_component("reduce", lanes=2, slots=2, group=1)
+    with pytest.raises(SynthError, match="--group applies to the reduce top, not 'bankctl'"):
+        build_component("bankctl", group=2)
