@@ -484,8 +484,9 @@ def from_config(config=None) -> ReductionUnit:
 
     ``config``: ``None`` (16 lanes, 32 slots), a mapping with optional ``lanes`` / ``slots`` /
     ``pipeline`` (a name in :data:`pimcast.hdl.fp.PIPELINES` or a list of steps) /
-    ``decoupled`` / ``forward``, a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
-    optional ``slots``) or a :class:`~pimcast.host.pim_config.PIMConfig` (its ``lanes``); ``forward`` as :class:`ReductionUnit` (default: not ``decoupled``).
+    ``decoupled`` / ``forward`` / ``group``, a PIM preset name / YAML path (``configs/pim/*.yaml``; its ``lanes`` and
+    optional ``slots``) or a :class:`~pimcast.host.pim_config.PIMConfig` (its ``lanes``); ``forward`` and ``group`` as :class:`ReductionUnit` (default: not
+    ``decoupled``; 4 lanes per group when ``decoupled``).
     """
     if config is None:
         return ReductionUnit()
@@ -510,7 +511,7 @@ def from_config(config=None) -> ReductionUnit:
                                  f"steps, not {pipeline!r}")
             pipeline = PIPELINES[pipeline]
         kwargs["pipeline"] = tuple(pipeline)
-    for key in ("decoupled", "forward"):
+    for key in ("decoupled", "forward", "group"):
         if key in config:
             kwargs[key] = config[key]
     return ReductionUnit(lanes=int(config.get("lanes", 16)), slots=int(config.get("slots", 32)), **kwargs)

@@ -44,9 +44,9 @@ def test_reduce_sizes_hazard_throughput(simulator):
 @pytest.mark.parametrize("simulator", SIMS)
 def test_reduce_fast_decoupled(simulator):
     """The 150-MHz configuration: FAST_PIPELINE (latency 17), decoupled lanes, no forwarding
-    (dependent beats 18 cycles apart)."""
-    config = {**SMALL, "pipeline": "fast", "decoupled": True}
-    rec = ReductionUnit(lanes=4, slots=64, pipeline=FAST_PIPELINE, decoupled=True).recurrence
+    (dependent beats 18 cycles apart), in two control groups of 2 lanes (lockstep)."""
+    config = {**SMALL, "pipeline": "fast", "decoupled": True, "group": 2}
+    rec = ReductionUnit(lanes=4, slots=64, pipeline=FAST_PIPELINE, decoupled=True, group=2).recurrence
     assert rec == 18
     env = {"PIMCAST_SEED": "5", "PIMCAST_REDUCE_BAGS": "3", "PIMCAST_REDUCE_MAXLEN": "30",
            "PIMCAST_REDUCE_DIMS": "16,64", "PIMCAST_REDUCE_RECURRENCE": str(rec)}
@@ -69,11 +69,12 @@ def test_reduce_verilator_regression_16_lanes():
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_reduce_ecp5_dsp_variant_with_mult18x18d_model():
     """The synthesized 150-MHz unit as it is (FAST_PIPELINE, decoupled, ``dsp="ecp5"``: four
-    MULT18X18D per lane) on Icarus with the behavioural model ``sim/ecp5_mult18x18d.v``:
-    row sizes, empty bags, extreme values, idle and back-pressure, bit-exact."""
+    MULT18X18D per lane, lanes in control groups: one lane each here) on Icarus with the
+    behavioural model ``sim/ecp5_mult18x18d.v``: row sizes, empty bags, extreme values, idle and
+    back-pressure, bit-exact."""
     from pimcast.sim.dsp_sim import run_with_dsp_model
 
-    dut = ReductionUnit(lanes=2, slots=16, pipeline=FAST_PIPELINE, dsp="ecp5", decoupled=True)
+    dut = ReductionUnit(lanes=2, slots=16, pipeline=FAST_PIPELINE, dsp="ecp5", decoupled=True, group=1)
     env = {"PIMCAST_SEED": "9", "PIMCAST_REDUCE_BAGS": "3", "PIMCAST_REDUCE_MAXLEN": "20",
            "PIMCAST_REDUCE_DIMS": "2,8", "PIMCAST_REDUCE_RECURRENCE": str(dut.recurrence)}
     res = run_with_dsp_model(dut, "reduce", "pimcast.sim.tb_reduce", env=env, testcase=["test_sizes"])
