@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/synth_table.py [--target ecp5-85f] [--freq 150]
         [--blocks fma,fma-fast,reduce1,reduce4,reduce16,bankctl,core] [--tool auto] [--reuse]
-        [--rerun BLOCKS]
+        [--rerun BLOCKS] [--seeds 1,2,3]
 
 Runs ``pimcast synth`` (:func:`pimcast.hdl.synth.synthesize`) for each block — Yosys
 ``synth_ecp5`` and ``nextpnr-ecp5 --out-of-context`` with ``constraints/pim_<freq>mhz.sdc``
@@ -12,7 +12,9 @@ every tCCD_S = 4 tCK = 2.5 ns: 25.6 GB/s) and with one bank group (one burst eve
 8 tCK = 5 ns: 12.8 GB/s), each lane doing one fp32 FMA (4 B) per cycle.  Writes
 ``build/bench/synth_table.json`` (and ``.md``, and a bar chart ``.png``).  ``--reuse`` takes blocks already in that JSON
 instead of running them again (a 16-lane ECP5 place-and-route takes many minutes); ``--rerun
-a,b`` runs those blocks again anyway.
+a,b`` runs those blocks again anyway.  ``--seeds`` places and routes each block once per nextpnr seed:
+seed 1 is the block's row, other seeds are rows ``<block>@seed<N>`` (nextpnr's Fmax varies with
+the placement seed; the first seed listed is the one reported as the block).
 
 Needs a full Yosys and nextpnr for FPGA targets: ``pip install pimcast[synth]`` (YoWASP).
 """
@@ -136,6 +138,7 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true", help="keep blocks already in the output JSON")
     p.add_argument("--rerun", default="", help="with --reuse: comma-separated blocks to run again anyway")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per tool run")
+    p.add_argument("--seeds", default="1", help="comma-separated nextpnr seeds (first: the block's row)")
     a = p.parse_args()
 
     from pimcast.hdl.synth import SynthError, synthesize
@@ -149,21 +152,37 @@ def main() -> int:
         for block in a.rerun.split(","):
             old.pop(block.strip(), None)
     rows = []
-    for block in [b.strip() for b in a.blocks.split(",") if b.strip()]:
+    seeds = [int(x) for x in a.seeds.split(",") if x.strip()]
+    if not seeds:
+        p.error("--seeds needs at least one seed")
+    runs = []
+    for base in [b.strip() for b in a.blocks.split(",") if b.strip()]:
+        if base not in BLOCKS:
+            p.error(f"unknown block {base!r}; choose from {', '.join(BLOCKS)}")
+        runs += [(base if i == 0 else f"{base}@seed{seed}", base, seed) for i, seed in enumerate(seeds)]
+    if a.reuse:
+        for rerun in [b.strip() for b in a.rerun.split(",") if b.strip()]:
+            for name in [k for k in old if k.split("@")[0] == rerun]:
+                old.pop(name, None)
+        named, bases = {name for name, _, _ in runs}, {base for _, base, _ in runs}
+        runs += [(name, name.split("@")[0], None) for name in old     # other seeds' rows of these blocks
+                 if name not in named and name.split("@")[0] in bases]
+    for block, base, seed in runs:
         if block in old and old[block].get("target") == a.target:
             rows.append(old[block])
             continue
-        if block not in BLOCKS:
-            p.error(f"unknown block {block!r}; choose from {', '.join(BLOCKS)}")
-        top, kwargs = BLOCKS[block]
+        if seed is None:
+            continue
+        top, kwargs = BLOCKS[base]
         t0 = time.monotonic()
         print(f"[{block}] {top} {kwargs} on {a.target} at {a.freq:g} MHz ...", flush=True)
         try:
-            r = synthesize(top, a.target, freq=a.freq, tool=a.tool, out=out / "synth" / block,
-                           timeout=a.timeout, **kwargs).as_dict()
+            r = synthesize(top, a.target, freq=a.freq, tool=a.tool, out=out / "synth" / block.replace("@", "-"),
+                           timeout=a.timeout, seed=seed, **kwargs).as_dict()
         except SynthError as e:
             r = {"top": top, "target": a.target, "error": str(e).splitlines()[0], "config": kwargs}
         r["block"] = block
+        r["seed"] = seed
         r["wall_s"] = round(time.monotonic() - t0, 1)
         rows.append(r)
         print(f"[{block}] {r.get('fmax_mhz')} MHz, {r.get('luts')} LUT, {r.get('ffs')} FF "
