@@ -213,7 +213,12 @@ def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, n
     for r in range(R):
         rel = np.where(xr == r, 0, 3)
         GAPR[:, r, :, :] = gB[4:6, :, rel]
-    return GAPB.reshape(4, NB, 4 * NB), GAPR.reshape(2, R, 4 * NB)
+    if max(GAPB.max(), GAPR.max()) >= 1 << 15:
+        raise ValueError(f"a timing gap of {max(GAPB.max(), GAPR.max())} cycles exceeds the kernel's int16 gap rows")
+    # int16: the rows of every issuing bank (32 KB for 32 banks) stay in the L1 cache
+    # bank-major rows (x = 4 * target bank + command), as the kernel's K
+    return (GAPB.transpose(0, 1, 3, 2).reshape(4, NB, 4 * NB).astype(np.int16),
+            GAPR.transpose(0, 1, 3, 2).reshape(2, R, 4 * NB).astype(np.int16))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -243,16 +248,16 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
 
 @numba.njit(cache=True)
 def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
-            Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, faw_n, faw_w, tREFI, ref_first,
+            Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, FAWM, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
     n = rank.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
     NEG = -(np.int64(1) << 40)
-    # timing state: K[nn, b] = earliest cycle at which bank command nn (0 ACT, 1 RD, 2 WR, 3 PRE)
+    # timing state: K[4 b + nn] = earliest cycle at which bank command nn (0 ACT, 1 RD, 2 WR, 3 PRE)
     # may issue to bank b, all scopes (bank, bank group, rank, channel, tFAW) folded in by max
     NK = 4 * NB
-    K = np.full(NK, NEG, np.int64)                # flat: K[nn * NB + b]
+    K = np.full(NK, NEG, np.int64)                # bank-major: a bank's four commands adjacent
     rwT = np.full(2 * R, NEG, np.int64)           # PREA (rwT[r]), REF (rwT[R + r]) per rank
     faw = np.full((R, faw_n), NEG, np.int64)      # last faw_n ACTs per rank (ring)
     faw_pos = np.zeros(R, np.int64)
@@ -279,11 +284,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     nq = 0
     oldest = 0
     use_prev = prev_same.shape[0] == n
-    # candidates: A[nn, b] = request index of bank b's candidate for command nn, or SENT (none);
+    # candidates: A[4 b + nn] = request index of bank b's candidate for command nn, or SENT (none);
     # a bank offers at most its ACT, its PRE, or its oldest eligible RD and WR row hits
     SENT = np.int64(1) << 62
     AGE = (np.int64(1) << 40) - 1
-    A = np.full(NK, SENT, np.int64)               # flat like K
+    A = np.full(NK, SENT, np.int64)               # bank-major like K (a bank's update is four
+                                                  # adjacent stores: one vector of the scan waits)
     PRIO = np.array([2, 1, 1, 3], np.int64)       # at equal cycles: CAS, then ACT, then PRE
     PR0 = PRIO[0] << 40                           # class bits of the packed key
     PR1 = PRIO[1] << 40
@@ -372,15 +378,15 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             ndirty -= 1
             b = dirty[ndirty]
             isdirty[b] = 0
-            A[b] = SENT
-            A[NB + b] = SENT
-            A[2 * NB + b] = SENT
-            A[3 * NB + b] = SENT
+            a0 = SENT
+            a1 = SENT
+            a2 = SENT
+            a3 = SENT
             orow = open_row[b]
             if bn[b] == 0 or rstate[b_rank[b]] != 0:
-                continue
-            if orow < 0:
-                A[b] = PR0 + bq_i[b, 0]
+                pass
+            elif orow < 0:
+                a0 = PR0 + bq_i[b, 0]
             elif hitcnt[b] > 0 and b != gbank:
                 # oldest eligible RD and WR row hits (a WR may win over an RD that is not ready)
                 ir = -1
@@ -397,11 +403,16 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                             if iw >= 0:
                                 break
                 if ir >= 0:
-                    A[NB + b] = PR1 + ir
+                    a1 = PR1 + ir
                 if iw >= 0:
-                    A[2 * NB + b] = PR2 + iw
+                    a2 = PR2 + iw
             else:
-                A[3 * NB + b] = PR3 + bq_i[b, 0]
+                a3 = PR3 + bq_i[b, 0]
+            o = 4 * b
+            A[o] = a0
+            A[o + 1] = a1
+            A[o + 2] = a2
+            A[o + 3] = a3
         best = SENT
         for x in range(NK):
             d = max(K[x] - now, 0)
@@ -481,6 +492,16 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             if code >= 4:
                 for x in range(NK):
                     K[x] = max(K[x], T + GAPR[code - 4, r, x])
+            elif code == 0:
+                # ACT: the tFAW window folds into the rank's ACT entries (FAWM: 0 there, -2**50
+                # elsewhere), in the same vector pass
+                faw[r, faw_pos[r]] = T
+                faw_pos[r] += 1
+                if faw_pos[r] == faw_n:
+                    faw_pos[r] = 0
+                fv = faw[r, faw_pos[r]] + faw_w       # tFAW: the next ACT of the rank
+                for x in range(NK):
+                    K[x] = max(max(K[x], T + GAPB[0, b, x]), fv + FAWM[r, x])
             else:
                 for x in range(NK):
                     K[x] = max(K[x], T + GAPB[code, b, x])
@@ -491,13 +512,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             rowv = -1
             colv = -1
             if code == 0:
-                faw[r, faw_pos[r]] = T
-                faw_pos[r] += 1
-                if faw_pos[r] == faw_n:
-                    faw_pos[r] = 0
-                fv = faw[r, faw_pos[r]] + faw_w       # tFAW: the next ACT of the rank
-                for x in range(r * NBR, (r + 1) * NBR):
-                    K[x] = max(K[x], fv)
                 rowv = row[i]
                 open_row[b] = rowv
                 c = 0
@@ -683,6 +697,11 @@ class FastDRAMModel:
         self.merge_duplicates = bool(merge_duplicates)
         self.gB, self.gR = gap_tables(t)
         self.GAPB, self.GAPR = gap_rows(t, self.gB)
+        nbr = t.bankgroups * t.banks_per_group
+        xb = np.arange(4 * t.ranks * nbr)
+        # FAWM[r, x]: 0 at rank r's ACT entries of K (x = 4 * bank + 0), far below any cycle elsewhere
+        self.FAWM = np.where((xb[None, :] % 4 == 0) & (xb[None, :] // 4 // nbr == np.arange(t.ranks)[:, None]),
+                             0, -(1 << 50)).astype(np.int64)
         R = t.ranks
         q = np.arange(R)
         # RW[P, r, nn * R + q]: after command P to rank r, rank-wide nn (PREA, REF) of rank q
@@ -755,7 +774,7 @@ class FastDRAMModel:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
             out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
-                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.RW,
+                          self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.RW, self.FAWM,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
                           win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence)
