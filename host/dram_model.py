@@ -69,29 +69,30 @@ What is approximated / not modelled
 Implementation
 --------------
 One numba-compiled kernel (``_kernel``) over plain numpy arrays; addresses are decoded in one
-compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and masks). Timing state:
-per bank, per bank group and per rank "earliest cycle" of each command (ACT/RD/WR/PRE), per-rank
-PREA/REF, and a per-rank ring of the last four ACTs (tFAW); a command updates them from the gap
-tables (:func:`gap_tables`, compiled from :func:`~pimcast.hdl.dram.timing.timing_rules`). Queue:
+compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and masks). Queue:
 per-bank lists in age order (request index plus contiguous copies of row, column, write flag and
-same-address dependency: a ring of indices into the per-request arrays measured ~20 % slower on
-streams, where the candidate scan walks the whole list) and a pointer to the oldest queued
-request (requests are accepted in trace order; no global age list to shift).
+same-address dependency) and a pointer to the oldest queued request (requests are accepted in
+trace order; no global age list to shift).
 
-Event-driven selection: each bank caches its scheduling candidate (recomputed only when a command
-to that bank, an acceptance into it, a PREA/REF of its rank or a change of the starvation-guard
-bank marks it dirty) and a key = (earliest legal cycle * 4 + class priority, request age). The
-keys sit in a tournament tree over the banks. Every timing value only grows, so a stored key is
-a lower bound of the bank's true key until its candidate changes: the winner is found by
-re-evaluating the root's bank and re-running its leaf-to-root path until the root's stored key is
-exact (~3 evaluations per step on a 64 B random gather instead of a scan of ~20 busy banks). The
-kernel then jumps straight to the earliest of that command, the next acceptance and the next
-refresh falling due. The result is the RTL's cycle-by-cycle schedule, not an approximation of it:
-``tests/test_dram_model_equiv.py`` checks that the command list, every completion cycle and every
-statistic are identical to those of the previous scan-every-busy-bank kernel (kept as
-:mod:`pimcast.host.dram_model_ref`) on the 20-trace RTL-comparison suite under five
-configurations (DDR4-3200 x1/x2, DDR4-2400 x4, HBM2, queues 3-32, merging on/off) and on random
-mixes with duplicates, same-address hazards, idle gaps and refreshes.
+Timing state is one vector ``K[4 b + c]``: the earliest cycle at which command ``c`` (ACT, RD, WR,
+PRE) may issue to bank ``b``, every scope (bank, bank group, rank, channel, tFAW) folded in by
+``max``. A command to bank ``b`` updates it with one contiguous ``max`` over a precomputed row of
+:func:`gap_rows` (the :func:`gap_tables` gap of each target bank's relation to ``b``; int16, so the
+rows of every issuing bank stay in the L1 cache); tFAW folds into the same pass for an ACT. Each
+bank's scheduling candidates sit beside it in ``A[4 b + c]`` (the request whose command ``c`` the
+bank offers, with its class bits; a bank offers its ACT, its PRE, or its oldest eligible RD and WR
+row hits), recomputed only when a command to that bank, an acceptance into it, a PREA/REF of its
+rank or a change of the starvation-guard bank marks it dirty. The winner of a step is then one
+branch-free scan, vectorised by LLVM (AVX-512 / AVX2), for the minimum packed key
+``(max(K - now, 0) << 42) + (class << 40) + request``: earliest ready cycle, then class, then age,
+exact every step (bank-major layout: a bank's candidate update touches one vector of the scan, so
+at most one load waits on the scalar stores). The kernel then jumps straight to the earliest of
+that command, the next acceptance and the next refresh falling due. The result is the RTL's
+cycle-by-cycle schedule, not an approximation of it: ``tests/test_dram_model_equiv.py`` checks that
+the command list, every completion cycle and every statistic are identical to those of the
+scan-every-busy-bank kernel kept as :mod:`pimcast.host.dram_model_ref` on the 20-trace
+RTL-comparison suite under five configurations (DDR4-3200 x1/x2, DDR4-2400 x4, HBM2, queues 3-32,
+merging on/off) and on random mixes with duplicates, same-address hazards, idle gaps and refreshes.
 
 Agreement with the RTL: on the ``benchmarks/dram_fast_vs_rtl.py`` suite (20 traces: uniform and
 Zipf gathers, streams, 1/3 and all writes, read-modify-write rows, read-after-write hazards,
@@ -99,16 +100,11 @@ row-hit / bank-conflict heavy, paced and bursty arrivals) the emitted command li
 to the RTL's command port, cycle for cycle, for DDR4-3200 x2 ranks queue 32 and DDR4-2400 x1
 queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.08 %).
 
-Speed (``benchmarks/dram_speed.py``: 200,000 requests, DDR4-3200 x2, queue 32, best of 3, CPU
-time of :meth:`FastDRAMModel.run` incl. decode, on the shared 2-core host; previous kernel in
-brackets, same run): 64 B random gather 1.22 M requests/s (1.05 M), 256 B 2.45 M (2.70 M), 1 KB
-3.7 M (3.9 M), 64 B with 1/3 writes 1.15 M (1.08 M), Zipf 1.88 M (1.74 M), read-modify-write of
-256 B rows 2.6 M (3.0 M), stream under ``rochrababgco`` 4.6 M (4.7 M), stream with bank-group
-bits lowest 5.9 M (6.2 M). The tree pays off where many banks hold candidates (64 B gathers, +16 %)
-and costs up to ~13 % where few do (its per-step bookkeeping exceeds a scan of 4-8 banks). Either
-way the per-step work (timing-table updates, candidate bookkeeping, data-dependent branches:
-~250-300 ns per command on this host, three commands per request on a random 64 B gather) keeps
-random gathers far below 5 M requests/s; only the bank-group-interleaved stream reaches it.
+Speed: see ``benchmarks/dram_speed.py`` (200,000 requests per trace, DDR4-3200 x2, queue 32, CPU
+time of :meth:`FastDRAMModel.run` incl. decode) and the README. Per step the kernel costs ~70 ns on
+the 2-core host (a 128-entry vector scan, a 128-entry vector update, and the data-dependent scalar
+bookkeeping of the queue, ~60 % of it); a random 64 B gather needs three commands per request
+(PRE, ACT, RD), so it is the slowest trace type.
 """
 from __future__ import annotations
 
@@ -194,8 +190,9 @@ def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, n
     ``GAPB[P, b, N, x]``: after bank command ``P`` (ACT/RD/WR/PRE) to flat bank ``b``, bank command
     ``N`` may issue to bank ``x`` that many cycles later (``gB``'s same-bank / same-bank-group /
     same-rank / other-rank gap by the relation of ``x`` to ``b``).  ``GAPR[P - 4, r, N, x]``: the
-    same after rank-wide ``P`` (PREA, REF) to rank ``r``.  One command then updates every bank's
-    earliest cycles with one contiguous ``max`` over these rows.
+    same after rank-wide ``P`` (PREA, REF) to rank ``r``.  Returned bank-major and flattened as the
+    kernel's ``K`` (``[P, b, 4 x + N]``, int16): one command then updates every bank's earliest
+    cycles with one contiguous ``max`` over a row.
     """
     if gB is None:
         gB, _ = gap_tables(t)
@@ -215,8 +212,7 @@ def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, n
         GAPR[:, r, :, :] = gB[4:6, :, rel]
     if max(GAPB.max(), GAPR.max()) >= 1 << 15:
         raise ValueError(f"a timing gap of {max(GAPB.max(), GAPR.max())} cycles exceeds the kernel's int16 gap rows")
-    # int16: the rows of every issuing bank (32 KB for 32 banks) stay in the L1 cache
-    # bank-major rows (x = 4 * target bank + command), as the kernel's K
+    # int16 (the rows of every issuing bank: 32 KB for 32 banks), bank-major (4 * target bank + command)
     return (GAPB.transpose(0, 1, 3, 2).reshape(4, NB, 4 * NB).astype(np.int16),
             GAPR.transpose(0, 1, 3, 2).reshape(2, R, 4 * NB).astype(np.int16))
 

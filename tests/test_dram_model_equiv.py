@@ -1,5 +1,5 @@
-"""The event-driven fast DRAM model (:mod:`pimcast.host.dram_model`, tournament tree of per-bank
-scheduling keys) against the previous scan-every-busy-bank kernel kept as
+"""The fast DRAM model (:mod:`pimcast.host.dram_model`: per-bank candidates and one vectorised
+scan of packed keys per step) against the scan-every-busy-bank kernel kept as
 :mod:`pimcast.host.dram_model_ref`: the command list (cycle, command, rank, bank group, bank,
 row, column), every request's completion cycle and the statistics must be identical, on the
 20-trace RTL-comparison suite (``benchmarks/dram_fast_vs_rtl.py``) under several presets, rank
