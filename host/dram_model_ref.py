@@ -2,110 +2,23 @@
 :mod:`pimcast.host.dram_model` emits the *identical* command list (tests/test_dram_model_equiv.py).
 
 This is the simpler scan-every-busy-bank-per-step kernel of commit 97d210a (~1 M requests/s on
-64 B random gathers); it is not used by ``pimcast dram replay``. Same policy, same conventions
+64 B random gathers); it is not used by ``pimcast dram replay``, and it shares nothing with the
+fast kernel but the inputs (gap tables, decoded addresses) and the result record. Same policy, same conventions
 as :class:`pimcast.host.dram_model.FastDRAMModel` (see that module's docstring).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 import numba
 import numpy as np
 
-from pimcast.hdl.dram.timing import (REQUEST_BYTES, AddressMapping, Cmd, DRAMTiming, Scope,
-                                     timing_rules, window_rules)
+from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping, Cmd, DRAMTiming, window_rules
+# the shared, non-scheduling parts (result record, gap tables compiled from the one rule table,
+# address decode) come from the fast model; only the scheduling kernel below is the oracle
+from pimcast.host.dram_model import CMD_NAMES, ModelResult, _decode, gap_tables
 
 __all__ = ["ReferenceDRAMModel"]
-
-#: command codes of the kernel (index into this tuple)
-CMD_NAMES = ("ACT", "RD", "WR", "PRE", "PREA", "REF")
-_CODE = {Cmd.ACT: 0, Cmd.RD: 1, Cmd.WR: 2, Cmd.PRE: 3, Cmd.PREA: 4, Cmd.REF: 5}
-_RANKWIDE = (Cmd.PREA, Cmd.REF)
-_NEG = -(1 << 40)
-
-
-@dataclass
-class ModelResult:
-    cycles: int
-    reads: int
-    writes: int
-    bytes: int
-    GBps: float
-    acts: int
-    row_hits: int
-    refreshes: int
-    requests_per_second: float
-    wall_s: float
-    merged: int = 0
-    commands: list | None = field(default=None, repr=False)
-    completion: np.ndarray | None = field(default=None, repr=False)
-
-    def stats(self) -> dict:
-        return {k: getattr(self, k) for k in ("cycles", "reads", "writes", "bytes", "GBps", "acts",
-                                               "row_hits", "refreshes", "merged", "requests_per_second")}
-
-
-def gap_tables(t: DRAMTiming) -> tuple[np.ndarray, np.ndarray]:
-    """Compile :func:`timing_rules` into the kernel's gap tables (largest gap per relation).
-
-    ``gB[P, N, rel]``: after command ``P`` (code, see :data:`CMD_NAMES`), bank command ``N``
-    (ACT/RD/WR/PRE) may issue ``gap`` cycles later; ``rel`` 0 = same bank, 1 = same bank group
-    (other bank), 2 = same rank (other bank group), 3 = other rank. For rank-wide ``P`` (PREA,
-    REF) every bank of the rank gets ``rel`` 0, which holds all same-rank scopes (the RTL loads
-    every counter instance of the rank). ``gR[P, N, rel]``: rank-wide ``N`` (0 = PREA, 1 = REF),
-    ``rel`` 0 = same rank, 1 = other rank.
-    """
-    B, SG, DG, SR, DR, CH = (Scope.SAME_BANK, Scope.SAME_BANKGROUP, Scope.DIFF_BANKGROUP,
-                             Scope.SAME_RANK, Scope.DIFF_RANK, Scope.CHANNEL)
-    rel_scopes = ({B, SG, SR, CH}, {SG, SR, CH}, {DG, SR, CH}, {DR, CH})
-    rankwide_same = {B, SG, DG, SR, CH}
-    gB = np.zeros((6, 4, 4), np.int64)
-    gR = np.zeros((6, 2, 2), np.int64)
-    for r in timing_rules(t):
-        if r.prev not in _CODE or r.next not in _CODE:
-            continue  # RDA/WRA: not issued (open-page controller)
-        p, nx = _CODE[r.prev], _CODE[r.next]
-        if r.next in _RANKWIDE:
-            # rank-wide next command: bank / bank-group scopes are taken conservatively as same rank
-            for rel, ok in ((0, r.scope is not DR), (1, r.scope in (DR, CH))):
-                if ok:
-                    gR[p, nx - 4, rel] = max(gR[p, nx - 4, rel], r.gap)
-            continue
-        if r.prev in _RANKWIDE:
-            for rel, scopes in ((0, rankwide_same), (3, rel_scopes[3])):
-                if r.scope in scopes:
-                    gB[p, nx, rel] = max(gB[p, nx, rel], r.gap)
-            continue
-        for rel in range(4):
-            if r.scope in rel_scopes[rel]:
-                gB[p, nx, rel] = max(gB[p, nx, rel], r.gap)
-    return gB, gR
-
-
-# ------------------------------------------------------------------------------------------------
-# the compiled kernel
-
-
-@numba.njit(cache=True)
-def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
-    """Address fields in one pass: rank, flat bank group, flat bank, row, column (64 B units)."""
-    n = a.shape[0]
-    rank = np.empty(n, np.int64)
-    bgf = np.empty(n, np.int64)
-    bank = np.empty(n, np.int64)
-    row = np.empty(n, np.int64)
-    col = np.empty(n, np.int64)
-    for i in range(n):
-        x = a[i]
-        r = np.int64((x >> s_ra) & m_ra)
-        g = r * G + np.int64((x >> s_bg) & m_bg)
-        rank[i] = r
-        bgf[i] = g
-        bank[i] = g * BPG + np.int64((x >> s_ba) & m_ba)
-        row[i] = np.int64((x >> s_ro) & m_ro)
-        col[i] = np.int64((x >> s_co) & m_co)
-    return rank, bgf, bank, row, col
 
 
 @numba.njit(cache=True, inline="always")
