@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from pimcast.hdl.dram.bankctl import BankController, RuleCounters
-from pimcast.hdl.dram.cmdport import KIND_TO_CMD
 from pimcast.hdl.dram.timing import Cmd, Scope, load_preset, timing_rules
-from pimcast.sim.dram_device import ProtocolChecker, initial_data
+from pimcast.sim.bankctl_pysim import run_bankctl
+from pimcast.sim.dram_device import initial_data
 
 
 @pytest.mark.parametrize("preset", ["ddr4-3200", "ddr4-2400"])
@@ -43,70 +42,6 @@ def test_rejects_bad_configs():
         BankController(read_buffer=0)
 
 
-def _run(dut, requests, max_cycles=600):
-    """Drive ``requests`` ``[(addr, we, data, tag)]`` one after another (each as soon as
-    accepted); emulate the DRAM with :class:`ProtocolChecker`; return (accept cycles, responses
-    ``[(cycle, tag, data)]``, commands)."""
-    t = dut.timing
-    amap = dut.mapping
-    chk = ProtocolChecker(t)
-    store = {}
-    read_ret, write_due = {}, {}
-    accepted, responses, commands = [], [], []
-
-    async def bench(ctx):
-        pos = 0
-        ctx.set(dut.resp.ready, 1)
-        for cycle in range(max_cycles):
-            data = read_ret.pop(cycle, None)
-            ctx.set(dut.dq_r.valid, data is not None)
-            ctx.set(dut.dq_r.data, data or 0)
-            if pos < len(requests):
-                addr, we, wdata, tag = requests[pos]
-                ctx.set(dut.req.valid, 1)
-                ctx.set(dut.req.payload.as_value(),
-                        addr | (int(we) << dut.addr_bits) | (tag << (dut.addr_bits + 1))
-                        | (wdata << (dut.addr_bits + 1 + dut.tag_bits)))
-            else:
-                ctx.set(dut.req.valid, 0)
-            # sample
-            if pos < len(requests) and ctx.get(dut.req.ready):
-                accepted.append(cycle)
-                pos += 1
-            if ctx.get(dut.resp.valid):
-                p = ctx.get(dut.resp.payload.as_value())
-                responses.append((cycle, p & ((1 << dut.tag_bits) - 1), p >> dut.tag_bits))
-            key = write_due.pop(cycle, None)
-            if ctx.get(dut.dq_w.valid):
-                assert key is not None, f"unexpected write data at {cycle}"
-                store[key] = ctx.get(dut.dq_w.data)
-            else:
-                assert key is None, f"missing write data at {cycle}"
-            if ctx.get(dut.cmd.valid):
-                cmd = KIND_TO_CMD[ctx.get(dut.cmd.kind.as_value())]
-                rk, bg, bk = ctx.get(dut.cmd.rank), ctx.get(dut.cmd.bg), ctx.get(dut.cmd.bank)
-                row, col = ctx.get(dut.cmd.row), ctx.get(dut.cmd.col)
-                if cmd in (Cmd.PREA, Cmd.REF, Cmd.PRE):
-                    row = col = -1
-                if cmd is Cmd.ACT:
-                    col = -1
-                commands.append((cycle, cmd.value, rk, bg, bk, row, col))
-                bad = chk.issue(cycle, cmd, rk, bg, bk, row, col)
-                assert not bad, "; ".join(map(str, bad))
-                if cmd is Cmd.RD:
-                    k = (rk, bg, bk, row, col)
-                    read_ret[cycle + t.CL + t.BL2] = store.get(k, initial_data(*k))
-                elif cmd is Cmd.WR:
-                    write_due[cycle + t.CWL] = (rk, bg, bk, row, col)
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-9)
-    sim.add_testbench(bench)
-    sim.run()
-    return accepted, responses, commands
-
-
 def _small(preset="ddr4-3200", ranks=1, **kw):
     return BankController(load_preset(preset, ranks=ranks), rows=64, columns=128, queue=4, read_buffer=4, **kw)
 
@@ -115,7 +50,7 @@ def test_one_read_closed_bank_latency():
     dut = _small()
     amap = dut.mapping
     addr = int(amap.encode(bg=1, ba=2, ro=5, co=3))
-    acc, resp, cmds = _run(dut, [(addr, 0, 0, 7)], max_cycles=120)
+    acc, resp, cmds, _ = run_bankctl(dut, [(addr, 0, 0, 7)], max_cycles=120, stop_when_done=False)
     t = dut.timing
     assert [c[1] for c in cmds] == ["ACT", "RD"]
     assert cmds[1][0] - cmds[0][0] == t.tRCD
@@ -131,7 +66,8 @@ def test_write_then_read_returns_new_data():
     a = int(amap.encode(ra=1, bg=3, ba=1, ro=9, co=2))
     b = int(amap.encode(ra=1, bg=3, ba=1, ro=9, co=3))
     data = (1 << 511) | 0x1234_5678
-    acc, resp, cmds = _run(dut, [(a, 1, data, 1), (a, 0, 0, 2), (b, 0, 0, 3)], max_cycles=200)
+    acc, resp, cmds, _ = run_bankctl(dut, [(a, 1, data, 1), (a, 0, 0, 2), (b, 0, 0, 3)], max_cycles=200,
+                                     stop_when_done=False)
     t = dut.timing
     kinds = [c[1] for c in cmds]
     assert kinds == ["ACT", "WR", "RD", "RD"]

@@ -9,95 +9,20 @@ marked ``rtl``; the longer ones ``slow``.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 from amaranth.hdl import Fragment
-from amaranth.sim import Simulator
 
 from pimcast.hdl.dram.bankctl import BankController
-from pimcast.hdl.dram.cmdport import KIND_TO_CMD
-from pimcast.hdl.dram.timing import Cmd, check_sequence, load_preset
-from pimcast.sim.dram_device import ProtocolChecker, initial_data, initial_request_data
+from pimcast.hdl.dram.timing import check_sequence, load_preset
+from pimcast.sim.bankctl_pysim import run_bankctl
+from pimcast.sim.dram_device import initial_data, initial_request_data
 from pimcast.sim.toolchain import have_icarus, have_verilator
 
 
 def _small(**kw) -> BankController:
     kw = dict(dict(rows=64, queue=4, read_buffer=4), **kw)
     return BankController(load_preset("hbm2"), **kw)
-
-
-def _run(dut, requests, max_cycles=2000, ready=None):
-    """Drive ``requests`` ``[(addr, we, data, tag[, earliest cycle])]`` in order (each offered from
-    its earliest cycle until accepted); emulate the DRAM per burst with the protocol checker.
-    ``ready(cycle) -> bool`` is the response back-pressure (default: always ready).
-    Returns (accept cycles, responses ``[(cycle, tag, data)]``, commands, store)."""
-    t = dut.timing
-    bits = t.burst_bytes * 8
-    mask = (1 << bits) - 1
-    chk = ProtocolChecker(t)
-    store: dict = {}
-    read_ret, write_due = {}, {}
-    accepted, responses, commands = [], [], []
-    n_reads = sum(1 for r in requests if not r[1])
-
-    async def bench(ctx):
-        pos = 0
-        for cycle in range(max_cycles):
-            data = read_ret.pop(cycle, None)
-            ctx.set(dut.dq_r.valid, data is not None)
-            ctx.set(dut.dq_r.data, data or 0)
-            rdy = True if ready is None else bool(ready(cycle))
-            ctx.set(dut.resp.ready, rdy)
-            offer = pos < len(requests) and (len(requests[pos]) < 5 or requests[pos][4] <= cycle)
-            if offer:
-                addr, we, wdata, tag = requests[pos][:4]
-                ctx.set(dut.req.valid, 1)
-                ctx.set(dut.req.payload.as_value(),
-                        addr | (int(we) << dut.addr_bits) | (tag << (dut.addr_bits + 1))
-                        | (wdata << (dut.addr_bits + 1 + dut.tag_bits)))
-            else:
-                ctx.set(dut.req.valid, 0)
-            if offer and ctx.get(dut.req.ready):
-                accepted.append(cycle)
-                pos += 1
-            if rdy and ctx.get(dut.resp.valid):
-                p = ctx.get(dut.resp.payload.as_value())
-                responses.append((cycle, p & ((1 << dut.tag_bits) - 1), p >> dut.tag_bits))
-            key = write_due.pop(cycle, None)
-            if ctx.get(dut.dq_w.valid):
-                assert key is not None, f"unexpected write data at {cycle}"
-                store[key] = ctx.get(dut.dq_w.data)
-            else:
-                assert key is None, f"missing write data at {cycle}"
-            if ctx.get(dut.cmd.valid):
-                cmd = KIND_TO_CMD[ctx.get(dut.cmd.kind.as_value())]
-                rk, bg, bk = ctx.get(dut.cmd.rank), ctx.get(dut.cmd.bg), ctx.get(dut.cmd.bank)
-                row, col = ctx.get(dut.cmd.row), ctx.get(dut.cmd.col)
-                if cmd in (Cmd.PREA, Cmd.REF, Cmd.PRE):
-                    row = col = -1
-                if cmd is Cmd.ACT:
-                    col = -1
-                commands.append((cycle, cmd.value, rk, bg, bk, row, col))
-                bad = chk.issue(cycle, cmd, rk, bg, bk, row, col)
-                assert not bad, "; ".join(map(str, bad))
-                if cmd is Cmd.RD:
-                    k = (rk, bg, bk, row, col)
-                    read_ret[cycle + t.CL + t.BL2] = store.get(k, initial_data(*k) & mask)
-                elif cmd is Cmd.WR:
-                    write_due[cycle + t.CWL] = (rk, bg, bk, row, col)
-            if pos == len(requests) and len(responses) == n_reads and not write_due and not read_ret:
-                break
-            await ctx.tick()
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-9)
-    sim.add_testbench(bench)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        sim.run()
-    return accepted, responses, commands, store
 
 
 def test_hbm2_ports_and_latency_facts():
@@ -122,7 +47,7 @@ def test_hbm2_closed_read_two_bursts_assembled():
     dut = _small()
     t = dut.timing
     addr = int(dut.mapping.encode(bg=1, ba=2, ro=5, co=3))
-    acc, resp, cmds, _ = _run(dut, [(addr, 0, 0, 7)], max_cycles=150)
+    acc, resp, cmds, _ = run_bankctl(dut, [(addr, 0, 0, 7)], max_cycles=150)
     assert [c[1] for c in cmds] == ["ACT", "RD", "RD"]
     assert cmds[1][0] - cmds[0][0] == t.tRCD and cmds[2][0] - cmds[1][0] == t.tCCD_L
     # consecutive column addresses (co * 2 + burst) * BL
@@ -143,7 +68,7 @@ def test_hbm2_write_split_into_bursts_then_read_back():
     a = int(dut.mapping.encode(bg=3, ba=1, ro=9, co=2))
     b = int(dut.mapping.encode(bg=3, ba=1, ro=9, co=3))
     data = (0xAB << 504) | (1 << 300) | 0x1234_5678
-    acc, resp, cmds, store = _run(dut, [(a, 1, data, 1), (a, 0, 0, 2), (b, 0, 0, 3)], max_cycles=300)
+    acc, resp, cmds, store = run_bankctl(dut, [(a, 1, data, 1), (a, 0, 0, 2), (b, 0, 0, 3)], max_cycles=300)
     assert [c[1] for c in cmds] == ["ACT", "WR", "WR", "RD", "RD", "RD", "RD"]
     BL = t.burst_length
     assert store[(0, 3, 1, 9, 4 * BL)] == data & ((1 << 256) - 1)
@@ -196,7 +121,7 @@ def test_hbm2_command_list_equals_fast_model(seed):
     t = dut.timing
     a, w = _random_trace(dut, 120, seed)
     reqs, expect = _data_requests(dut, a, w, seed)
-    acc, resp, cmds, _ = _run(dut, reqs, max_cycles=6000)
+    acc, resp, cmds, _ = run_bankctl(dut, reqs, max_cycles=6000)
     assert len(resp) == int((~w).sum())
     for _, tag, d in resp:
         assert d == expect[tag], tag
@@ -214,7 +139,7 @@ def test_hbm2_back_pressure_small_read_buffer_data():
     dut = _small(queue=6, read_buffer=3)
     a, w = _random_trace(dut, 100, 7, write_frac=0.25)
     reqs, expect = _data_requests(dut, a, w, 7)
-    acc, resp, cmds, _ = _run(dut, reqs, max_cycles=8000, ready=lambda c: (c * 7919) % 10 < 4)
+    acc, resp, cmds, _ = run_bankctl(dut, reqs, max_cycles=8000, ready=lambda c: (c * 7919) % 10 < 4)
     assert len(resp) == int((~w).sum())
     for _, tag, d in resp:
         assert d == expect[tag], tag
