@@ -299,9 +299,16 @@ def parse_yosys_stat(text: str) -> dict[str, Any]:
             if not design and doc.get("modules"):
                 design = next(iter(doc["modules"].values()))
             by_type = design.get("num_cells_by_type") or {}
-            cells = design.get("num_cells")
-            if cells is None:
+            # a design with kept hierarchy (lane groups) counts its submodule instances as cells
+            # of their module's type: the totals already include what is inside them
+            subs = {name.lstrip("\\") for name in doc.get("modules") or {}}
+            if subs & set(by_type):
+                by_type = {k: v for k, v in by_type.items() if k not in subs}
                 cells = sum(by_type.values())
+            else:
+                cells = design.get("num_cells")
+                if cells is None:
+                    cells = sum(by_type.values())
             return {"cells": int(cells), "cells_by_type": {k: int(v) for k, v in by_type.items()}}
     # plain text: "Number of cells: N" followed by "  TYPE  N" lines (old) / "N  TYPE" (new)
     blocks = list(re.finditer(r"Number of cells:\s+(\d+)", text))

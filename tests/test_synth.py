@@ -129,6 +129,15 @@ def test_parse_yosys_stat_json():
     assert parse_yosys_stat(STAT_JSON) == {"cells": 7, "cells_by_type": {"$_AND_": 3, "$_DFF_P_": 4}}
 
 
+def test_parse_yosys_stat_json_kept_hierarchy():
+    """With lane groups kept apart, ``stat -json`` lists each group instance as a cell of its
+    module's type beside the hierarchy totals; the parse drops those."""
+    doc = {"modules": {"reduce": {}, "reduce.lanegroup0": {}, "reduce.lanegroup1": {}},
+           "design": {"num_cells": 12, "num_cells_by_type": {"LUT4": 6, "TRELLIS_FF": 4,
+                                                             "reduce.lanegroup0": 1, "reduce.lanegroup1": 1}}}
+    assert parse_yosys_stat(json.dumps(doc)) == {"cells": 10, "cells_by_type": {"LUT4": 6, "TRELLIS_FF": 4}}
+
+
 @pytest.mark.parametrize("text", [STAT_TEXT_OLD, STAT_TEXT_NEW])
 def test_parse_yosys_stat_text(text):
     assert parse_yosys_stat(text) == {"cells": 9, "cells_by_type": {"CCU2C": 2, "LUT4": 4, "TRELLIS_FF": 3}}
