@@ -128,6 +128,10 @@ _NEG = -(1 << 40)
 
 @dataclass
 class ModelResult:
+    """Statistics of one run. ``row_hits`` = requests (not merged) minus ACTs, at least 0: a lower
+    bound of the requests served without an ACT of their own (a refresh that closes a row before a
+    queued request's column command makes that row cost a second ACT). The RTL replay reports the
+    same quantity."""
     cycles: int
     reads: int
     writes: int
@@ -765,7 +769,7 @@ class FastDRAMModel:
             rd_idx = rd_pos = np.empty(0, np.int64)
         cap = n * (k + 2) + 256 if record_commands else 0
         wr8 = np.ascontiguousarray(is_write, np.uint8)
-        st = np.ascontiguousarray(cycle, np.int64)
+        st = np.array(cycle, np.int64)      # a writable copy: one compiled signature for every caller
         while True:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
@@ -795,7 +799,7 @@ class FastDRAMModel:
         span = int(max(0, end - first)) if n else 0
         return ModelResult(cycles=span, reads=n - nw, writes=nw, bytes=nbytes,
                            GBps=(nbytes / (span * t.tCK_ns)) if span else 0.0, acts=int(acts),
-                           row_hits=int(n - merged - acts), refreshes=int(refs),
+                           row_hits=max(0, int(n - merged - acts)), refreshes=int(refs),
                            requests_per_second=n / wall if wall > 0 else float("inf"), wall_s=wall,
                            merged=int(merged), commands=cmds, completion=compl)
 

@@ -524,7 +524,7 @@ class ReferenceDRAMModel:
         k = t.bursts_per_request
         cap = n * (k + 2) + 256 if record_commands else 0
         wr8 = np.ascontiguousarray(is_write, np.uint8)
-        st = np.ascontiguousarray(cycle, np.int64)
+        st = np.array(cycle, np.int64)      # a writable copy: one compiled signature for every caller
         while True:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
@@ -553,6 +553,6 @@ class ReferenceDRAMModel:
         span = int(max(0, end - first)) if n else 0
         return ModelResult(cycles=span, reads=n - nw, writes=nw, bytes=nbytes,
                            GBps=(nbytes / (span * t.tCK_ns)) if span else 0.0, acts=int(acts),
-                           row_hits=int(n - merged - acts), refreshes=int(refs),
+                           row_hits=max(0, int(n - merged - acts)), refreshes=int(refs),
                            requests_per_second=n / wall if wall > 0 else float("inf"), wall_s=wall,
                            merged=int(merged), commands=cmds, completion=compl)

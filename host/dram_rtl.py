@@ -9,7 +9,7 @@ deterministic pattern). The simulator process writes the JSON statistics that ar
 
 The statistics have the keys of the fast model (:class:`pimcast.host.dram_model.ModelResult`):
 ``cycles`` (first accepted request to the completion of the last one), ``reads``, ``writes``,
-``bytes``, ``GBps``, ``acts``, ``row_hits`` (requests minus ACTs), ``refreshes``,
+``bytes``, ``GBps``, ``acts``, ``row_hits`` (requests minus ACTs, at least 0), ``refreshes``,
 ``requests_per_second`` (simulation wall time), plus ``cycles_per_s`` of the RTL simulation.
 
 DDR4 presets serve a 64 B request with one burst; HBM2 pseudo-channels (BL4, 32 B bursts) with two

@@ -662,7 +662,7 @@ async def test_trace_replay(dut):
     span = max(1, b.cycle - first)
     acts = counts[_Cmd.ACT]
     out = {"cycles": span, "reads": reads, "writes": n - reads, "bytes": 64 * n,
-           "GBps": 64 * n / (span * t.tCK_ns), "acts": acts, "row_hits": n - acts,
+           "GBps": 64 * n / (span * t.tCK_ns), "acts": acts, "row_hits": max(0, n - acts),
            "refreshes": counts[_Cmd.REF], "requests_per_second": n / dt if dt > 0 else 0.0,
            "sim_cycles": cycles, "sim_seconds": dt, "cycles_per_s": cycles / dt if dt > 0 else 0.0}
     with open(os.environ["PIMCAST_BANKCTL_TRACE_OUT"], "w") as f:

@@ -269,3 +269,31 @@ def test_reduced_validation(case):
     r = FastDRAMModel(t).run(tr.addr)
     lo, hi = _band(case, n / 200_000)
     assert lo <= r.cycles <= hi, (r.cycles, lo, hi)
+
+
+def test_row_hits_never_negative_when_refresh_reopens_rows():
+    # random 64 B gathers: a refresh closes rows that queued requests had opened, so some rows take
+    # a second ACT and ACTs exceed requests; row_hits (requests - ACTs) is then clamped at 0
+    t = load_preset("ddr4-3200", ranks=2)
+    tr = random_gather_trace(40_000, 64, seed=3)
+    r = FastDRAMModel(t).run(tr.addr)
+    assert r.refreshes > 0 and r.acts > len(tr.addr)
+    assert r.row_hits == 0
+
+
+def test_read_only_inputs_reuse_the_compiled_kernel():
+    # a trace's arrays may be read-only views; run() must not compile a second kernel signature
+    # (that compilation would land in the timed run and in requests_per_second)
+    from pimcast.host import dram_model
+
+    t = load_preset("ddr4-3200", ranks=1)
+    m = FastDRAMModel(t)
+    m.warmup()
+    before = len(dram_model._kernel.signatures)
+    addr = random_gather_trace(500, 64, seed=2).addr
+    cyc = np.arange(500, dtype=np.int64)
+    wr = np.zeros(500, bool)
+    for a in (addr, cyc, wr):
+        a.setflags(write=False)
+    r = m.run(addr, wr, cyc)
+    assert r.reads == 500 and len(dram_model._kernel.signatures) == before
