@@ -50,6 +50,21 @@ STREAMS = {
 }
 
 
+def _commit() -> str:
+    """The checkout's commit (``+dirty`` with uncommitted changes under hdl/): which design a row
+    measured."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "hdl"], cwd=REPO, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def lanes_needed(gbytes_per_s: float, mhz: float) -> int:
     """fp32 lanes (one 4-B FMA per cycle each) that consume ``gbytes_per_s`` at ``mhz``."""
     return math.ceil(gbytes_per_s * 1e9 / (4 * mhz * 1e6) - 1e-9)
@@ -188,6 +203,7 @@ def main() -> int:
             r = {"top": top, "target": a.target, "error": str(e).splitlines()[0], "config": kwargs}
         r["block"] = block
         r["seed"] = seed
+        r["commit"] = _commit()
         r["wall_s"] = round(time.monotonic() - t0, 1)
         rows.append(r)
         print(f"[{block}] {r.get('fmax_mhz')} MHz, {r.get('luts')} LUT, {r.get('ffs')} FF "

@@ -410,16 +410,18 @@ class ReductionUnit(wiring.Component):
                 m.d.sync += wptr.eq(wptr + 1)
             with m.If(self.o.valid & self.o.ready):
                 m.d.sync += rptr.eq(rptr + 1)
-            # count = final beats issued whose result has not left on o (issues are counted a
-            # cycle late: outstanding + issued_r).  room(t+1) = count(t) + 1 < depth assumes an
-            # issue and no departure in cycle t, so count(t+1) < depth whenever room is high;
-            # room is a register computed from registers only (no path from the scoreboard or
-            # from o into it; a departure frees its credit a cycle later).
+            # count = final beats issued whose result has not left on o (issues and departures
+            # are counted a cycle late: outstanding + issued_r, less left_r next cycle).
+            # room(t+1) = count(t) + 1 < depth assumes an issue and no departure in cycle t, so
+            # count(t+1) < depth whenever room is high; room is a register computed from
+            # registers only (no path from the scoreboard, from o.ready or from the buffer's
+            # pointer compare into it; a departure frees its credit two cycles later).
             outstanding = Signal(range(depth + 1))
             issued_r = Signal()
             room = Signal(init=1)
             issued_final = Signal()
             left = Signal()
+            left_r = Signal()
             count = Signal(range(depth + 2))
             m.d.comb += [
                 left.eq(self.o.valid & self.o.ready),
@@ -427,7 +429,8 @@ class ReductionUnit(wiring.Component):
             ]
             m.d.sync += [
                 issued_r.eq(issued_final),
-                outstanding.eq(count - left),
+                left_r.eq(left),
+                outstanding.eq(count - left_r),
                 room.eq(count < depth - 1),
             ]
 
