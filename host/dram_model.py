@@ -123,7 +123,6 @@ __all__ = ["FastDRAMModel", "ModelResult", "simulate", "gap_tables", "gap_rows",
 CMD_NAMES = ("ACT", "RD", "WR", "PRE", "PREA", "REF")
 _CODE = {Cmd.ACT: 0, Cmd.RD: 1, Cmd.WR: 2, Cmd.PRE: 3, Cmd.PREA: 4, Cmd.REF: 5}
 _RANKWIDE = (Cmd.PREA, Cmd.REF)
-_NEG = -(1 << 40)
 
 
 @dataclass
@@ -524,7 +523,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 open_row[b] = -1
                 hitcnt[b] = 0
             elif code == 4:
-                for bb in range(r * G * BPG, (r + 1) * G * BPG):
+                for bb in range(r * NBR, (r + 1) * NBR):
                     open_row[bb] = -1
                     hitcnt[bb] = 0
                 rstate[r] = 2
@@ -575,7 +574,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             if code >= 4:
                 # PREA closes the rank's banks; after REF the rank takes scheduler commands again
                 # (its banks' keys drop back from INF)
-                for bb in range(r * G * BPG, (r + 1) * G * BPG):
+                for bb in range(r * NBR, (r + 1) * NBR):
                     if bn[bb] > 0 and isdirty[bb] == 0:
                         isdirty[bb] = 1
                         dirty[ndirty] = bb
