@@ -167,11 +167,12 @@ class ReductionUnit(wiring.Component):
     0.11, out of context; ``benchmarks/synth_table.py``, ``build/bench/synth_table.md``):
     1 lane 159.3 MHz at seed 1 (151.4 / 158.6 MHz at seeds 2 / 3), 2583 LUT4, 2630 FF; its
     worst path is now inside the FMA (``unpack``'s shift clamp compare, 6.3 ns).  16 lanes in
-    four groups (measured before the last two control changes below): 127.6 MHz, 36561 LUT4,
-    37444 FF, 64 MULT18X18D; worst path in one group: the output buffer's read pointer →
-    pointer compare → ``o.valid & o.ready`` → credit counter (7.8 ns, 5.5 ns of it routing),
-    the path that counting departures a cycle late (now done) removes; the same path, and the
-    scoreboard's ``pending[p.slot]`` select (now bit by bit), bound the 1-lane unit before.
+    four groups: 129.8 MHz at seed 1, 36774 LUT4, 37448 FF, 64 MULT18X18D; worst path the same
+    FMA compare inside one lane (7.7 ns).  Before the last two control changes the 16-lane unit
+    reached 127.6 MHz, bound by a group's output buffer read pointer → pointer compare →
+    ``o.valid & o.ready`` → credit counter (7.8 ns, 5.5 ns of it routing), the path that counting
+    departures a cycle late removes; that path and the scoreboard's ``pending[p.slot]`` select
+    (now bit by bit) bound the 1-lane unit before.
 
     Members
     -------
