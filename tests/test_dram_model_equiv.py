@@ -86,3 +86,43 @@ def test_unused_rank_code_is_an_error_naming_the_address():
     assert a < m.capacity
     with pytest.raises(ValueError, match=rf"{hex(a)} at index 1 decodes to rank 3 .* 3 ranks"):
         FastDRAMModel(t, m).run(np.array([0, a], np.uint64))
+
+
+def test_identical_commands_across_cycle_base_moves():
+    # the int32 timing state counts cycles from a base that moves up every 2**28 cycles: bursts of
+    # requests ~2**28 cycles apart (with every refresh in the idle gaps) must schedule exactly as the
+    # int64 reference kernel
+    t = load_preset("ddr4-3200", ranks=2)
+    rng = np.random.default_rng(7)
+    m = AddressMapping("rochrababgco", t)
+    addr, cyc = [], []
+    for k, start in enumerate((0, (1 << 28) - 3, (1 << 28) + 40_000, (1 << 29) + 17, 3 << 29)):
+        n = 200
+        addr.append(m.encode(ra=rng.integers(0, 2, n), bg=rng.integers(0, 4, n), ba=rng.integers(0, 4, n),
+                             ro=rng.integers(0, 8, n), co=rng.integers(0, 128, n)))
+        cyc.append(start + np.sort(rng.integers(0, 400, n)))
+    a = _same(t, m, 32, False, np.concatenate(addr).astype(np.uint64), rng.random(1000) < 0.3,
+              np.concatenate(cyc).astype(np.int64))
+    assert a.completion.max() > 3 << 29 and a.refreshes > 100_000
+
+
+def test_age_field_rebase_and_its_limit(monkeypatch):
+    # the packed keys' age field (request index minus a moving base): compiled with a 4-bit field
+    # (a window of 15 requests) the kernel moves the base hundreds of times and must still
+    # schedule exactly as the reference; where a queued request is passed by more than 15 younger
+    # ones, run() refuses with a clear error instead of mis-ordering
+    import numba
+
+    from pimcast.host import dram_model as dm
+
+    monkeypatch.setattr(dm, "_AGE_BITS", 4)
+    monkeypatch.setattr(dm, "_kernel", numba.njit(dm._kernel.py_func))   # globals frozen at compile
+    t = load_preset("ddr4-3200", ranks=1)
+    rng = np.random.default_rng(3)
+    m = AddressMapping("rochrababgco", t)
+    n = 2000
+    addr = m.encode(ra=np.zeros(n, int), bg=rng.integers(0, 4, n), ba=rng.integers(0, 4, n),
+                    ro=rng.integers(0, 4, n), co=rng.integers(0, 128, n)).astype(np.uint64)
+    _same(t, m, 2, False, addr, rng.random(n) < 0.2, np.zeros(n, np.int64))
+    with pytest.raises(RuntimeError, match=r"stayed queued while 15 younger requests passed it.*queue \(now 32\)"):
+        FastDRAMModel(t, m, queue=32).run(addr)
