@@ -343,61 +343,48 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     guard_limit = INF
     if n > 0:
         guard_limit = stamp[n - 1] + 100_000_000 + 1000 * n
-    # after an acceptance-only step that changed nothing but the accepted request's bank (fbank),
-    # the next step keeps the previous winner (its distance shifted by the cycles that passed)
-    # and scans only that bank: see "fast" below
-    fast = False
-    fbank = -1
-    best = np.int32(0x7FFFFFFF)
-    scan_now = np.int64(0)
     while remaining > 0:
         if now > guard_limit:
             return completion, ncmd, overflow, acts, refs, merged, first_acc, end, 1
-        if fast:
-            # nothing is released or falls due at `now`, the starvation guard is unchanged
-            # (checked when `fast` was set): straight to the accepted bank's candidates
-            fast = False
-        else:
-            fbank = -1
-            # ---- start of cycle `now`: held write slots released, refreshes falling due
-            while hn > 0 and held[hh] <= now:
-                hh += 1
-                if hh == HC:
-                    hh = 0
-                hn -= 1
-            if refnext <= now:
-                for r in range(R):
-                    if rstate[r] == 0 and ref_due[r] + 1 <= now:
-                        rstate[r] = 1
-                        ref_due[r] += tREFI
-                        nref += 1
-                        for bb in range(r * NBR, (r + 1) * NBR):   # the rank takes no scheduler command
-                            if bn[bb] > 0 and isdirty[bb] == 0:
-                                isdirty[bb] = 1
-                                dirty[ndirty] = bb
-                                ndirty += 1
-                refnext = INF
-                for r in range(R):
-                    if rstate[r] == 0 and ref_due[r] + 1 < refnext:
-                        refnext = ref_due[r] + 1
-            # ---- starvation guard: the bank of the oldest request when it misses an open row
-            gb_new = -1
-            if nq > 0:
-                while casdone[oldest] != 0 or leader[oldest] >= 0:
-                    oldest += 1
-                bo = bank[oldest]
-                if open_row[bo] >= 0 and open_row[bo] != row[oldest]:
-                    gb_new = bo
-            if gb_new != gbank:
-                if gbank >= 0 and isdirty[gbank] == 0:
-                    isdirty[gbank] = 1
-                    dirty[ndirty] = gbank
-                    ndirty += 1
-                gbank = gb_new
-                if gbank >= 0 and isdirty[gbank] == 0:
-                    isdirty[gbank] = 1
-                    dirty[ndirty] = gbank
-                    ndirty += 1
+        # ---- start of cycle `now`: held write slots released, refreshes falling due
+        while hn > 0 and held[hh] <= now:
+            hh += 1
+            if hh == HC:
+                hh = 0
+            hn -= 1
+        if refnext <= now:
+            for r in range(R):
+                if rstate[r] == 0 and ref_due[r] + 1 <= now:
+                    rstate[r] = 1
+                    ref_due[r] += tREFI
+                    nref += 1
+                    for bb in range(r * NBR, (r + 1) * NBR):   # the rank takes no scheduler command
+                        if bn[bb] > 0 and isdirty[bb] == 0:
+                            isdirty[bb] = 1
+                            dirty[ndirty] = bb
+                            ndirty += 1
+            refnext = INF
+            for r in range(R):
+                if rstate[r] == 0 and ref_due[r] + 1 < refnext:
+                    refnext = ref_due[r] + 1
+        # ---- starvation guard: the bank of the oldest request when it misses an open row
+        gb_new = -1
+        if nq > 0:
+            while casdone[oldest] != 0 or leader[oldest] >= 0:
+                oldest += 1
+            bo = bank[oldest]
+            if open_row[bo] >= 0 and open_row[bo] != row[oldest]:
+                gb_new = bo
+        if gb_new != gbank:
+            if gbank >= 0 and isdirty[gbank] == 0:
+                isdirty[gbank] = 1
+                dirty[ndirty] = gbank
+                ndirty += 1
+            gbank = gb_new
+            if gbank >= 0 and isdirty[gbank] == 0:
+                isdirty[gbank] = 1
+                dirty[ndirty] = gbank
+                ndirty += 1
         # ---- the winner: earliest (ready cycle, class), oldest among equals. First the banks whose
         # candidate changed get it recomputed from bank-local state; then one branch-free scan over
         # K and A (vectorised by LLVM) finds the minimum packed key
@@ -447,21 +434,10 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 K[x] = np.int32(max(K[x] - delta, FLOOR))
             kbase = now
         nowr = np.int32(now - kbase)
-        if fbank != -1:
-            # the previous winner, its distance shifted (every valid key was >= its ready cycle,
-            # which is >= now: no key clamps), then the accepted bank's four new keys
-            if best < SENT:
-                best = np.int32(best - np.int32((now - scan_now) << SH))
-            if fbank >= 0:
-                for x in range(4 * fbank, 4 * fbank + 4):
-                    d = np.int32(max(np.int32(K[x] - nowr), np.int32(0)))
-                    best = np.int32(min(best, np.int32(np.int32(d << SH) + A[x])))
-        else:
-            best = np.int32(0x7FFFFFFF)
-            for x in range(NK):
-                d = np.int32(max(np.int32(K[x] - nowr), np.int32(0)))
-                best = np.int32(min(best, np.int32(np.int32(d << SH) + A[x])))
-        scan_now = now
+        best = np.int32(0x7FFFFFFF)
+        for x in range(NK):
+            d = np.int32(max(np.int32(K[x] - nowr), np.int32(0)))
+            best = np.int32(min(best, np.int32(np.int32(d << SH) + A[x])))
         best_k = INF
         best_i = -1
         best_nn = -1
@@ -646,13 +622,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             continue
         # ---- acceptance of the next request at cycle T (slot state of the start of the cycle)
         j = next_req
-        # an acceptance-only step keeps the winner for the next step (fast) when nothing else
-        # changes at the next cycle: no write slot released, no refresh falling due, the
-        # starvation guard unchanged (the queue was not empty), the age base not moved, and the
-        # winner not from the accepted request's bank (whose candidates are recomputed)
-        fast = acc_t < tc and (hn == 0 or held[hh] > now) and refnext > now
         if j - abase > AGE:
-            fast = False
             # the packed keys' age field is about to overflow: rebase it at the oldest pending request
             nb = oldest
             while casdone[nb] != 0 or leader[nb] >= 0:
@@ -688,7 +658,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 leader[j] = p
                 merged += 1
                 remaining -= 1
-                fbank = -2
                 continue
         nq += 1
         bq_i[bj, m] = j
@@ -703,11 +672,6 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             isdirty[bj] = 1
             dirty[ndirty] = bj
             ndirty += 1
-        if fast:
-            if nq > 1 and (best >= SENT or bank[best_i] != bj):
-                fbank = bj
-            else:
-                fast = False
     for j in range(n):
         if leader[j] >= 0:
             completion[j] = completion[leader[j]]
