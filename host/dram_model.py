@@ -445,7 +445,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             best_i = abase + (best & AGE)
             best_k = now + (best >> SH)
             pc = (best >> _AGE_BITS) & 3
-            best_nn = 0 if pc == 2 else (3 if pc == 3 else (2 if wr[best_i] else 1))
+            # class -> command without a branch (2: ACT 0, 3: PRE 3, 1: RD 1 / WR 2)
+            best_nn = (pc == 3) * 3 + (pc == 1) * (1 + np.int64(wr[best_i]))
         ref_t = INF
         ref_r = -1
         for r in range(R if nref > 0 else 0):
