@@ -255,11 +255,32 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
     return rank, bgf, bank, row, col
 
 
+#: Field positions of the packed request word the fast kernel reads (one int64 per request instead
+#: of five arrays: a fifth of the memory to write and fault in): flat bank, flat bank group, rank
+#: (8 bits each), row (24 bits), column in 64 B units (15 bits).
+_P_BG, _P_RA, _P_RO, _P_CO = 8, 16, 24, 48
+
+
 @numba.njit(cache=True)
-def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
+def _decode_packed(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
+    """:func:`_decode`'s fields packed into one int64 per request (see ``_P_*``)."""
+    n = a.shape[0]
+    out = np.empty(n, np.int64)
+    for i in range(n):
+        x = a[i]
+        r = np.int64((x >> s_ra) & m_ra)
+        g = r * G + np.int64((x >> s_bg) & m_bg)
+        b = g * BPG + np.int64((x >> s_ba) & m_ba)
+        out[i] = (b | (g << _P_BG) | (r << _P_RA) | (np.int64((x >> s_ro) & m_ro) << _P_RO)
+                  | (np.int64((x >> s_co) & m_co) << _P_CO))
+    return out
+
+
+@numba.njit(cache=True)
+def _kernel(P, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, FAWM, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
-    n = rank.shape[0]
+    n = P.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
     NEG = -(np.int64(1) << 40)
@@ -317,9 +338,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
     held = np.empty(HC, np.int64)                 # release cycles of write slots (FIFO)
     hh = 0
     hn = 0
-    bleft = np.full(n, k_bursts, np.int64)
+    bleft = np.full(n, k_bursts, np.int16)
     casdone = np.zeros(n, np.uint8)
-    leader = np.full(n, -1, np.int64)
+    leader = np.full(n, -1, np.int32)
     completion = np.zeros(n, np.int64)
     cap = cmd_buf.shape[0]
     ncmd = 0
@@ -372,8 +393,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         if nq > 0:
             while casdone[oldest] != 0 or leader[oldest] >= 0:
                 oldest += 1
-            bo = bank[oldest]
-            if open_row[bo] >= 0 and open_row[bo] != row[oldest]:
+            bo = (P[oldest] & 255)
+            if open_row[bo] >= 0 and open_row[bo] != ((P[oldest] >> _P_RO) & 0xFFFFFF):
                 gb_new = bo
         if gb_new != gbank:
             if gbank >= 0 and isdirty[gbank] == 0:
@@ -507,9 +528,9 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 i = best_i
                 code = best_nn
             if i >= 0:
-                r = rank[i]
-                g = bgf[i]
-                b = bank[i]
+                r = ((P[i] >> _P_RA) & 255)
+                g = ((P[i] >> _P_BG) & 255)
+                b = (P[i] & 255)
             # every later command's earliest cycle (gap rows precomputed per issuing bank / rank)
             Tr = np.int32(T - kbase)
             if code >= 4:
@@ -536,7 +557,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
             rowv = -1
             colv = -1
             if code == 0:
-                rowv = row[i]
+                rowv = ((P[i] >> _P_RO) & 0xFFFFFF)
                 open_row[b] = rowv
                 c = 0
                 for k in range(bn[b]):
@@ -561,8 +582,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                     if rstate[q] == 0 and ref_due[q] + 1 < refnext:
                         refnext = ref_due[q] + 1
             else:
-                rowv = row[i]
-                colv = (col[i] * k_bursts + (k_bursts - bleft[i])) * BL
+                rowv = ((P[i] >> _P_RO) & 0xFFFFFF)
+                colv = ((P[i] >> _P_CO) * k_bursts + (k_bursts - bleft[i])) * BL
                 bleft[i] -= 1
                 if bleft[i] == 0:
                     casdone[i] = 1
@@ -639,7 +660,7 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         last_acc = T
         if first_acc < 0:
             first_acc = T
-        bj = bank[j]
+        bj = (P[j] & 255)
         m = bn[bj]
         if use_prev:
             p = prev_same[j]
@@ -648,8 +669,8 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
         else:
             # youngest queued request to the same address (it waits for the older ones itself)
             p = -1
-            rj_ = row[j]
-            cj_ = col[j]
+            rj_ = ((P[j] >> _P_RO) & 0xFFFFFF)
+            cj_ = (P[j] >> _P_CO)
             for k in range(m - 1, -1, -1):
                 if bq_row[bj, k] == rj_ and bq_col[bj, k] == cj_:
                     p = bq_i[bj, k]
@@ -662,12 +683,12 @@ def _kernel(rank, bgf, bank, row, col, wr, stamp, prev_same,
                 continue
         nq += 1
         bq_i[bj, m] = j
-        bq_col[bj, m] = col[j]
-        bq_row[bj, m] = row[j]
+        bq_col[bj, m] = (P[j] >> _P_CO)
+        bq_row[bj, m] = ((P[j] >> _P_RO) & 0xFFFFFF)
         bq_w[bj, m] = wr[j]
         bq_dep[bj, m] = p if (p >= 0 and casdone[p] == 0) else -1
         bn[bj] = m + 1
-        if open_row[bj] == row[j]:
+        if open_row[bj] == ((P[j] >> _P_RO) & 0xFFFFFF):
             hitcnt[bj] += 1
         if isdirty[bj] == 0:
             isdirty[bj] = 1
@@ -750,6 +771,10 @@ class FastDRAMModel:
         dmax = int(max(self.GAPB.max(), self.GAPR.max(), self.faw_w))
         if dmax >= 1 << (28 - _AGE_BITS):
             raise ValueError(f"a timing gap of {dmax} cycles is too large for the fast model's packed keys")
+        nb = t.ranks * t.bankgroups * t.banks_per_group
+        if nb > 255 or t.rows > 1 << 24 or t.requests_per_row > 1 << 15:
+            raise ValueError(f"{nb} banks, {t.rows} rows or {t.requests_per_row} requests per row exceed the fast "
+                             f"model's packed request fields (255 banks, 2**24 rows, 2**15 columns)")
         mp = self.mapping
         sh = lambda f: np.uint64(mp.shifts[f])  # noqa: E731
         mk = lambda f: np.uint64((1 << mp.bits[f]) - 1)  # noqa: E731
@@ -781,7 +806,7 @@ class FastDRAMModel:
             a, is_write, cycle = a[srt], is_write[srt], cycle[srt]
         if n and cycle[0] < 0:
             raise ValueError(f"negative cycle stamp {int(cycle[0])}")
-        rank, bgf, bank, row, col = _decode(a, *self._fields)
+        packed = _decode_packed(a, *self._fields)
         if self.merge_duplicates and n > 1:
             # previous request to the same 64 B address (for merging across issued reads)
             prev_same = np.full(n, -1, np.int64)
@@ -814,7 +839,7 @@ class FastDRAMModel:
         while True:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
-            out = _kernel(rank, bgf, bank, row, col, wr8, st, prev_same,
+            out = _kernel(packed, wr8, st, prev_same,
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.RW, self.FAWM,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,

@@ -297,3 +297,14 @@ def test_read_only_inputs_reuse_the_compiled_kernel():
         a.setflags(write=False)
     r = m.run(addr, wr, cyc)
     assert r.reads == 500 and len(dram_model._kernel.signatures) == before
+
+
+def test_geometry_beyond_the_packed_request_fields_is_refused():
+    # the kernel packs bank, bank group, rank, row and column into one int64 per request: a
+    # geometry that does not fit is refused at construction, naming the sizes
+    import dataclasses
+
+    t = load_preset("ddr4-3200", ranks=1)
+    with pytest.raises(ValueError, match=r"33554432 rows .* exceed the fast model's packed request fields"):
+        FastDRAMModel(dataclasses.replace(t, rows=1 << 25))
+    FastDRAMModel(dataclasses.replace(t, rows=1 << 24))      # the largest that fits

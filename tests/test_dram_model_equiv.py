@@ -126,3 +126,19 @@ def test_age_field_rebase_and_its_limit(monkeypatch):
     _same(t, m, 2, False, addr, rng.random(n) < 0.2, np.zeros(n, np.int64))
     with pytest.raises(RuntimeError, match=r"stayed queued while 15 younger requests passed it.*queue \(now 32\)"):
         FastDRAMModel(t, m, queue=32).run(addr)
+
+
+@pytest.mark.parametrize("preset, ranks", [("ddr4-3200", 4), ("hbm2", 2)])
+def test_identical_commands_at_the_largest_field_values(preset, ranks):
+    # the kernel reads each request's fields from one packed word: the top rows, columns, banks and
+    # ranks of the geometry must come back exactly (the commands carry them)
+    t = load_preset(preset, ranks=ranks)
+    rng = np.random.default_rng(11)
+    m = AddressMapping("rochrababgco", t)
+    n = 1500
+    top = lambda hi, k: np.where(rng.random(k) < 0.7, hi - 1, rng.integers(0, hi, k))  # noqa: E731
+    addr = m.encode(ra=top(t.ranks, n), bg=top(t.bankgroups, n), ba=top(t.banks_per_group, n),
+                    ro=top(t.rows, n), co=top(t.requests_per_row, n)).astype(np.uint64)
+    a = _same(t, m, 16, False, addr, rng.random(n) < 0.3, np.zeros(n, np.int64))
+    assert max(c[5] for c in a.commands) == t.rows - 1
+    assert max(c[2] for c in a.commands) == t.ranks - 1
