@@ -255,6 +255,14 @@ def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BP
     return rank, bgf, bank, row, col
 
 
+@numba.njit(cache=True)
+def _nondecreasing(x):
+    for i in range(1, x.shape[0]):
+        if x[i] < x[i - 1]:
+            return False
+    return True
+
+
 #: Field positions of the packed request word the fast kernel reads (one int64 per request instead
 #: of five arrays: a fifth of the memory to write and fault in): flat bank, flat bank group, rank
 #: (8 bits each), row (24 bits), column in 64 B units (15 bits).
@@ -262,24 +270,30 @@ _P_BG, _P_RA, _P_RO, _P_CO = 8, 16, 24, 48
 
 
 @numba.njit(cache=True)
-def _decode_packed(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
-    """:func:`_decode`'s fields packed into one int64 per request (see ``_P_*``)."""
+def _decode_packed(a, out, cap, R, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
+    """:func:`_decode`'s fields packed into one int64 per request (see ``_P_*``), and the index of
+    the first address that :meth:`AddressMapping.check` rejects (unaligned, at or beyond ``cap``,
+    an unused rank code), or -1: the checks and the decode in one pass. ``out``: at least as long
+    as ``a`` (a reused workspace)."""
     n = a.shape[0]
-    out = np.empty(n, np.int64)
+    out = out[:n]
     for i in range(n):
         x = a[i]
         r = np.int64((x >> s_ra) & m_ra)
+        if (x & np.uint64(REQUEST_BYTES - 1)) != 0 or x >= cap or r >= R:
+            return out, i
         g = r * G + np.int64((x >> s_bg) & m_bg)
         b = g * BPG + np.int64((x >> s_ba) & m_ba)
         out[i] = (b | (g << _P_BG) | (r << _P_RA) | (np.int64((x >> s_ro) & m_ro) << _P_RO)
                   | (np.int64((x >> s_co) & m_co) << _P_CO))
-    return out
+    return out, -1
 
 
 @numba.njit(cache=True)
 def _kernel(P, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, FAWM, faw_n, faw_w, tREFI, ref_first,
-            rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap):
+            rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap,
+            ws16, ws8, ws32):
     n = P.shape[0]
     NB = R * G * BPG
     INF = np.int64(1) << 62
@@ -338,9 +352,14 @@ def _kernel(P, wr, stamp, prev_same,
     held = np.empty(HC, np.int64)                 # release cycles of write slots (FIFO)
     hh = 0
     hn = 0
-    bleft = np.full(n, k_bursts, np.int16)
-    casdone = np.zeros(n, np.uint8)
-    leader = np.full(n, -1, np.int32)
+    # per-request scratch in the caller's reused workspace (ws*: at least n long)
+    bleft = ws16[:n]
+    casdone = ws8[:n]
+    leader = ws32[:n]
+    for j in range(n):
+        bleft[j] = k_bursts
+        casdone[j] = 0
+        leader[j] = -1
     completion = np.zeros(n, np.int64)
     cap = cmd_buf.shape[0]
     ncmd = 0
@@ -783,6 +802,17 @@ class FastDRAMModel:
         R = t.ranks
         self.ref_first = np.array([t.tREFI + r * t.tREFI // R for r in range(R)], np.int64)
 
+    def _workspace(self, n: int) -> tuple:
+        """Per-request scratch arrays kept between runs (the packed requests and the kernel's burst,
+        done and merge-leader arrays): a run reuses the pages of the previous one instead of
+        allocating and faulting in ~7 bytes x 2 per request again."""
+        ws = getattr(self, "_ws", None)
+        if ws is None or len(ws[0]) < n:
+            m = max(n, 1024)
+            ws = self._ws = (np.empty(m, np.int64), np.empty(m, np.int16), np.empty(m, np.uint8),
+                             np.empty(m, np.int32))
+        return ws
+
     def warmup(self) -> None:
         """Compile (or load from the on-disk cache) the kernel, so that timing excludes it."""
         self.run(np.zeros(2, np.uint64), np.array([False, True]), record_commands=True)
@@ -797,16 +827,27 @@ class FastDRAMModel:
         t_start = time.perf_counter()
         addr = np.asarray(addr)
         n = len(addr)
-        is_write = np.zeros(n, bool) if is_write is None else np.broadcast_to(np.asarray(is_write, bool), (n,))
-        cycle = np.zeros(n, np.int64) if cycle is None else np.broadcast_to(np.asarray(cycle, np.int64), (n,))
-        a = self.mapping.check(addr)  # raises ValueError naming the first bad address
+
+        def per_request(v, dtype):
+            v = np.asarray(v, dtype)
+            return v if v.shape == (n,) else np.broadcast_to(v, (n,))
+
+        is_write = np.zeros(n, bool) if is_write is None else per_request(is_write, bool)
+        cycle = np.zeros(n, np.int64) if cycle is None else per_request(cycle, np.int64)
+        # uint64 addresses are checked inside the decode pass; anything else (and any failure)
+        # goes through AddressMapping.check, which raises ValueError naming the first bad address
+        a = np.ascontiguousarray(addr) if addr.dtype == np.uint64 and addr.ndim == 1 else self.mapping.check(addr)
+        ws = self._workspace(n)
+        packed, bad = _decode_packed(a, ws[0], np.uint64(self.mapping.capacity), t.ranks, *self._fields)
+        if bad >= 0:
+            self.mapping.check(addr)
+            raise AssertionError(f"address {hex(int(a[bad]))} at index {bad} failed the decode's checks only")
         srt = None
-        if n and np.any(np.diff(cycle) < 0):  # requests enter in eligibility order (stable)
+        if n and not _nondecreasing(cycle):  # requests enter in eligibility order (stable)
             srt = np.argsort(cycle, kind="stable")
-            a, is_write, cycle = a[srt], is_write[srt], cycle[srt]
+            a, packed, is_write, cycle = a[srt], packed[srt], is_write[srt], cycle[srt]
         if n and cycle[0] < 0:
             raise ValueError(f"negative cycle stamp {int(cycle[0])}")
-        packed = _decode_packed(a, *self._fields)
         if self.merge_duplicates and n > 1:
             # previous request to the same 64 B address (for merging across issued reads)
             prev_same = np.full(n, -1, np.int64)
@@ -835,7 +876,8 @@ class FastDRAMModel:
             rd_idx = rd_pos = np.empty(0, np.int64)
         cap = n * (k + 2) + 256 if record_commands else 0
         wr8 = np.ascontiguousarray(is_write, np.uint8)
-        st = np.array(cycle, np.int64)      # a writable copy: one compiled signature for every caller
+        # writable, contiguous int64 (one compiled signature for every caller; read-only views are copied)
+        st = cycle if (cycle.flags.writeable and cycle.flags.c_contiguous) else np.array(cycle, np.int64)
         while True:
             buf = np.zeros((cap, 7), np.int64)
             G, BPG = t.bankgroups, t.banks_per_group
@@ -843,7 +885,7 @@ class FastDRAMModel:
                           self.queue, t.ranks, G, BPG, k, t.burst_length, self.GAPB, self.GAPR, self.RW, self.FAWM,
                           self.faw_n, self.faw_w, t.tREFI, self.ref_first,
                           t.CL + t.BL2, t.CWL + t.BL2, t.CWL, self.merge_duplicates, buf,
-                          win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence)
+                          win, self.retire_latency, rd_pos, rd_idx, ret_dep, self.recurrence, *ws[1:])
             compl, ncmd, overflow, acts, refs, merged, first, end, err = out
             if not overflow:
                 break
