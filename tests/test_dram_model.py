@@ -168,10 +168,26 @@ def test_gather_commands_obey_every_rule(t):
 
 
 def test_bad_addresses(t):
-    with pytest.raises(ValueError, match="not aligned"):
-        FastDRAMModel(t).run(np.array([3], np.uint64))
-    with pytest.raises(ValueError, match="beyond the capacity"):
-        FastDRAMModel(t).run(np.array([t.capacity_bytes], np.uint64))
+    # uint64 input is checked inside the decode pass, other dtypes by AddressMapping.check first:
+    # both name the first bad address and its index, deep inside a long trace too
+    good = random_gather_trace(5000, 64, seed=2).addr.astype(np.uint64)
+    for dtype in (np.uint64, np.int64):
+        for bad, msg in ((3, r"address 0x3 at index 4321 is not aligned"),
+                         (t.capacity_bytes, rf"address {hex(t.capacity_bytes)} at index 4321 is beyond the capacity")):
+            a = good.astype(dtype)
+            a[4321] = bad
+            a[4500] = bad
+            with pytest.raises(ValueError, match=msg):
+                FastDRAMModel(t).run(a)
+    with pytest.raises(ValueError, match="negative address -64 at index 1"):
+        FastDRAMModel(t).run(np.array([0, -64], np.int64))
+    t3 = load_preset("ddr4-3200", ranks=3)          # 3 ranks: rank code 3 exists in the address bits
+    m3 = AddressMapping("rochrababgco", t3)
+    a = np.zeros(10, np.uint64)
+    a[7] = np.uint64(3) << np.uint64(m3.shifts["ra"])
+    assert int(a[7]) < m3.capacity
+    with pytest.raises(ValueError, match="at index 7 decodes to rank 3"):
+        FastDRAMModel(t3, m3).run(a)
 
 
 def test_same_address_read_after_write_and_write_after_read(t):
