@@ -289,7 +289,7 @@ def _decode_packed(a, out, cap, R, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_r
     return out, -1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")   # no divisions by zero to check for
 def _kernel(P, wr, stamp, prev_same,
             Q, R, G, BPG, k_bursts, BL, GAPB, GAPR, RW, FAWM, faw_n, faw_w, tREFI, ref_first,
             rd_lat, wr_lat, write_hold, merge, cmd_buf, win, ret_lat, rd_pos, rd_idx, ret_dep, ret_gap,
@@ -773,6 +773,8 @@ class FastDRAMModel:
         self.merge_duplicates = bool(merge_duplicates)
         self.gB, self.gR = gap_tables(t)
         self.GAPB, self.GAPR = gap_rows(t, self.gB)
+        if self.GAPB.max() < 128:            # bank-command gaps (not tRFC) fit in int8 on every preset:
+            self.GAPB = self.GAPB.astype(np.int8)   # half the cache lines per update
         nbr = t.bankgroups * t.banks_per_group
         xb = np.arange(4 * t.ranks * nbr)
         # FAWM[r, x]: 0 at rank r's ACT entries of K (x = 4 * bank + 0), far below any cycle elsewhere
