@@ -324,3 +324,21 @@ def test_geometry_beyond_the_packed_request_fields_is_refused():
     with pytest.raises(ValueError, match=r"33554432 rows .* exceed the fast model's packed request fields"):
         FastDRAMModel(dataclasses.replace(t, rows=1 << 25))
     FastDRAMModel(dataclasses.replace(t, rows=1 << 24))      # the largest that fits
+
+
+def test_speed_benchmark_runs_and_checks_command_lists(tmp_path):
+    # benchmarks/dram_speed.py on small traces: every trace type timed, the fast and reference
+    # kernels' command lists compared, JSON with best / median / first-run figures written
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "dram_speed_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "dram_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--requests", "3000", "--repeat", "2", "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "dram_speed.json").read_text())
+    assert len(out["rows"]) == 9
+    for r in out["rows"]:
+        assert r["same_commands"] is True and r["same_cycles"] is True
+        assert r["fast_req_per_s"] >= r["fast_median_req_per_s"] > 0 and r["fast_first_req_per_s"] > 0
