@@ -101,7 +101,7 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: Names of the datapath steps, in order; each may be followed by a register stage.
 #: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
 #: pipeline that leaves them out registers exactly where the original seven-step datapath did.
-STEPS = ("input", "decode", "classify", "exponents", "unpack", "align", "partial", "products", "multiply", "add",
+STEPS = ("input", "decode", "classify", "exponents", "unpack", "clamp", "align", "partial", "products", "multiply", "add",
          "select", "zeros", "lzc", "count", "shift", "normalize", "pack", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
@@ -449,7 +449,6 @@ class FMA(wiring.Component):
         ab_sum = comb("ab_expsum", 9, a["exp"] + b["exp"])
         # c's exponent with the shift biases folded in (beside ab_sum: one carry chain each)
         c_sh = comb("c_expsh", 9, c["exp"] - (_SH_BIAS - 127))
-        c_sh_max = comb("c_expshmax", 9, c["exp"] - (_SH_BIAS - 127 - _SH_MAX))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
         p_inf = a["inf"] | b["inf"]
@@ -464,7 +463,7 @@ class FMA(wiring.Component):
         s = boundary("classify", {
             "valid": s["valid"],
             "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
-            "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh, "c_sh_max": c_sh_max,
+            "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
             "special": special, "special_sel": special_sel, "c_bits": comb("c_bits", 32, ops.c),
         })
@@ -482,33 +481,45 @@ class FMA(wiring.Component):
 
         # ---- exponents: shift and limit bases (one two-operand carry chain each) ----------
         s = boundary("exponents", {
-            **{k: s[k] for k in passed + ("ma", "mb", "mc", "c_exp", "lz_a", "lz_b", "tz_c")},
+            **{k: s[k] for k in passed + ("mc", "c_exp", "lz_a", "lz_b")},
+            # subnormal a/b: the multiple-of-8 part of the normalizing left shift (the rest in unpack)
+            "ma": comb("a_coarse", 24, (s["ma"] << Cat(Const(0, 3), s["lz_a"][3:]))[:24]),
+            "mb": comb("b_coarse", 24, (s["mb"] << Cat(Const(0, 3), s["lz_b"][3:]))[:24]),
+            # the alignment sticky bit's bound (see align)
+            "tz_c": comb("c_tz52", 7, s["tz_c"] + (_C_LSB - 1)),
             "lz_ab": comb("ab_lz", 6, s["lz_a"] + s["lz_b"]),
             "sh_exp": comb("sh_exp", signed(11), s["ab_sum"] - s["c_sh"]),
-            "sh_exp_max": comb("sh_exp_max", signed(11), s["ab_sum"] - s["c_sh_max"]),
             "ab_exp": comb("ab_exp", signed(11), s["ab_sum"] + (_X0_PROD + _T_BIAS - 254)),
         })
 
-        # ---- unpack: normalize subnormal a/b, addend shift and left-shift limit ------------
-        ma = comb("a_norm", 24, (s["ma"] << s["lz_a"])[:24])
-        mb = comb("b_norm", 24, (s["mb"] << s["lz_b"])[:24])
-        # the shift and both clamp comparisons side by side (three short carry chains, not
-        # a subtraction followed by comparisons)
-        sh_raw = comb("sh_raw", 7, (s["sh_exp"] - s["lz_ab"])[:7])   # only the low 7 bits are used (sh_neg/sh_big cover the rest)
-        sh_neg = comb("sh_neg", 1, s["sh_exp"] < s["lz_ab"])                  # sh_raw < 0
-        sh_big = comb("sh_big", 1, s["sh_exp_max"] > s["lz_ab"])              # sh_raw > _SH_MAX
+        # ---- unpack: normalize subnormal a/b, the addend's shift and the left-shift limit ----
+        ma = comb("a_norm", 24, (s["ma"] << s["lz_a"][:3])[:24])
+        mb = comb("b_norm", 24, (s["mb"] << s["lz_b"][:3])[:24])
+        # the whole shift sh_exp - lz_ab (one carry chain; its sign and its size are the clamp
+        # conditions, decided from the registered difference in "clamp") and the product's
+        # limit beside it
         s = boundary("unpack", {
             **{k: s[k] for k in passed + ("mc", "tz_c", "c_exp")},
-            "ma": ma, "mb": mb, "sh_raw": sh_raw, "sh_neg": sh_neg, "sh_big": sh_big,
+            "ma": ma, "mb": mb,
+            "sh_diff": comb("sh_diff", signed(11), s["sh_exp"] - s["lz_ab"]),
             "ab_limit": comb("ab_limit", 9, s["ab_exp"] - s["lz_ab"]),
         })
-        # the clamps (0..76) of the shift and the left-shift limit t = X0 + 203 in [1, 409]: the
-        # shift that puts 2**-149 at the significand LSB (results below 2**-126 stop there, as
-        # subnormals); selects behind the unpack register, in align
-        shift = comb("c_shift", range(_SH_MAX + 1),
-                     Mux(s["sh_neg"], 0, Mux(s["sh_big"], _SH_MAX, s["sh_raw"])))
-        limit = comb("lz_limit", 9, Mux(s["sh_neg"], s["c_exp"], s["ab_limit"]))
-        s = {**s, "shift": shift, "limit": limit}
+
+        # ---- clamp: the clamps (0..76) of the shift and the left-shift limit t = X0 + 203 in
+        # [1, 409]: the shift that puts 2**-149 at the significand LSB (results below 2**-126
+        # stop there, as subnormals); a compare of the registered difference with constants
+        # (written as gates: Yosys maps a comparison to a carry chain, whose carry-out takes a
+        # detour through a LUT on ECP5)
+        d = s["sh_diff"]
+        sh_neg = comb("sh_neg", 1, d[10])
+        assert _SH_MAX == 0b1001100
+        sh_big = comb("sh_big", 1, ~d[10] & (d[7:10].any() | (d[6] & (d[5] | d[4] | (d[3] & d[2] & (d[1] | d[0]))))))
+        shift = comb("c_shift", range(_SH_MAX + 1), Mux(sh_neg, 0, Mux(sh_big, _SH_MAX, d[:7])))
+        limit = comb("lz_limit", 9, Mux(sh_neg, s["c_exp"], s["ab_limit"]))
+        s = boundary("clamp", {
+            **{k: s[k] for k in passed + ("mc", "tz_c", "ma", "mb")},
+            "shift": shift, "limit": limit,
+        })
         passed += ("limit",)
 
         # ---- align: addend alignment (coarse shift, sticky); operands of the multipliers --
@@ -517,7 +528,10 @@ class FMA(wiring.Component):
         c_top = Cat(Const(0, _C_LSB - 1), s["mc"])                        # 76 bits
         c_coarse = comb("c_coarse", len(c_top), c_top >> Cat(Const(0, 3), s["shift"][3:]))
         # mc[j] falls below sum bit 1 iff j < shift - 52: sticky iff tz(mc) + 52 < shift
-        c_sticky = comb("c_sticky", 1, (s["tz_c"] + (_C_LSB - 1)) < s["shift"])
+        # (tz_c holds tz(mc) + 52 since exponents; the comparison is the sign of
+        # shift + ~tz_c = shift - tz_c - 1, a sum bit of one carry chain, not its carry-out)
+        c_cmp = comb("c_sticky_cmp", 8, (s["shift"] + (Const(0xFF, 8) ^ s["tz_c"]))[:8])
+        c_sticky = comb("c_sticky", 1, ~c_cmp[7])
         # ma/mb pass straight through: registered here they sit next to the DSPs (nothing
         # but a wire between this register and the multipliers' inputs)
         operands = {} if self._dsp else {"ma": s["ma"], "mb": s["mb"]}
@@ -569,8 +583,13 @@ class FMA(wiring.Component):
                                                              "pp_ll", "pp_lh", "pp_hl", "pp_hh")})
 
         # ---- multiply ---------------------------------------------------------------------
-        pp_mid = comb("pp_mid", 25, s["pp_lh"] + s["pp_hl"])
-        product = comb("product", 48, Cat(s["pp_ll"], s["pp_hh"]) + (pp_mid << 18))
+        # product = Cat(ll, hh) + (lh << 18) + (hl << 18): bits [0, 18) are ll's; above them one
+        # carry-save layer (a LUT per bit) and one 30-bit carry chain, not two chains in series
+        x = Cat(s["pp_ll"], s["pp_hh"])[18:48]
+        y, z = s["pp_lh"], s["pp_hl"]
+        csa_s = comb("pp_csa_s", 30, x ^ y ^ z)
+        csa_c = comb("pp_csa_c", 30, (x & y) | (x & z) | (y & z))
+        product = comb("product", 48, Cat(s["pp_ll"][:18], (csa_s + (csa_c << 1))[:30]))
         c_aligned = comb("c_aligned", _SUM_W - 1, Cat(s["c_sticky"], s["c_coarse"] >> s["c_fine"]))
         s = boundary("multiply", {
             **{k: s[k] for k in passed},
@@ -578,22 +597,33 @@ class FMA(wiring.Component):
         })
 
         # ---- add ----------------------------------------------------------------------------
+        # c + P, c - P and P - c as three 51-bit carry chains side by side over P's 50 positions
+        # (p_ext), not 78-bit ones: above them P is zero, so the upper 27 bits h of c become
+        # h, h + 1 or h - 1 by the low chain's carry/borrow, selected in "select" (carry
+        # select).  P - c is used only when c < P, and then h = 0: its upper bits are zero.
         p_ext = Cat(Const(0, _G), s["product"])
+        lo = len(p_ext)                                                   # 50
+        c_lo, c_hi = s["c_aligned"][:lo], s["c_aligned"][lo:]             # c_hi: 27 bits
         subtract = s["p_sign"] ^ s["c_sign"]
-        # three carry chains side by side (c+P, c-P, P-c), then a select: no negation in series
-        total = comb("total", _SUM_W, s["c_aligned"] + p_ext)
-        diff_cp = comb("diff_cp", signed(_SUM_W), s["c_aligned"] - p_ext)  # in (-2**50, 2**77)
-        diff_pc = comb("diff_pc", _SUM_W, p_ext - s["c_aligned"])          # used when positive
         s = boundary("add", {
             **{k: s[k] for k in ("valid", "limit", "special", "special_bits", "c_sign")},
-            "subtract": comb("subtract", 1, subtract), "total": total,
-            "diff_cp": diff_cp.as_unsigned(), "diff_pc": diff_pc,
+            "subtract": comb("subtract", 1, subtract),
+            "lo_total": comb("lo_total", lo + 1, c_lo + p_ext),               # bit 50: carry
+            "lo_cp": comb("lo_cp", lo + 1, (c_lo - p_ext)[:lo + 1]),          # bit 50: borrow
+            "lo_pc": comb("lo_pc", lo, (p_ext - c_lo)[:lo]),
+            "hi": comb("hi", len(c_hi), c_hi),
+            "hi_inc": comb("hi_inc", len(c_hi) + 1, c_hi + 1),
+            "hi_dec": comb("hi_dec", len(c_hi), (c_hi - 1)[:len(c_hi)]),
+            "hi_zero": comb("hi_zero", 1, ~c_hi.any()),
         })
 
         # ---- select: |c ± P| and the result sign ---------------------------------------------
-        negative = s["diff_cp"][-1]
+        negative = comb("negative", 1, s["hi_zero"] & s["lo_cp"][lo])    # c - P < 0
+        total = Cat(s["lo_total"][:lo], Mux(s["lo_total"][lo], s["hi_inc"], s["hi"]))
+        diff_cp = Cat(s["lo_cp"][:lo], Mux(s["lo_cp"][lo], s["hi_dec"], s["hi"]))   # c - P when >= 0
+        diff_pc = s["lo_pc"]                                                        # P - c when > 0
         magnitude = comb("magnitude", _SUM_W,
-                         Mux(s["subtract"], Mux(negative, s["diff_pc"], s["diff_cp"]), s["total"]))
+                         Mux(s["subtract"], Mux(negative, diff_pc, diff_cp), total))
         s = boundary("select", {
             **{k: s[k] for k in ("valid", "limit", "special", "special_bits")},
             "magnitude": magnitude,
@@ -625,17 +655,22 @@ class FMA(wiring.Component):
         # the shift is min(lz, limit) and the exponent field - 1 is limit - shift (0 for a
         # subnormal or the smallest normal binade); compare and subtraction side by side
         lz = s["lz"]
-        normal = comb("lz_normal", 1, lz < s["limit"])
+        # lz < limit iff limit - lz - 1 = limit + ~lz >= 0: the sign, a sum bit of one chain
+        lz_cmp = comb("lz_cmp", 10, (s["limit"] + (Const(0x3FF, 10) ^ lz))[:10])
+        normal = comb("lz_normal", 1, ~lz_cmp[9])
         headroom = comb("lz_headroom", 9, s["limit"] - lz)
         norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
         exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
-            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero", "tz")},
+            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
             "norm_shift": norm_shift, "exp_base": exp_base,
+            # tz - 53 (the sticky bound, see shift)
+            "tzm": comb("sum_tzm", signed(9), s["tz"] - (_MANT_LSB - 1)),
         })
         passed = ("valid", "special", "special_bits", "sign", "zero", "exp_base")
 
         # ---- shift: left shift by the multiple-of-8 part; sticky ---------------------------
+        e = s["exp_base"]
         coarse = comb("normed_coarse", _SUM_W,
                       (s["magnitude"] << Cat(Const(0, 3), s["norm_shift"][3:]))[:_SUM_W])
         s = boundary("shift", {
@@ -643,10 +678,12 @@ class FMA(wiring.Component):
             "coarse": coarse, "fine": comb("norm_fine", 3, s["norm_shift"][:3]),
             # a set bit lands below the round bit iff tz + shift < 53 (beside the shifter,
             # not behind it)
-            "sticky": comb("sticky", 1, (s["tz"] + s["norm_shift"]) < _MANT_LSB - 1),
+            "sticky": comb("sticky", 1, (s["tzm"] + s["norm_shift"])[8]),
             # overflow iff exp_base + k >= 255, k = (mant + increment) >> 23 in {0, 1, 2}:
             # the comparisons with the constant are made here, off the rounding adder's path
-            "ovf": comb("ovf_at", 3, Cat(s["exp_base"] >= 255, s["exp_base"] >= 254, s["exp_base"] >= 253)),
+            # (as gates: a comparison would be a carry chain)
+            "ovf": comb("ovf_at", 3, Cat(e[8] | e[:8].all(), e[8] | e[1:8].all(),
+                                          e[8] | (e[2:8].all() & (e[0] | e[1])))),
         })
         passed += ("ovf",)
 
