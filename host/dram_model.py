@@ -68,8 +68,11 @@ What is approximated / not modelled
 
 Implementation
 --------------
-One numba-compiled kernel (``_kernel``) over plain numpy arrays; addresses are decoded in one
-compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and masks). Queue:
+One numba-compiled kernel (``_kernel``) over plain numpy arrays; addresses are checked and decoded
+in one compiled pass (:class:`~pimcast.hdl.dram.timing.AddressMapping`'s shifts and masks; a
+failure is then named by :meth:`~pimcast.hdl.dram.timing.AddressMapping.check`) into one packed
+int64 word per request (bank, bank group, rank, row, column: ``_P_*``); the packed words and the
+kernel's per-request scratch live in a workspace the model keeps between runs. Queue:
 per-bank lists in age order (request index plus contiguous copies of row, column, write flag and
 same-address dependency) and a pointer to the oldest queued request (requests are accepted in
 trace order; no global age list to shift).
