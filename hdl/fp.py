@@ -451,33 +451,28 @@ class FMA(wiring.Component):
         c_sh = comb("c_expsh", 9, c["exp"] - (_SH_BIAS - 127))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
-        p_inf = a["inf"] | b["inf"]
-        p_zero = a["zero"] | b["zero"]
-        invalid = (a["nan"] | b["nan"] | c["nan"] | (p_inf & p_zero)
-                   | (p_inf & c["inf"] & (p_sign != c["sign"])))
-        special = comb("special", 1, invalid | p_inf | p_zero | c["inf"])
-        # the special result's selection inputs; the 32-bit select itself is in "exponents"
-        # (off the classify path, which starts at the operand register)
-        special_sel = comb("special_sel", 3, Cat(invalid, p_inf, c["inf"] | ~c["zero"]))
+        classes = {f"{name}_{cls}": x[cls] for name, x in (("a", a), ("b", b), ("c", c))
+                   for cls in ("zero", "inf", "nan")}
 
         s = boundary("classify", {
             "valid": s["valid"],
             "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
             "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh,
-            "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]),
-            "special": special, "special_sel": special_sel, "c_bits": comb("c_bits", 32, ops.c),
+            "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]), **classes,
+            "c_bits": comb("c_bits", 32, ops.c),
         })
-        special_bits = Signal(32, name="special_bits")
-        with m.If(s["special_sel"][0]):                  # invalid
-            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
-        with m.Elif(s["special_sel"][1]):                # infinite product
-            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), s["p_sign"]))
-        with m.Elif(s["special_sel"][2]):                # c dominates a finite/zero product
-            m.d.comb += special_bits.eq(s["c_bits"])
-        with m.Else():                                   # 0 + 0
-            m.d.comb += special_bits.eq(Cat(Const(0, 31), s["p_sign"] & s["c_sign"]))
-        s = {**s, "special_bits": special_bits}
-        passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
+
+        # the special case from the registered operand classes (in "exponents": off the
+        # classify path, whose inputs come from far apart in a multi-lane unit)
+        p_inf = s["a_inf"] | s["b_inf"]
+        p_zero = s["a_zero"] | s["b_zero"]
+        invalid = (s["a_nan"] | s["b_nan"] | s["c_nan"] | (p_inf & p_zero)
+                   | (p_inf & s["c_inf"] & (s["p_sign"] != s["c_sign"])))
+        special = comb("special", 1, invalid | p_inf | p_zero | s["c_inf"])
+        # the special result's selection inputs; the 32-bit select itself is in "unpack"
+        special_sel = comb("special_sel", 3, Cat(invalid, p_inf, s["c_inf"] | ~s["c_zero"]))
+        s = {**s, "special": special, "special_sel": special_sel}
+        passed = ("valid", "p_sign", "c_sign", "special", "special_sel", "c_bits")
 
         # ---- exponents: shift and limit bases (one two-operand carry chain each) ----------
         s = boundary("exponents", {
@@ -491,6 +486,17 @@ class FMA(wiring.Component):
             "sh_exp": comb("sh_exp", signed(11), s["ab_sum"] - s["c_sh"]),
             "ab_exp": comb("ab_exp", signed(11), s["ab_sum"] + (_X0_PROD + _T_BIAS - 254)),
         })
+        special_bits = Signal(32, name="special_bits")
+        with m.If(s["special_sel"][0]):                  # invalid
+            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
+        with m.Elif(s["special_sel"][1]):                # infinite product
+            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), s["p_sign"]))
+        with m.Elif(s["special_sel"][2]):                # c dominates a finite/zero product
+            m.d.comb += special_bits.eq(s["c_bits"])
+        with m.Else():                                   # 0 + 0
+            m.d.comb += special_bits.eq(Cat(Const(0, 31), s["p_sign"] & s["c_sign"]))
+        s = {**s, "special_bits": special_bits}
+        passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
 
         # ---- unpack: normalize subnormal a/b, the addend's shift and the left-shift limit ----
         ma = comb("a_norm", 24, (s["ma"] << s["lz_a"][:3])[:24])
