@@ -280,8 +280,10 @@ class FMA(wiring.Component):
     decoupled 1-lane reduction unit 184.1 MHz, 2574 LUT4, 2737 FF, 4 MULT18X18D (worst path:
     the ``shift`` step's coarse left shift, 5.4 ns; 174.6-184.6 MHz over seeds and the last
     changes, with ``lzc``, ``add`` and ``multiply`` next, all within 5.4-5.7 ns); in a 4-lane
-    unit 156.1 MHz (worst path: the special result select then in ``unpack``, 6.4 ns, 5.2 ns
-    of it routing; it is now made in ``pack``).  At latency 18 the 1-lane unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
+    unit 155.0 MHz (worst path: ``count``, lz → limit comparison → shift select, 6.5 ns; before
+    the last two changes 156.1 MHz, bound by the special result select then in ``unpack``,
+    6.4 ns, 5.2 ns of it routing, and 153.2 MHz with that select moved, bound by the shift
+    clamp).  16 lanes: see :class:`~pimcast.hdl.reduce.ReductionUnit` (not 150 MHz).  At latency 18 the 1-lane unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
     clamp compare (``sh_exp_max > lz_ab`` behind a register) bound both.  What made the
     difference: Yosys maps a comparison to a carry chain whose carry-out leaves through an extra
     CCU2C and a LUT (about 2 ns on ECP5 for an 11-bit compare), so the comparisons are the sign
