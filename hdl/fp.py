@@ -215,11 +215,11 @@ class FMA(wiring.Component):
         multiple-of-8 part of the subnormal ``a``/``b`` normalization (left shift);
     ``"unpack"``
         the special result's select; the rest (0..7) of the normalization; the addend's
-        unclamped right shift ``sh_exp - lz_ab``, the sign of ``sh_exp - 77 - lz_ab`` and the
-        normalization shift limit's candidate (one carry chain each);
+        unclamped right shift ``sh_exp - lz_ab`` and the normalization shift limit's
+        candidate (one carry chain each);
     ``"clamp"``
-        the clamps of the shift (below 0, above 76: the signs of ``sh_exp - lz_ab`` and
-        ``sh_exp - 77 - lz_ab``, two chains side by side in ``unpack``) and of the limit;
+        the clamps of the shift (below 0, above 76: the sign bit and a comparison with a
+        constant written as gates) and of the limit;
     ``"align"``
         the addend's right shift by the multiple-of-8 part of the shift; the alignment sticky
         bit (from the trailing-zero count of ``c``); ``ma``/``mb`` pass through (registered
@@ -280,10 +280,11 @@ class FMA(wiring.Component):
     decoupled 1-lane reduction unit 184.1 MHz, 2574 LUT4, 2737 FF, 4 MULT18X18D (worst path:
     the ``shift`` step's coarse left shift, 5.4 ns; 174.6-184.6 MHz over seeds and the last
     changes, with ``lzc``, ``add`` and ``multiply`` next, all within 5.4-5.7 ns); in a 4-lane
-    unit 155.0 MHz (worst path: ``count``, lz → limit comparison → shift select, 6.5 ns; before
-    the last two changes 156.1 MHz, bound by the special result select then in ``unpack``,
-    6.4 ns, 5.2 ns of it routing, and 153.2 MHz with that select moved, bound by the shift
-    clamp).  16 lanes: see :class:`~pimcast.hdl.reduce.ReductionUnit` (not 150 MHz).  At latency 18 the 1-lane unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
+    unit 156.1 MHz (worst path: the special result select in ``unpack``, 6.4 ns, 5.2 ns of it
+    routing; moving that select to ``pack`` and the shift-too-big compare into a second
+    subtraction gave 155.0 MHz at 4 lanes but 117.6 / 113.0 MHz at 16 — kept out).  16 lanes: see
+    :class:`~pimcast.hdl.reduce.ReductionUnit` (133.7 MHz, not 150).  At latency 18 the 1-lane
+    unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
     clamp compare (``sh_exp_max > lz_ab`` behind a register) bound both.  What made the
     difference: Yosys maps a comparison to a carry chain whose carry-out leaves through an extra
     CCU2C and a LUT (about 2 ns on ECP5 for an 11-bit compare), so the comparisons are the sign
@@ -468,7 +469,6 @@ class FMA(wiring.Component):
         ab_sum = comb("ab_expsum", 9, a["exp"] + b["exp"])
         # c's exponent with the shift biases folded in (beside ab_sum: one carry chain each)
         c_sh = comb("c_expsh", 9, c["exp"] - (_SH_BIAS - 127))
-        c_sh_big = comb("c_expshbig", 9, c["exp"] - (_SH_BIAS - 127 - _SH_MAX - 1))
 
         p_sign = comb("p_sign", 1, a["sign"] ^ b["sign"])
         classes = {f"{name}_{cls}": x[cls] for name, x in (("a", a), ("b", b), ("c", c))
@@ -477,7 +477,7 @@ class FMA(wiring.Component):
         s = boundary("classify", {
             "valid": s["valid"],
             "ma": a["mant"], "mb": b["mant"], "mc": c["mant"], "c_exp": c["exp"],
-            "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh, "c_sh_big": c_sh_big,
+            "lz_a": lz_a, "lz_b": lz_b, "tz_c": tz_c, "ab_sum": ab_sum, "c_sh": c_sh,
             "p_sign": p_sign, "c_sign": comb("c_sign", 1, c["sign"]), **classes,
             "c_bits": comb("c_bits", 32, ops.c),
         })
@@ -504,16 +504,19 @@ class FMA(wiring.Component):
             "tz_c": comb("c_tz52", 7, s["tz_c"] + (_C_LSB - 1)),
             "lz_ab": comb("ab_lz", 6, s["lz_a"] + s["lz_b"]),
             "sh_exp": comb("sh_exp", signed(11), s["ab_sum"] - s["c_sh"]),
-            "sh_exp_big": comb("sh_exp_big", signed(11), s["ab_sum"] - s["c_sh_big"]),   # sh_exp - 77
             "ab_exp": comb("ab_exp", signed(11), s["ab_sum"] + (_X0_PROD + _T_BIAS - 254)),
         })
-        # the special result's selection inputs travel to "pack", where the 32-bit select is
-        # made next to its consumer (a select here, with most of its bits constant, became a
-        # synchronous reset whose net spread over the stretched pipeline: 7.5 ns in a 16-lane unit)
-        special_info = comb("special_info", 37,
-                            Cat(s["special_sel"], s["p_sign"], s["c_sign"], s["c_bits"]))
-        s = {**s, "special_info": special_info}
-        passed = ("valid", "p_sign", "c_sign", "special", "special_info")
+        special_bits = Signal(32, name="special_bits")
+        with m.If(s["special_sel"][0]):                  # invalid
+            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
+        with m.Elif(s["special_sel"][1]):                # infinite product
+            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), s["p_sign"]))
+        with m.Elif(s["special_sel"][2]):                # c dominates a finite/zero product
+            m.d.comb += special_bits.eq(s["c_bits"])
+        with m.Else():                                   # 0 + 0
+            m.d.comb += special_bits.eq(Cat(Const(0, 31), s["p_sign"] & s["c_sign"]))
+        s = {**s, "special_bits": special_bits}
+        passed = ("valid", "p_sign", "c_sign", "special", "special_bits")
 
         # ---- unpack: normalize subnormal a/b, the addend's shift and the left-shift limit ----
         ma = comb("a_norm", 24, (s["ma"] << s["lz_a"][:3])[:24])
@@ -525,19 +528,18 @@ class FMA(wiring.Component):
             **{k: s[k] for k in passed + ("mc", "tz_c", "c_exp")},
             "ma": ma, "mb": mb,
             "sh_diff": comb("sh_diff", signed(11), s["sh_exp"] - s["lz_ab"]),
-            # shift > 76 iff sh_exp - 77 - lz_ab >= 0: the sign of a second chain beside it
-            "sh_big": comb("sh_big", 1, ~(s["sh_exp_big"] - s["lz_ab"])[10]),
             "ab_limit": comb("ab_limit", 9, s["ab_exp"] - s["lz_ab"]),
         })
 
         # ---- clamp: the clamps (0..76) of the shift and the left-shift limit t = X0 + 203 in
         # [1, 409]: the shift that puts 2**-149 at the significand LSB (results below 2**-126
-        # stop there, as subnormals): one LUT level behind registered sign bits (Yosys maps a
-        # comparison to a carry chain whose carry-out takes a detour through a LUT on ECP5, and
-        # a comparison with a constant as gates was four LUTs deep: both came out of this step)
+        # stop there, as subnormals); a compare of the registered difference with constants
+        # (written as gates: Yosys maps a comparison to a carry chain, whose carry-out takes a
+        # detour through a LUT on ECP5)
         d = s["sh_diff"]
         sh_neg = comb("sh_neg", 1, d[10])
-        sh_big = s["sh_big"]
+        assert _SH_MAX == 0b1001100
+        sh_big = comb("sh_big", 1, ~d[10] & (d[7:10].any() | (d[6] & (d[5] | d[4] | (d[3] & d[2] & (d[1] | d[0]))))))
         shift = comb("c_shift", range(_SH_MAX + 1), Mux(sh_neg, 0, Mux(sh_big, _SH_MAX, d[:7])))
         limit = comb("lz_limit", 9, Mux(sh_neg, s["c_exp"], s["ab_limit"]))
         s = boundary("clamp", {
@@ -630,7 +632,7 @@ class FMA(wiring.Component):
         c_lo, c_hi = s["c_aligned"][:lo], s["c_aligned"][lo:]             # c_hi: 27 bits
         subtract = s["p_sign"] ^ s["c_sign"]
         s = boundary("add", {
-            **{k: s[k] for k in ("valid", "limit", "special", "special_info", "c_sign")},
+            **{k: s[k] for k in ("valid", "limit", "special", "special_bits", "c_sign")},
             "subtract": comb("subtract", 1, subtract),
             "lo_total": comb("lo_total", lo + 1, c_lo + p_ext),               # bit 50: carry
             "lo_cp": comb("lo_cp", lo + 1, (c_lo - p_ext)[:lo + 1]),          # bit 50: borrow
@@ -649,11 +651,11 @@ class FMA(wiring.Component):
         magnitude = comb("magnitude", _SUM_W,
                          Mux(s["subtract"], Mux(negative, diff_pc, diff_cp), total))
         s = boundary("select", {
-            **{k: s[k] for k in ("valid", "limit", "special", "special_info")},
+            **{k: s[k] for k in ("valid", "limit", "special", "special_bits")},
             "magnitude": magnitude,
             "sign": comb("sum_sign", 1, s["c_sign"] ^ (s["subtract"] & negative)),
         })
-        passed = ("valid", "limit", "special", "special_info", "magnitude", "sign")
+        passed = ("valid", "limit", "special", "special_bits", "magnitude", "sign")
 
         # ---- zeros: per 16-bit group leading/trailing-zero counts ---------------------------
         lz_groups = _lz_groups(s["magnitude"])
@@ -686,12 +688,12 @@ class FMA(wiring.Component):
         norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
         exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
         s = boundary("count", {
-            **{k: s[k] for k in ("valid", "special", "special_info", "magnitude", "sign", "zero")},
+            **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
             "norm_shift": norm_shift, "exp_base": exp_base,
             # tz - 53 (the sticky bound, see shift)
             "tzm": comb("sum_tzm", signed(9), s["tz"] - (_MANT_LSB - 1)),
         })
-        passed = ("valid", "special", "special_info", "sign", "zero", "exp_base")
+        passed = ("valid", "special", "special_bits", "sign", "zero", "exp_base")
 
         # ---- shift: left shift by the multiple-of-8 part; sticky ---------------------------
         e = s["exp_base"]
@@ -726,20 +728,8 @@ class FMA(wiring.Component):
         k_one = comb("round_k1", 1, s["mant"][23] ^ (increment & s["mant"][:23].all()))
         k_two = comb("round_k2", 1, s["mant"][23] & increment & s["mant"][:23].all())
         overflow = comb("overflow", 1, Mux(k_two, s["ovf"][2], Mux(k_one, s["ovf"][1], s["ovf"][0])))
-        info = s["special_info"]
-        sel, sp_p_sign, sp_c_sign, c_bits = info[0:3], info[3], info[4], info[5:37]
-        special_bits = Signal(32, name="special_bits")
-        with m.If(sel[0]):                               # invalid
-            m.d.comb += special_bits.eq(FP32_CANONICAL_NAN)
-        with m.Elif(sel[1]):                             # infinite product
-            m.d.comb += special_bits.eq(Cat(Const(_INF, 31), sp_p_sign))
-        with m.Elif(sel[2]):                             # c dominates a finite/zero product
-            m.d.comb += special_bits.eq(c_bits)
-        with m.Else():                                   # 0 + 0
-            m.d.comb += special_bits.eq(Cat(Const(0, 31), sp_p_sign & sp_c_sign))
         s = boundary("pack", {
-            **{k: s[k] for k in ("valid", "special", "sign", "zero")},
-            "special_bits": special_bits,
+            **{k: s[k] for k in ("valid", "special", "special_bits", "sign", "zero")},
             "packed": comb("packed_bits", 31, packed[:31]), "overflow": overflow,
         })
         packed, overflow = s["packed"], s["overflow"]
