@@ -683,10 +683,11 @@ class FMA(wiring.Component):
         lz = s["lz"]
         # lz < limit iff limit - lz - 1 = limit + ~lz >= 0: the sign, a sum bit of one chain
         lz_cmp = comb("lz_cmp", 10, (s["limit"] + (Const(0x3FF, 10) ^ lz))[:10])
-        normal = comb("lz_normal", 1, ~lz_cmp[9])
+        # lz_cmp[9] set: lz >= limit, the shift stops at the limit (the select uses the sign bit
+        # itself: an inverted copy of it would be left unused once Yosys swaps the mux arms)
         headroom = comb("lz_headroom", 9, s["limit"] - lz)
-        norm_shift = comb("norm_shift", 7, Mux(normal, lz, s["limit"][:7]))
-        exp_base = comb("exp_base", 9, Mux(normal, headroom, 0))
+        norm_shift = comb("norm_shift", 7, Mux(lz_cmp[9], s["limit"][:7], lz))
+        exp_base = comb("exp_base", 9, Mux(lz_cmp[9], 0, headroom))
         s = boundary("count", {
             **{k: s[k] for k in ("valid", "special", "special_bits", "magnitude", "sign", "zero")},
             "norm_shift": norm_shift, "exp_base": exp_base,
