@@ -80,7 +80,8 @@ trace order; no global age list to shift).
 Timing state is one vector ``K[4 b + c]``: the earliest cycle at which command ``c`` (ACT, RD, WR,
 PRE) may issue to bank ``b``, every scope (bank, bank group, rank, channel, tFAW) folded in by
 ``max``. A command to bank ``b`` updates it with one contiguous ``max`` over a precomputed row of
-:func:`gap_rows` (the :func:`gap_tables` gap of each target bank's relation to ``b``; int16, so the
+:func:`gap_rows` (the :func:`gap_tables` gap of each target bank's relation to ``b``; int8 where every
+bank-command gap fits, else int16, so the
 rows of every issuing bank stay in the L1 cache); tFAW folds into the same pass for an ACT. Each
 bank's scheduling candidates sit beside it in ``A[4 b + c]`` (the request whose command ``c`` the
 bank offers, with its class bits; a bank offers its ACT, its PRE, or its oldest eligible RD and WR
@@ -559,7 +560,7 @@ def _kernel(P, wr, stamp, prev_same,
                 for x in range(NK):
                     K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(GAPR[code - 4, r, x]))))
             elif code == 0:
-                # ACT: the tFAW window folds into the rank's ACT entries (FAWM: 0 there, -2**50
+                # ACT: the tFAW window folds into the rank's ACT entries (FAWM: 0 there, -2**30
                 # elsewhere), in the same vector pass
                 faw[r, faw_pos[r]] = T
                 faw_pos[r] += 1
