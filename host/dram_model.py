@@ -239,27 +239,6 @@ _AGE_BITS = 16
 
 
 @numba.njit(cache=True)
-def _decode(a, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
-    """Address fields in one pass: rank, flat bank group, flat bank, row, column (64 B units)."""
-    n = a.shape[0]
-    rank = np.empty(n, np.int64)
-    bgf = np.empty(n, np.int64)
-    bank = np.empty(n, np.int64)
-    row = np.empty(n, np.int64)
-    col = np.empty(n, np.int64)
-    for i in range(n):
-        x = a[i]
-        r = np.int64((x >> s_ra) & m_ra)
-        g = r * G + np.int64((x >> s_bg) & m_bg)
-        rank[i] = r
-        bgf[i] = g
-        bank[i] = g * BPG + np.int64((x >> s_ba) & m_ba)
-        row[i] = np.int64((x >> s_ro) & m_ro)
-        col[i] = np.int64((x >> s_co) & m_co)
-    return rank, bgf, bank, row, col
-
-
-@numba.njit(cache=True)
 def _nondecreasing(x):
     for i in range(1, x.shape[0]):
         if x[i] < x[i - 1]:
@@ -273,9 +252,17 @@ def _nondecreasing(x):
 _P_BG, _P_RA, _P_RO, _P_CO = 8, 16, 24, 48
 
 
+def unpack_requests(packed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The fields of :func:`_decode_packed`'s words as int64 arrays: rank, flat bank group, flat
+    bank, row, column (the oracle kernel of :mod:`pimcast.host.dram_model_ref` takes them so)."""
+    return ((packed >> _P_RA) & 255, (packed >> _P_BG) & 255, packed & 255,
+            (packed >> _P_RO) & 0xFFFFFF, packed >> _P_CO)
+
+
 @numba.njit(cache=True)
 def _decode_packed(a, out, cap, R, s_ra, m_ra, s_bg, m_bg, s_ba, m_ba, s_ro, m_ro, s_co, m_co, G, BPG):
-    """:func:`_decode`'s fields packed into one int64 per request (see ``_P_*``), and the index of
+    """Rank, flat bank group, flat bank, row and column (64 B units) packed into one int64 per
+    request (see ``_P_*``; :func:`unpack_requests` splits them again), and the index of
     the first address that :meth:`AddressMapping.check` rejects (unaligned, at or beyond ``cap``,
     an unused rank code), or -1: the checks and the decode in one pass. ``out``: at least as long
     as ``a`` (a reused workspace)."""

@@ -16,7 +16,7 @@ import numpy as np
 from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping, Cmd, DRAMTiming, window_rules
 # the shared, non-scheduling parts (result record, gap tables compiled from the one rule table,
 # address decode) come from the fast model; only the scheduling kernel below is the oracle
-from pimcast.host.dram_model import CMD_NAMES, ModelResult, _decode, gap_tables
+from pimcast.host.dram_model import CMD_NAMES, ModelResult, _decode_packed, gap_tables, unpack_requests
 
 __all__ = ["ReferenceDRAMModel"]
 
@@ -512,7 +512,9 @@ class ReferenceDRAMModel:
             a, is_write, cycle = a[srt], is_write[srt], cycle[srt]
         if n and cycle[0] < 0:
             raise ValueError(f"negative cycle stamp {int(cycle[0])}")
-        rank, bgf, bank, row, col = _decode(a, *self._fields)
+        packed, _ = _decode_packed(a, np.empty(n, np.int64), np.uint64(self.mapping.capacity), t.ranks,
+                                   *self._fields)   # a: checked above
+        rank, bgf, bank, row, col = unpack_requests(packed)
         if self.merge_duplicates and n > 1:
             # previous request to the same 64 B address (for merging across issued reads)
             prev_same = np.full(n, -1, np.int64)
