@@ -58,6 +58,24 @@ def speed_traces(t, n: int, seed: int = 1) -> list[dict]:
     return out
 
 
+def cpu_info() -> dict:
+    """The host CPU (model name, clock, vector extensions): replay speed depends on it — the kernel
+    is branch-bound scalar code plus int32 vector scans (AVX-512 doubles their lanes over AVX2)."""
+    info = {"model": platform.processor() or platform.machine(), "mhz": None, "vector": "none"}
+    try:
+        txt = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return info
+    fields = dict(ln.split(":", 1) for ln in txt.splitlines()[:40] if ":" in ln)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    info["model"] = fields.get("model name", info["model"])
+    info["family_model"] = f"{fields.get('cpu family', '?')}/{fields.get('model', '?')}"
+    info["mhz"] = float(fields["cpu MHz"]) if "cpu MHz" in fields else None
+    info["vector"] = next((v for v in ("avx512f", "avx2", "avx", "sse4_2") if v in flags), "none")
+    return info
+
+
 def _timed(model, tr):
     c0, t0 = time.process_time(), time.perf_counter()
     res = model.run(tr["addr"], tr["is_write"], tr["cycle"])
@@ -97,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     args = ap.parse_args(argv)
     t = load_preset(args.standard, ranks=args.ranks)
+    cpu = cpu_info()
+    print(f"host CPU: {cpu['model']} (family/model {cpu.get('family_model', '?')}, {cpu['mhz']} MHz, "
+          f"widest vector extension {cpu['vector']})")
     rows = []
     hdr = (f"{'trace':<24}{'mapping':<14}{'fast Mreq/s':>12}{'median':>8}{'1st run':>8}{'ref Mreq/s':>12}"
            f"{'speedup':>9}{'GB/s':>8}{'same cmds':>10}")
@@ -134,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{row['GBps']:>8.2f}{str(row.get('same_commands', '-')):>10}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     meta = dict(standard=args.standard, ranks=args.ranks, queue=args.queue, repeat=args.repeat,
-                host=platform.node(), cpus=os.cpu_count(), load_avg=os.getloadavg(),
+                host=platform.node(), cpus=os.cpu_count(), cpu=cpu, load_avg=os.getloadavg(),
                 timing="req/s from the best-of-repeat CPU (process) time of run() incl. decode, excl. "
                        "compilation, repeats round-robin over the traces; *_median_* the median, *_first_* "
                        "a fresh model's first run (workspace allocated), *_wall_* the best wall time")

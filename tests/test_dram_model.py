@@ -342,3 +342,6 @@ def test_speed_benchmark_runs_and_checks_command_lists(tmp_path):
     for r in out["rows"]:
         assert r["same_commands"] is True and r["same_cycles"] is True
         assert r["fast_req_per_s"] >= r["fast_median_req_per_s"] > 0 and r["fast_first_req_per_s"] > 0
+    # the figures are attributable to a CPU (the replay speed depends on its clock and vector width)
+    cpu = out["meta"]["cpu"]
+    assert cpu["model"] and cpu["vector"] in ("avx512f", "avx2", "avx", "sse4_2", "none")
