@@ -38,7 +38,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 __all__ = ["TARGETS", "SynthError", "DoesNotFit", "SynthResult", "build_component", "synthesize",
-           "keep_hierarchy_modules", "parse_yosys_stat", "parse_rtl_json", "parse_nextpnr_report", "parse_nextpnr_log",
+           "keep_hierarchy_modules", "ECP5_SRST_TO_LOGIC", "fpga_synth_command",
+           "parse_yosys_stat", "parse_rtl_json", "parse_nextpnr_report", "parse_nextpnr_log",
            "find_yosys", "find_nextpnr", "constraints_dir", "add_arguments", "main"]
 
 #: target -> (family, nextpnr device arguments, device resources for the utilisation check)
@@ -275,6 +276,27 @@ def _is_ff(cell_type: str) -> bool:
         "$dffsr", "$dffsre", "$dlatch")
 
 
+#: Yosys commands between ``synth_ecp5``'s ``map_ffs`` and the steps before it (``srst="rst"``):
+#: every synchronous set/reset flip-flop whose reset is not the design's ``rst`` port becomes
+#: a plain flip-flop with the reset as a LUT input (``dfflegalize`` without ``$_SDFF*`` cells
+#: emulates it in logic).  ``synth_ecp5`` turns "select a constant" in front of a register into
+#: its ``LSR`` pin; ECP5 flip-flops share one ``LSR`` per slice, and such a net (a data select,
+#: not a reset) then binds wide lane units.
+ECP5_SRST_TO_LOGIC = ("dfflegalize -cell $_DFF_?_ 01 -cell $_DFF_?P?_ r -cell $_DFFE_??_ 01 "
+                      "-cell $_DFFE_?P??_ r t:$_SDFF* w:rst %co:+[R] %d")
+
+
+def fpga_synth_command(target: str, top: str, json_name: str, srst: str = "rst") -> str:
+    """The Yosys command(s) that synthesize ``top`` for an FPGA ``target`` into ``json_name``:
+    ``synth_ecp5``/``synth_ice40``; on ECP5 with ``srst="rst"`` run in two parts around
+    :data:`ECP5_SRST_TO_LOGIC`."""
+    spec = TARGETS[target]
+    if spec["family"] == "ecp5" and srst == "rst":
+        return (f"{spec['synth']} -top {top} -run begin:map_ffs; {ECP5_SRST_TO_LOGIC}; "
+                f"{spec['synth']} -top {top} -run map_ffs: -json {json_name}")
+    return f"{spec['synth']} -top {top} -json {json_name}"
+
+
 def keep_hierarchy_modules(rtlil_text: str) -> list[str]:
     """Modules of an RTLIL design that FPGA synthesis keeps apart (``keep_hierarchy``): the lane
     groups of a :class:`~pimcast.hdl.reduce.ReductionUnit` (``<parent>.lanegroup<n>``, see its
@@ -451,7 +473,8 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
                slots: Optional[int] = None, pipeline: Optional[str] = None, wrap: Optional[bool] = None,
                seed: int = 1, timeout: Optional[float] = None, log=None,
                dsp: Optional[str] = "auto", decoupled: Optional[bool] = None,
-               group: Optional[int] = None) -> SynthResult:
+               group: Optional[int] = None, srst: str = "rst",
+               nextpnr_args: tuple[str, ...] = ()) -> SynthResult:
     """Run the flow for ``top`` on ``target`` and return the parsed :class:`SynthResult`
     (also saved as ``<out>/<top>-<target>.summary.json``).
 
@@ -461,7 +484,11 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
     keeps the behavioural multipliers, ``"ecp5"`` forces the primitive.  ``decoupled``
     (reduce): free-running lanes with a buffered output (:class:`ReductionUnit`); ``group``
     (reduce): lanes per control group of a decoupled unit (its "Lane groups": default 4; the
-    groups are kept apart in FPGA synthesis, :func:`keep_hierarchy_modules`).
+    groups are kept apart in FPGA synthesis, :func:`keep_hierarchy_modules`).  ``srst`` (ECP5):
+    ``"rst"`` (default) leaves only the ``rst`` port on the flip-flops' synchronous set/reset
+    pins and makes every other synchronous set/reset that Yosys infers (a select of a constant
+    in front of a register) a LUT input (:data:`ECP5_SRST_TO_LOGIC`); ``"any"``: Yosys'
+    mapping as it is.  ``nextpnr_args``: extra nextpnr arguments (placer/router options).
 
     Raises :class:`SynthError` (missing tool, unknown top, tool failure) or :class:`DoesNotFit`.
     """
@@ -469,6 +496,8 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
 
     if target not in TARGETS:
         raise SynthError(f"unknown target {target!r}; known targets: {', '.join(TARGETS)}")
+    if srst not in ("rst", "any"):
+        raise SynthError(f"srst must be 'rst' or 'any', not {srst!r}")
     if tool not in _TOOL_CHOICES:
         raise SynthError(f"unknown tool {tool!r}; choose one of {', '.join(_TOOL_CHOICES)}")
     spec = TARGETS[target]
@@ -496,6 +525,10 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
     component = build_component(top, config, lanes=lanes, slots=slots, pipeline=pipeline, dsp=dsp,
                                 decoupled=decoupled, group=group)
     cfg: dict[str, Any] = {"dsp": dsp} if dsp else {}
+    if family == "ecp5":
+        cfg["srst"] = srst
+    if nextpnr_args:
+        cfg["nextpnr_args"] = list(nextpnr_args)
     if getattr(component, "decoupled", False):
         cfg["decoupled"] = True
         cfg["group"] = component.group
@@ -529,7 +562,7 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
         netlist = outdir / f"{stem}.json"
         keep = keep_hierarchy_modules(il.read_text())
         keep_cmd = f"setattr -mod -set keep_hierarchy 1 {' '.join(keep)}; " if keep else ""
-        script = (f"read_rtlil {il.name}; {keep_cmd}{spec['synth']} -top {top} -json {netlist.name}; "
+        script = (f"read_rtlil {il.name}; {keep_cmd}{fpga_synth_command(target, top, netlist.name, srst)}; "
                   f"tee -q -o {stem}.stat.json stat -json; stat")
     say(f"yosys ({ykind}): {script}")
     rc, ytext = _run([*yosys, "-q", "-l", ylog.name, "-p", script], outdir, outdir / f"{stem}.yosys.out",
@@ -574,7 +607,7 @@ def synthesize(top: str, target: str = "generic", *, config: Any = None, freq: f
         if report.exists():
             report.unlink()
         argv = [*nextpnr, *spec["pnr"], "--json", netlist.name, "--report", report.name,
-                "--seed", str(seed), "--timing-allow-fail", "-q", "-l", plog.name]
+                "--seed", str(seed), "--timing-allow-fail", "-q", "-l", plog.name, *nextpnr_args]
         if family == "ecp5" and not wrap:
             argv += ["--out-of-context", "--sdc", _sdc_for(freq, outdir).name]
         elif family == "ecp5":
@@ -676,6 +709,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ECP5: wrap the top to serial pins and place it in context (.lpf) "
                              "instead of out of context (always on for iCE40)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed")
+    parser.add_argument("--srst", default="rst", choices=("rst", "any"),
+                        help="ECP5: synchronous set/reset pins (LSR) only for the rst port (default; "
+                             "Yosys' other set/reset mappings, selects of constants, become LUT "
+                             "inputs) or wherever Yosys maps them (any)")
+    parser.add_argument("--nextpnr-arg", action="append", default=[], dest="nextpnr_args",
+                        metavar="ARG", help="extra nextpnr argument (repeatable), e.g. "
+                                            "--nextpnr-arg=--router --nextpnr-arg=router2")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per tool run")
 
 
@@ -688,6 +728,7 @@ def main(args: argparse.Namespace) -> int:
                        dsp=None if args.dsp == "none" else args.dsp, decoupled=args.decoupled,
                        group=args.group,
                        wrap=True if args.wrap else None, seed=args.seed, timeout=args.timeout,
+                       srst=args.srst, nextpnr_args=tuple(args.nextpnr_args),
                        log=lambda msg: print(msg, flush=True))
     except DoesNotFit as e:
         print(f"pimcast synth: {e}", file=sys.stderr)

@@ -257,3 +257,41 @@ def test_lane_groups_kept_apart():
         build_component("reduce", lanes=2, slots=2, group=1)
     with pytest.raises(SynthError, match="--group applies to the reduce top, not 'bankctl'"):
         build_component("bankctl", group=2)
+
+
+@pytest.mark.skipif(not _have_full_yosys(), reason="no full Yosys (pip install pimcast[synth])")
+@pytest.mark.parametrize("srst", ["rst", "any"])
+def test_ecp5_srst_to_logic(tmp_path, srst):
+    """``synth_ecp5`` maps a select of a constant in front of a register onto the flip-flops'
+    LSR pin; ``srst="rst"`` (the default) leaves only the ``rst`` port there."""
+    import subprocess
+
+    from amaranth.back import rtlil
+    from amaranth.hdl import Module, Mux, Signal
+    from amaranth.lib import wiring
+    from amaranth.lib.wiring import In, Out
+
+    from pimcast.hdl.synth import fpga_synth_command
+
+    class Top(wiring.Component):
+        def __init__(self):
+            super().__init__({"sel": In(1), "x": In(8), "o": Out(8), "v": Out(1)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += [self.o.eq(Mux(self.sel, 0, self.x)), self.v.eq(self.sel)]
+            return m
+
+    (tmp_path / "t.il").write_text(rtlil.convert(Top(), name="t"))
+    _, yosys = find_yosys("auto", full=True)
+    script = f"read_rtlil t.il; {fpga_synth_command('ecp5-85f', 't', 't.json', srst)}"
+    subprocess.run([*yosys, "-q", "-p", script], cwd=tmp_path, check=True, capture_output=True, timeout=600)
+    mod = json.loads((tmp_path / "t.json").read_text())["modules"]["t"]
+    names = {b: n for n, w in mod["netnames"].items() for b in w["bits"] if isinstance(b, int)}
+    ffs = [c for c in mod["cells"].values() if c["type"] == "TRELLIS_FF"]
+    assert len(ffs) == 9
+    lsr = {names.get(c["connections"]["LSR"][0]) for c in ffs if isinstance(c["connections"]["LSR"][0], int)}
+    # "any": Yosys folds sel (with rst) into the LSR net of the data register
+    assert "rst" in lsr and (lsr == {"rst"}) == (srst == "rst")
+    with pytest.raises(SynthError, match="srst must be"):
+        synthesize("fma", "ecp5-85f", out=tmp_path, srst="none")
