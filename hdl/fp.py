@@ -283,7 +283,8 @@ class FMA(wiring.Component):
     unit 156.1 MHz (worst path: the special result select in ``unpack``, 6.4 ns, 5.2 ns of it
     routing; moving that select to ``pack`` and the shift-too-big compare into a second
     subtraction gave 155.0 MHz at 4 lanes but 117.6 / 113.0 MHz at 16 — kept out).  16 lanes: see
-    :class:`~pimcast.hdl.reduce.ReductionUnit` (133.7 MHz, not 150).  At latency 18 the 1-lane
+    :class:`~pimcast.hdl.reduce.ReductionUnit` (133.7 MHz, 136.0 with only ``rst`` on the
+    flip-flops' LSR pins — ``pimcast synth --srst rst``, the default — not 150).  At latency 18 the 1-lane
     unit reached 159.3 MHz, 4 lanes 142.2 MHz: the shift
     clamp compare (``sh_exp_max > lz_ab`` behind a register) bound both.  What made the
     difference: Yosys maps a comparison to a carry chain whose carry-out leaves through an extra

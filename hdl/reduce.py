@@ -168,8 +168,17 @@ class ReductionUnit(wiring.Component):
     174.6-184.6 MHz (2574 LUT4, 2737 FF at 184.1; worst paths inside the FMA: ``lzc``,
     ``shift``, ``add``, 5.4-5.7 ns), 4 lanes in one group 156.1 MHz (9125 LUT4, 9691 FF, 16
     MULT18X18D; worst path the FMA's special-result select, 6.4 ns, 5.2 of it routing).  16 lanes
-    in four groups do **not** reach 150 MHz: 133.7 MHz (36521 LUT4, 38764 FF, 64 MULT18X18D;
-    worst path: that select's synchronous-reset net spread over 6.3 ns of routing).  A variant
+    in four groups do **not** reach 150 MHz: 133.7 MHz with Yosys' flip-flop mapping as it is
+    (``--srst any``: 36521 LUT4, 38764 FF, 64 MULT18X18D; worst path: that select's
+    synchronous-reset net, the LSR pin of its flip-flops, spread over 6.3 ns of routing); with
+    only ``rst`` on the LSR pins (``--srst rst``, the default since d7f4d09: every other
+    synchronous set/reset Yosys infers becomes a LUT input) 136.0 MHz at seed 1 (38542 LUT4,
+    38764 FF; worst path: lane group 2's output-buffer pointer compare ``rptr != wptr`` into
+    ``rptr``'s enable through ``o.ready``, 7.4 ns, 6.1 of it routing, only a handful of
+    endpoints failing) and 135.6 MHz at seed 2 (worst path: lane group 1's output-buffer write enable, register to LUT to the LUT RAM's write enable, 7.4 ns, 6.2 of it routing).  A registered
+    ``queued`` flag in place of that compare (tried on top, not kept) placed at 118.3 MHz (seed
+    1; worst path: another group's output-buffer write enable, 7.3 ns of routing across the
+    chip): the run-to-run spread of the placement is larger than what either change moves.  A variant
     with the select moved to ``pack`` (tried, reverted) gave 155.0 MHz at 4 lanes but 117.6 /
     113.0 MHz at 16 (seeds 1 / 2; worst path: one 6.2-ns net from an FMA's ``clamp`` register to
     its ``align`` sticky chain 70 columns away).  At 16 lanes the binding paths are single long

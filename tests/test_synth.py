@@ -267,7 +267,7 @@ def test_ecp5_srst_to_logic(tmp_path, srst):
     import subprocess
 
     from amaranth.back import rtlil
-    from amaranth.hdl import Module, Mux, Signal
+    from amaranth.hdl import Module, Mux
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
