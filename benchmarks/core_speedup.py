@@ -128,7 +128,8 @@ def unit_model_cycles(timer, job: dict) -> dict:
     beats = (int(job["base"]) + idx[:, None] * r + np.arange(r)[None, :]).reshape(-1)
     bag = np.searchsorted(np.asarray(job["off"]), np.arange(idx.size), side="right") - 1
     groups = (bag[:, None] * r + np.arange(r)[None, :]).reshape(-1)     # one accumulator slot each
-    setup = gather_setup_cycles(int(idx.size), int(len(job["off"])))
+    lengths = np.diff(np.asarray(job["off"], np.int64), append=idx.size)     # per bag (exact run count)
+    setup = gather_setup_cycles(int(idx.size), int(len(job["off"])), lengths=lengths)
     res = timer.time_stream(beats.astype(np.uint64) * np.uint64(64), groups=groups, fmas=int(idx.size) * 16 * r,
                             setup_cycles=setup)
     return {"cycles": int(res["cycles"]), "setup": setup, "dram": int(res["busy"]["dram_max"]),

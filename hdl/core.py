@@ -64,10 +64,13 @@ order, ``+0.0`` for empty bags; READ/WRITE move raw bits.
 Latency and throughput
 ----------------------
 Cycles are controller cycles (one tCK).  Per instruction: 2 cycles decode; the input stream
-at one beat per cycle (``ceil(words/16)`` beats for an index stream); validation one cycle per
-index word (GATHER_REDUCE: header or lookup; weighted lookups still one cycle) or ``sum_i
-(floor(i/16)+1)`` cycles for the ``count`` SGD ids (duplicate check against 16 ids per cycle);
-then execution.  Execution issues at most one request per cycle plus one cycle per lookup and
+at one beat per cycle (``ceil(words/16)`` beats for an index stream); validation (GATHER_REDUCE:
+one cycle per bag header, one per *run* of a bag — its lookups whose row id lies in one input
+beat, up to 16 ids or 8 weighted (id, weight) pairs checked by parallel comparators, the first
+bad one reported — and one to end: about ``bags + lookups/16`` (``/8`` weighted) plus one run
+per beat boundary a bag crosses; :func:`pimcast.host.timing.gather_setup_cycles` counts it
+exactly) or ``sum_i (floor(i/16)+1)`` cycles for the ``count`` SGD ids (duplicate check
+against 16 ids per cycle); then execution.  Execution issues at most one request per cycle plus one cycle per lookup and
 per bag header; the DRAM bounds it to one 64 B burst per ``tCCD_S`` (4 tCK on DDR4) at best:
 reads of a gather run near the controller's streaming rate while the ROB has free entries
 (``2**tag_bits``; the controller's ``read_buffer`` = 16 in-flight RDs).  A read reaches the
@@ -469,6 +472,43 @@ class PIMCore(wiring.Component):
         mem_end = Signal(34)
         m.d.comb += mem_end.eq(ma.addr + ma.beats)
 
+        # GATHER_REDUCE validation (state GR_VAL): a bag header per cycle; inside a bag one *run*
+        # per cycle: every lookup of the bag whose row id lies in the current beat from wp on (up
+        # to 16 ids; weighted up to 8 (id, weight) pairs, the last pair's weight possibly in the
+        # next beat) is checked against `nrows` by parallel comparators; the first bad one (lowest
+        # lane, a priority encoder) is reported exactly as a one-lookup-per-cycle pass would
+        # (detail = its id, position = its lookup number), and so is a stream that ends inside a
+        # pair (STREAM_ENDED_EARLY, detail = the word index of that pair's id).
+        v_lane = Signal(4)                 # lane of wp in its beat
+        v_beat_n = Signal(5)               # lookups whose id lies in this beat from wp on
+        v_n = Signal(5)                    # ... of the current bag: the run length
+        m.d.comb += [v_lane.eq(wp[:4]),
+                     v_beat_n.eq(Mux(weighted, (17 - v_lane) >> 1, 16 - v_lane)),
+                     v_n.eq(Mux(rem < v_beat_n, rem[:5], v_beat_n))]
+        v_last = Signal(wpw)               # the word index of lane 15 of this beat
+        m.d.comb += v_last.eq(Cat(Const(_WPB - 1, 4), wp[4:]))
+        v_short = Signal()                 # the run's last pair straddles into a beat not received
+        m.d.comb += v_short.eq(weighted & v_lane[0] & (v_n == v_beat_n) & (v_last + 2 > words_in))
+        v_bads = []
+        for k in range(_WPB):
+            off = Signal(4, name=f"v_off{k}")    # lane k - lane of wp (valid for k >= lane)
+            m.d.comb += off.eq(k - v_lane)
+            at_or_after = (v_lane <= k) if k < _WPB - 1 else Const(1)   # (lane 15: always; no constant compare)
+            in_run = at_or_after & (~weighted | ~off[0]) & (Mux(weighted, off >> 1, off) < v_n)
+            bad = in_run & (rpa.data[32 * k:32 * (k + 1)] >= nrows)
+            if k == _WPB - 1:
+                bad = bad & ~v_short         # its weight is missing: STREAM_ENDED_EARLY, not a range check
+            v_bads.append(bad)
+        v_bad = Signal()
+        v_sel = Signal(4)                  # priority encoder: the first bad lane
+        m.d.comb += v_bad.eq(Cat(*v_bads).any())
+        sel = Const(0, 4)
+        for k in reversed(range(_WPB)):
+            sel = Mux(v_bads[k], k, sel)
+        m.d.comb += v_sel.eq(sel)
+        v_sel_off = Signal(4)
+        m.d.comb += v_sel_off.eq(v_sel - v_lane)
+
         m.d.comb += self.busy.eq(1)
         with m.FSM():
             with m.State("IDLE"):
@@ -570,68 +610,72 @@ class PIMCore(wiring.Component):
                     with m.If(k_ctr + 1 == ma.beats):
                         m.next = "FINISH"
 
-            # ---- GATHER_REDUCE: validation pass then execution pass over the index stream
-            for st in ("GR_VAL", "GR_EXEC"):
-                execute = st == "GR_EXEC"
-                with m.State(st):
-                    step = Signal(name=f"{st.lower()}_step")
-                    if execute:
-                        m.d.comb += step.eq(~cur_valid)
-                    else:
-                        m.d.comb += step.eq(1)
-                    with m.If(step):
-                        with m.If(~in_bag):
-                            with m.If(bags_left == 0):
-                                if execute:
-                                    m.next = "FINISH"
-                                else:
-                                    with m.If(((wp + (_WPB - 1)) >> 4) != nin):
-                                        m.d.comb += fail(isa.Status.STREAM_TOO_LONG, (wp + (_WPB - 1)) >> 4, nin)
-                                        m.next = "DONE"
-                                    with m.Else():
-                                        m.d.sync += [wp.eq(0), bags_left.eq(gr.bags), in_bag.eq(0),
-                                                     lookup_no.eq(0), cur_valid.eq(0), mode.eq(MODE_GR)]
-                                        m.next = "GR_EXEC"
-                            with m.Elif(wp >= words_in):
-                                if not execute:
-                                    m.d.comb += fail(isa.Status.STREAM_ENDED_EARLY, wp, nin)
-                                    m.next = "DONE"
-                            with m.Else():
-                                m.d.sync += [wp.eq(wp + 1), bags_left.eq(bags_left - 1)]
-                                with m.If(w0 == 0):
-                                    if execute:
-                                        m.d.sync += [cur_valid.eq(1), cur_empty.eq(1), cur_first.eq(1),
-                                                     cur_last.eq(1), cur_w.eq(0), cur_base.eq(0)]
-                                with m.Else():
-                                    m.d.sync += [in_bag.eq(1), rem.eq(w0), first_row.eq(1)]
+            # ---- GATHER_REDUCE: validation pass (runs of lookups, see above), then execution
+            with m.State("GR_VAL"):
+                with m.If(~in_bag):
+                    with m.If(bags_left == 0):
+                        with m.If(((wp + (_WPB - 1)) >> 4) != nin):
+                            m.d.comb += fail(isa.Status.STREAM_TOO_LONG, (wp + (_WPB - 1)) >> 4, nin)
+                            m.next = "DONE"
                         with m.Else():
-                            need = Mux(weighted, 2, 1)
-                            with m.If(wp + need > words_in):
-                                if not execute:
-                                    m.d.comb += fail(isa.Status.STREAM_ENDED_EARLY, wp, nin)
-                                    m.next = "DONE"
-                            with m.Elif((w0 >= nrows) if not execute else Const(0)):
-                                m.d.comb += fail(isa.Status.ROW_OUT_OF_RANGE, w0, lookup_no)
-                                m.next = "DONE"
+                            m.d.sync += [wp.eq(0), bags_left.eq(gr.bags), in_bag.eq(0),
+                                         lookup_no.eq(0), cur_valid.eq(0), mode.eq(MODE_GR)]
+                            m.next = "GR_EXEC"
+                    with m.Elif(wp >= words_in):
+                        m.d.comb += fail(isa.Status.STREAM_ENDED_EARLY, wp, nin)
+                        m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += [wp.eq(wp + 1), bags_left.eq(bags_left - 1)]
+                        with m.If(w0 != 0):
+                            m.d.sync += [in_bag.eq(1), rem.eq(w0)]
+                with m.Elif(wp >= words_in):
+                    m.d.comb += fail(isa.Status.STREAM_ENDED_EARLY, wp, nin)
+                    m.next = "DONE"
+                with m.Elif(v_bad):
+                    m.d.comb += fail(isa.Status.ROW_OUT_OF_RANGE, rpa.data.word_select(v_sel, 32),
+                                     lookup_no + Mux(weighted, v_sel_off >> 1, v_sel_off))
+                    m.next = "DONE"
+                with m.Elif(v_short):
+                    m.d.comb += fail(isa.Status.STREAM_ENDED_EARLY, v_last, nin)
+                    m.next = "DONE"
+                with m.Else():
+                    m.d.sync += [wp.eq(wp + Mux(weighted, v_n << 1, v_n)), rem.eq(rem - v_n),
+                                 lookup_no.eq(lookup_no + v_n)]
+                    with m.If(rem == v_n):
+                        m.d.sync += in_bag.eq(0)
+
+            # Execution: one index word per entry (bag header or lookup), then the entry's R reads.
+            with m.State("GR_EXEC"):
+                with m.If(~cur_valid):
+                    with m.If(~in_bag):
+                        with m.If(bags_left == 0):
+                            m.next = "FINISH"
+                        with m.Elif(wp < words_in):      # always (validated)
+                            m.d.sync += [wp.eq(wp + 1), bags_left.eq(bags_left - 1)]
+                            with m.If(w0 == 0):
+                                m.d.sync += [cur_valid.eq(1), cur_empty.eq(1), cur_first.eq(1),
+                                             cur_last.eq(1), cur_w.eq(0), cur_base.eq(0)]
                             with m.Else():
-                                m.d.sync += [wp.eq(wp + need), rem.eq(rem - 1), first_row.eq(0),
-                                             lookup_no.eq(lookup_no + 1)]
-                                with m.If(rem == 1):
-                                    m.d.sync += in_bag.eq(0)
-                                if execute:
-                                    m.d.sync += [cur_valid.eq(1), cur_empty.eq(0), cur_first.eq(first_row),
-                                                 cur_last.eq(rem == 1), cur_w.eq(Mux(weighted, w1, ONE_F32)),
-                                                 cur_base.eq(table + w0 * rbeats)]
-                    if execute:
-                        # issue the R beats of the current entry
-                        m.d.comb += [rd_req.eq(cur_valid & ~cur_empty & rob_free), rd_addr.eq(cur_base + b_ctr),
-                                     iss.eq(Mux(cur_empty, cur_valid & rob_free, rd_go)),
-                                     iss_empty.eq(cur_empty)]
-                        with m.If(iss):
-                            with m.If(b_ctr + 1 == rbeats):
-                                m.d.sync += [b_ctr.eq(0), cur_valid.eq(0)]
-                            with m.Else():
-                                m.d.sync += b_ctr.eq(b_ctr + 1)
+                                m.d.sync += [in_bag.eq(1), rem.eq(w0), first_row.eq(1)]
+                    with m.Else():
+                        need = Mux(weighted, 2, 1)
+                        with m.If(wp + need <= words_in):   # always (validated)
+                            m.d.sync += [wp.eq(wp + need), rem.eq(rem - 1), first_row.eq(0),
+                                         lookup_no.eq(lookup_no + 1)]
+                            with m.If(rem == 1):
+                                m.d.sync += in_bag.eq(0)
+                            m.d.sync += [cur_valid.eq(1), cur_empty.eq(0), cur_first.eq(first_row),
+                                         cur_last.eq(rem == 1), cur_w.eq(Mux(weighted, w1, ONE_F32)),
+                                         cur_base.eq(table + w0 * rbeats)]
+                # issue the R beats of the current entry
+                m.d.comb += [rd_req.eq(cur_valid & ~cur_empty & rob_free), rd_addr.eq(cur_base + b_ctr),
+                             iss.eq(Mux(cur_empty, cur_valid & rob_free, rd_go)),
+                             iss_empty.eq(cur_empty)]
+                with m.If(iss):
+                    with m.If(b_ctr + 1 == rbeats):
+                        m.d.sync += [b_ctr.eq(0), cur_valid.eq(0)]
+                    with m.Else():
+                        m.d.sync += b_ctr.eq(b_ctr + 1)
 
             # ---- SCATTER_SGD: range + duplicate check, then read-modify-write
             with m.State("SG_CHK"):

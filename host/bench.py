@@ -131,7 +131,7 @@ def _gather(timer, base, row_bytes, pdim, idx, starts, nnz, max_requests):
     groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
     r = timer.time_stream(_row_addrs(base, idx, row_bytes), groups=groups, fmas=len(idx) * pdim,
                           host_in=host_in, host_out=host_out,
-                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths)))   # as the device
+                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths), lengths=lengths))   # as the device
     return r, scale
 
 

@@ -566,7 +566,7 @@ class Device:
             bag = torch.repeat_interleave(torch.arange(nb, dtype=torch.int64), lengths).numpy()
             groups = (bag[:, None] * t.row_beats + np.arange(t.row_beats)[None, :]).ravel()
             # a rank's core buffers and validates the index stream before its DRAM stream starts
-            setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None)
+            setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None, lengths=lengths.numpy())
             timing = self.backend.time(self._row_addresses(t, idx), groups=groups, fmas=fmas,
                                        host_in=host_in, host_out=host_out, setup_cycles=setup)
         elif self._timed():

@@ -76,30 +76,74 @@ FMA_PJ = 4.6
 _CORE_INSN_CYCLES = 8
 
 
-def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_beats: int = 1024) -> int:
+def _bag_lengths(lookups: int, bags: int, lengths=None) -> np.ndarray:
+    if lengths is not None:
+        lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+        if lengths.size != bags or int(lengths.sum()) != lookups:
+            raise ValueError(f"lengths: {lengths.size} bags of {int(lengths.sum())} lookups, "
+                             f"expected {bags} bags of {lookups}")
+        return lengths
+    if bags <= 0:
+        return np.zeros(0, dtype=np.int64)
+    q, r = divmod(int(lookups), int(bags))
+    return np.full(bags, q, dtype=np.int64) + (np.arange(bags) < r)
+
+
+def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_beats: int = 1024,
+                        lengths=None) -> int:
     """Serial cycles the RTL core (:class:`pimcast.hdl.core.PIMCore`) spends on a GATHER_REDUCE
     before and around its DRAM stream: per instruction the index stream in (one 64 B beat per
-    cycle, 16 words), the validation pass (one cycle per bag header or lookup, weighted lookups
-    included) and :data:`_CORE_INSN_CYCLES`.  The driver splits the bags into instructions whose
-    index stream fits ``buf_beats`` beats (:meth:`pimcast.sim.core_driver.CoreDriver.gather_reduce`);
-    each instruction drains before the next one starts, which is not counted here.
+    cycle, 16 words), the validation pass and :data:`_CORE_INSN_CYCLES`.  The validation pass
+    takes one cycle per bag header, one per *run* of a non-empty bag (its lookups whose row id
+    lies in one input beat: up to 16, weighted up to 8 (id, weight) pairs) and one to end.  The
+    bags are split into instructions as the driver does (index stream within ``buf_beats``
+    beats, :meth:`pimcast.sim.core_driver.CoreDriver.gather_reduce`); each instruction drains
+    before the next one starts, which is not counted here.
+
+    ``lengths`` (lookups per bag, PyTorch ``offsets`` differences) makes the count exact for the
+    RTL; without it the bags are taken as equally long (``lookups // bags``, the first
+    ``lookups % bags`` one longer), exact for fixed pooling.
 
     Passed as ``time_stream(..., setup_cycles=...)`` by the device's ``gather_reduce`` for the rank
     placement (:func:`unit_setup_cycles`): the ``model`` backend then times each rank's unit as the
     core: this serial pass, then the DRAM stream.
     """
     per = 2 if weighted else 1
-    words = bags + per * lookups
-    insns = max(1, -(-words // (buf_beats * 16)))
-    return insns * _CORE_INSN_CYCLES + -(-words // 16) + insns + lookups + bags
+    lens = _bag_lengths(int(lookups), int(bags), lengths)
+    if lens.size == 0:
+        return _CORE_INSN_CYCLES + 1
+    need = 1 + per * lens                    # index words per bag
+    cap = buf_beats * 16
+    # instruction of each bag: greedy, as the driver splits (a new one when a bag would not fit)
+    if int(need.sum()) <= cap:
+        insn_of = np.zeros(lens.size, dtype=np.int64)
+    else:
+        insn_of = np.empty(lens.size, dtype=np.int64)
+        k, words = 0, 0
+        for b, n in enumerate(need.tolist()):
+            if words + n > cap and words:
+                k, words = k + 1, 0
+            words += n
+            insn_of[b] = k
+    insns = int(insn_of[-1]) + 1
+    words_per_insn = np.bincount(insn_of, weights=need, minlength=insns).astype(np.int64)
+    # word index of each bag header within its instruction's stream
+    ends = np.cumsum(need)
+    first_of = np.searchsorted(insn_of, np.arange(insns))       # first bag of each instruction
+    start = ends - need - (ends - need)[first_of][insn_of]
+    first_id = start + 1
+    last_id = first_id + per * (lens - 1)
+    runs = np.where(lens > 0, (last_id >> 4) - (first_id >> 4) + 1, 0)
+    stream_beats = int(((words_per_insn + 15) // 16).sum())
+    return insns * (_CORE_INSN_CYCLES + 1) + stream_beats + int(lens.size) + int(runs.sum())
 
 
-def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False) -> int:
+def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False, lengths=None) -> int:
     """The serial setup of one GATHER_REDUCE per unit for ``cfg``: :func:`gather_setup_cycles` for the
     rank placement (every rank's core receives and validates the whole index stream, as the RTL
     core does); 0 for the bank-group placement, which has no RTL core and is timed as an idealised
     DRAM-bound unit."""
-    return gather_setup_cycles(lookups, bags, weighted) if cfg.placement == "rank" else 0
+    return gather_setup_cycles(lookups, bags, weighted, lengths=lengths) if cfg.placement == "rank" else 0
 
 
 _TIMING_KEYS = ("cycles", "ns", "dram_cycles", "reduce_cycles", "link_cycles")

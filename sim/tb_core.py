@@ -373,11 +373,57 @@ if cocotb is not None:
             ("gather_ended_early", reenc(gr_ok.insn, bags=40), gr_ok.beats_in, None, S.STREAM_ENDED_EARLY, None),
             ("gather_too_long", gr_ok.insn, gr_ok.beats_in + [0], None, S.STREAM_TOO_LONG, None),
         ]
-        for name, insn, beats, lasts, code, detail in cases:
+        # the validation pass checks a run of lookups per cycle (all ids of a bag in one beat):
+        # the FIRST bad id is reported (detail = the id, position = its lookup number, counted
+        # over all bags) wherever it sits in the beat, and a weighted pair cut by the end of the
+        # stream is STREAM_ENDED_EARLY (detail = its id's word index) unless an earlier id is bad
+        ids = lambda n, bad=(): [nrows + 5 + j if j in bad else (3 * j) % nrows for j in range(n)]  # noqa: E731
+        wts = lambda n: torch.from_numpy(rng.standard_normal(n).astype(np.float32))  # noqa: E731
+
+        def gcase(name, lens, bad, weighted=False, drop_last=False, code=S.ROW_OUT_OF_RANGE, detail=None,
+                  pos=None):
+            idx = ids(sum(lens), bad)
+            prog = codec.gather_reduce_program(tb, nrows, dim, idx, np.cumsum([0] + lens[:-1]),
+                                               wts(len(idx)) if weighted else None)
+            beats = prog.beats_in[:-1] if drop_last else prog.beats_in
+            if detail is None:
+                detail, pos = idx[min(bad)], min(bad)
+            return (name, prog.insn, beats, None, code, detail, pos)
+
+        cases += [
+            # one bag, words 1..30: lookups 6 and 9 bad (beat 0, lanes 7 and 10)
+            gcase("gather_bad_mid_beat", [30], {6, 9}),
+            # bags 3, 0, 40: the third bag's run starts at lane 6; lookups 23, 25 bad (beat 1, lanes 10, 12)
+            gcase("gather_bad_mid_beat_later_bag", [3, 0, 40], {23, 25}),
+            # bag 0 ends mid-beat (its last lookup 4 at lane 5 bad), bag 1 in the same beat bad too
+            gcase("gather_bad_end_of_bag_mid_beat", [5, 4], {4, 6}),
+            # bag 0 good up to lane 5, bag 1's lookup 7 (lane 9) bad, lookup 8 too
+            gcase("gather_bad_after_bag_end_mid_beat", [5, 4], {7, 8}),
+            # bag 0 ends at lane 15 of beat 0 with a bad id there; bag 1 bad too
+            gcase("gather_bad_lane15", [15, 2], {14, 16}),
+            # weighted, one bag: pairs at odd lanes, lookup 7's id at lane 15 (weight in beat 1) bad, 9 too
+            gcase("gather_w_bad_straddling_pair", [12], {7, 9}, weighted=True),
+            # weighted, bags 2, 10: the second bag's pairs start at lane 6; lookups 5, 6 bad
+            gcase("gather_w_bad_mid_beat", [2, 10], {5, 6}, weighted=True),
+            # weighted, bags 3, 6: bag 0 ends mid-beat (last id lane 5 bad)
+            gcase("gather_w_bad_end_of_bag_mid_beat", [3, 6], {2, 4}, weighted=True),
+            # weighted, one bag of 8 with the beat of lookup 7's weight missing: the stream ends inside
+            # that pair (detail = word 15) ...
+            gcase("gather_w_ended_in_pair", [8], set(), weighted=True, drop_last=True,
+                  code=S.STREAM_ENDED_EARLY, detail=15, pos=1),
+            # ... also when that pair's id is bad (the stream check comes first, as one lookup per cycle)
+            gcase("gather_w_ended_in_bad_pair", [8], {7}, weighted=True, drop_last=True,
+                  code=S.STREAM_ENDED_EARLY, detail=15, pos=1),
+            # ... but an earlier bad id in the same beat is reported first
+            gcase("gather_w_bad_before_ended_pair", [8], {3, 7}, weighted=True, drop_last=True),
+        ]
+        for name, insn, beats, lasts, code, detail, *pos in cases:
             data, st = await drv.send(insn, beats, lasts, name=name)
             assert st["status"] is code, f"{name}: status {st['status']!r}, expected {code!r} ({st})"
             if detail is not None:
                 assert st["detail"] == detail, f"{name}: detail {st['detail']}, expected {detail}"
+            if pos and pos[0] is not None:
+                assert st["position"] == pos[0], f"{name}: position {st['position']}, expected {pos[0]}"
             assert st["tag"] == 0 and data == [], f"{name}: {len(data)} beats out"
             assert drv.dev.store == snapshot, f"{name}: memory changed"
             st2 = await drv.status()

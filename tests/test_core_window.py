@@ -219,7 +219,8 @@ def _unit_model(cfg, w):
     groups = (bag[:, None] * r + np.arange(r)[None, :]).reshape(-1)
     res = PIMTimer(cfg).time_stream(beats.astype(np.uint64) * np.uint64(64), groups=groups,
                                     fmas=w["idx"].size * 16 * r,
-                                    setup_cycles=gather_setup_cycles(w["idx"].size, len(w["off"])))
+                                    setup_cycles=gather_setup_cycles(w["idx"].size, len(w["off"]),
+                                                                     lengths=np.diff(w["off"], append=w["idx"].size)))
     return res["cycles"]
 
 
@@ -273,7 +274,11 @@ def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
     from pimcast.host.device import _INSTR_BYTES
     from pimcast.host.timing import PIMTimer, gather_setup_cycles, unit_setup_cycles
 
-    assert unit_setup_cycles(load_pim_config("rank-ddr4-3200"), 200, 10) == gather_setup_cycles(200, 10) > 200
+    # 10 bags of 20: 210 index words in 14 beats; each bag's lookups checked in 2 or 3 runs (one per beat)
+    assert unit_setup_cycles(load_pim_config("rank-ddr4-3200"), 200, 10) == gather_setup_cycles(200, 10) \
+        == gather_setup_cycles(200, 10, lengths=[20] * 10) > 14 + 10 + 2 * 10
+    with pytest.raises(ValueError, match="lengths: 2 bags of 200 lookups, expected 10 bags"):
+        gather_setup_cycles(200, 10, lengths=[100, 100])
     assert unit_setup_cycles(load_pim_config("bankgroup-ddr4-3200"), 200, 10) == 0
     assert gather_setup_cycles(200, 10, weighted=True) > gather_setup_cycles(200, 10)
 
