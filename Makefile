@@ -7,7 +7,7 @@ PYTEST_ARGS ?= --durations=25
 # pytest-xdist workers (one per core of the 2-core CI machine); test files are the unit of
 # distribution (module fixtures and simulator builds stay in one worker; see sim/runner.py)
 PYTEST_WORKERS ?= 2
-XDIST := -n $(PYTEST_WORKERS) --dist loadfile
+XDIST := -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 .PHONY: run test test-fast setup lint verilog bench clean
 

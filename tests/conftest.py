@@ -21,6 +21,28 @@ def pytest_configure(config):
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
 
 
+# Test files by cost, heaviest first: approximate worker-seconds of each file in `make test` on a
+# 2-core AMD EPYC (Zen 1, 2.0 GHz) host, measured 2026-11-28 from the per-test durations (after
+# the cuts made that day). `make test` runs pytest-xdist with `--dist loadfile
+# --no-loadscope-reorder`, so files are handed to the two workers in collection order; putting the
+# long simulator runs first (longest-processing-time-first) keeps both workers busy to the end.
+# Without it xdist orders files by their number of tests, and the few-test, many-minute simulator
+# files came last (one worker idle for minutes). Unlisted files keep their collection order after
+# these; the table only schedules, it selects or skips nothing.
+FILE_COST_S = {
+    "test_sim_core.py": 900, "test_reduce.py": 850, "test_export_lint.py": 860,
+    "test_sim_reduce.py": 750, "test_fp.py": 650, "test_train.py": 380, "test_core_window.py": 350,
+    "test_sim_bankctl.py": 330, "test_dram_rtl_suite.py": 300, "test_rtl_backend.py": 290,
+    "test_core_gr_val.py": 240, "test_llm_real.py": 200, "test_synth.py": 190,
+    "test_bankctl_hbm2.py": 190, "test_verify_fp.py": 170, "test_sim_fma.py": 150,
+}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order the collected tests by FILE_COST_S (stable: a file's own order is kept)."""
+    items.sort(key=lambda item: -FILE_COST_S.get(Path(str(item.fspath)).name, 0))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real datasets (read by path, never copied); tests using it skip only where it is absent."""

@@ -71,29 +71,11 @@ def check(w: Workload, lanes=16, slots=32, contexts=None, unit=None, **kw):
 
 # -- the row-size sweep on the default 16-lane unit ------------------------------------------------
 
-@pytest.mark.slow   # Amaranth's Python simulator, 16 lanes: ~3-7 min on 2 cores
-def test_row_sizes_16_lanes():
-    """D = 16..256 (1..16 beats) through one 16-lane, 32-slot unit: an empty bag, a long bag,
-    duplicates, extreme values (subnormal, inf, NaN, overflow), weights; random idle and
-    back-pressure on both streams."""
-    lanes, slots = 16, 32
-    rng = np.random.default_rng(16)
-    dut = ReductionUnit(lanes=lanes, slots=slots)
-    payloads, parts = [], []
-    for dim in (16, 32, 64, 128, 256):
-        lengths = [3, 0, 40 if dim == 16 else 9, 1, 2] if dim <= 64 else [2, 0, 5, 1]
-        w = make_workload(rng, dim, lengths, weighted=dim != 32, extreme=True, table_rows=8)
-        stim = build_stimulus(w, lanes, slots)
-        payloads += stim.payloads
-        parts.append((w, stim))
-    n_out = sum(len(st.expected) for _, st in parts)
-    outs, _, _ = simulate(dut, payloads, n_out, idle=0.2, backpressure=0.3, seed=16)
-    assert len(outs) == n_out
-    pos = 0
-    for w, stim in parts:
-        n = len(stim.expected)
-        report(f"D{w.dim}", Checker(w, stim, lanes, slots).check(outs[pos:pos + n]))
-        pos += n
+# The 16-lane row-size sweep (D = 16..256, empty and long bags, duplicates, extreme values,
+# weights, idle and back-pressure) runs on the generated Verilog of the default 16-lane unit:
+# tests/test_sim_reduce.py::test_reduce_verilator_regression_16_lanes (40 bags per size, up to
+# 100 lookups). Amaranth's Python simulator needed ~7 min for a much smaller sweep on a 2-core
+# Zen 1 host, so this file checks the same datapath with fewer lanes.
 
 
 # -- randomized, fewer lanes (same lane datapath) ---------------------------------------------------
