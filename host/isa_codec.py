@@ -30,7 +30,7 @@ __all__ = [
     "fields", "pack", "unpack", "encode", "decode", "insn_to_bytes", "insn_from_bytes",
     "words_to_beats", "beats_to_words", "beats_to_bytes", "bytes_to_beats",
     "rows_to_beats", "beats_to_rows", "gather_index_words", "decode_gather_index",
-    "sgd_row_words", "Program", "write_program", "read_program", "gather_reduce_program",
+    "sgd_row_words", "gather_bag_words", "split_gather_bags", "Program", "write_program", "read_program", "gather_reduce_program",
     "scatter_sgd_program", "decode_status",
 ]
 
@@ -311,6 +311,40 @@ def gather_index_words(indices, offsets, weights=None) -> np.ndarray:
         pos += n * ew
         j += n
     return out
+
+
+def gather_bag_words(lengths, weighted: bool = False) -> np.ndarray:
+    """Index-stream words of each bag of :func:`gather_index_words`: its :class:`isa.BagHeader`
+    plus one :class:`isa.Lookup` (or :class:`isa.WeightedLookup`) per lookup."""
+    entry = isa.WeightedLookup if weighted else isa.Lookup
+    return _words_of(isa.BagHeader) + _words_of(entry) * np.asarray(lengths, dtype=np.int64).reshape(-1)
+
+
+def split_gather_bags(lengths, weighted: bool, cap_words: int, *, strict: bool = True) -> list[tuple[int, int]]:
+    """Bags ``[b0, b1)`` of each ``GATHER_REDUCE`` instruction when the index stream of one
+    instruction must fit the core's input buffer of ``cap_words`` words: greedy in bag order, a
+    new instruction whenever the next bag would not fit. The one rule used by the RTL driver
+    (:meth:`pimcast.sim.core_driver.CoreDriver.gather_reduce`) and by the timing model of its
+    setup pass (:func:`pimcast.host.timing.gather_setup_cycles`).
+
+    ``strict``: a bag whose own stream exceeds ``cap_words`` is a ``ValueError`` naming it (the
+    core cannot run it); otherwise it gets an instruction of its own (timing estimates)."""
+    need = gather_bag_words(lengths, weighted)
+    if need.size and int(need.sum()) <= cap_words:
+        return [(0, int(need.size))]                    # one instruction (no bag can exceed then)
+    groups: list[tuple[int, int]] = []
+    b0, words = 0, 0
+    for b, n in enumerate(need.tolist()):
+        if strict and n > cap_words:
+            raise ValueError(f"bag {b} has {int(np.asarray(lengths).reshape(-1)[b])} lookups; its index stream "
+                             f"({n} words) exceeds the core's input buffer of {cap_words} words")
+        if words + n > cap_words and words:
+            groups.append((b0, b))
+            b0, words = b, 0
+        words += n
+    if need.size:
+        groups.append((b0, int(need.size)))
+    return groups
 
 
 def decode_gather_index(words, bags: int, weighted: bool):

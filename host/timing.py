@@ -108,24 +108,17 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     placement (:func:`unit_setup_cycles`): the ``model`` backend then times each rank's unit as the
     core: this serial pass, then the DRAM stream.
     """
+    from pimcast.host.isa_codec import gather_bag_words, split_gather_bags
+
     per = 2 if weighted else 1
     lens = _bag_lengths(int(lookups), int(bags), lengths)
     if lens.size == 0:
         return _CORE_INSN_CYCLES + 1
-    need = 1 + per * lens                    # index words per bag
-    cap = buf_beats * 16
-    # instruction of each bag: greedy, as the driver splits (a new one when a bag would not fit)
-    if int(need.sum()) <= cap:
-        insn_of = np.zeros(lens.size, dtype=np.int64)
-    else:
-        insn_of = np.empty(lens.size, dtype=np.int64)
-        k, words = 0, 0
-        for b, n in enumerate(need.tolist()):
-            if words + n > cap and words:
-                k, words = k + 1, 0
-            words += n
-            insn_of[b] = k
-    insns = int(insn_of[-1]) + 1
+    need = gather_bag_words(lens, weighted)              # index words per bag
+    # instruction of each bag, split as the driver splits
+    groups = split_gather_bags(lens, weighted, buf_beats * 16, strict=False)
+    insn_of = np.repeat(np.arange(len(groups), dtype=np.int64), [b1 - b0 for b0, b1 in groups])
+    insns = len(groups)
     words_per_insn = np.bincount(insn_of, weights=need, minlength=insns).astype(np.int64)
     # word index of each bag header within its instruction's stream
     ends = np.cumsum(need)

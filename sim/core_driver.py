@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import collections
 import random
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -325,22 +325,8 @@ class CoreDriver:
             if w.size != idx.size:
                 raise ValueError(f"{w.size} weights for {idx.size} indices")
         dim = int(row_bytes) // 4
-        per = 2 if w is not None else 1
-        cap_words = self.buf_beats * isa.WORDS_PER_BEAT
         # split the bags into instructions whose index stream fits the input buffer
-        groups: list[tuple[int, int]] = []
-        b0, words = 0, 0
-        for b, n in enumerate(lengths.tolist()):
-            need = 1 + per * n
-            if need > cap_words:
-                raise ValueError(f"bag {b} has {n} lookups; its index stream ({need} words) exceeds the core's "
-                                 f"input buffer of {cap_words} words")
-            if words + need > cap_words:
-                groups.append((b0, b))
-                b0, words = b, 0
-            words += need
-        if lengths.size:
-            groups.append((b0, lengths.size))
+        groups = codec.split_gather_bags(lengths, w is not None, self.buf_beats * isa.WORDS_PER_BEAT)
         if len(groups) > 1 and idx.size and (idx.min() < 0 or idx.max() >= nrows):
             bad = int(np.flatnonzero((idx < 0) | (idx >= nrows))[0])
             raise PIMStatusError(isa.Status.ROW_OUT_OF_RANGE.value, "ROW_OUT_OF_RANGE",

@@ -176,3 +176,32 @@ def test_rows_beats_and_programs():
     st = codec.decode_status(codec.pack(isa.StatusWord, {"status": isa.Status.ROW_OUT_OF_RANGE,
                                                          "detail": 12, "tag": 3}))
     assert st["status"] is isa.Status.ROW_OUT_OF_RANGE and st["detail"] == 12 and st["tag"] == 3
+
+
+def test_split_gather_bags_is_the_index_stream_rule():
+    """Instructions of a GATHER_REDUCE whose index stream must fit the input buffer: greedy in
+    bag order, each instruction's words (from gather_index_words itself) within the capacity."""
+    rng = np.random.default_rng(3)
+    for weighted in (False, True):
+        lengths = rng.integers(0, 40, 50)
+        offs = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        idx = rng.integers(0, 100, int(lengths.sum()))
+        w = rng.standard_normal(idx.size).astype(np.float32) if weighted else None
+        need = codec.gather_bag_words(lengths, weighted)
+        for b in range(lengths.size):           # each bag's words, measured on the real stream
+            one = codec.gather_index_words(idx[offs[b]:offs[b] + lengths[b]], [0],
+                                           None if w is None else w[offs[b]:offs[b] + lengths[b]])
+            assert one.size == need[b]
+        cap = 160
+        groups = codec.split_gather_bags(lengths, weighted, cap)
+        assert groups[0][0] == 0 and groups[-1][1] == lengths.size
+        assert all(a[1] == b[0] for a, b in zip(groups, groups[1:]))          # contiguous, in order
+        for k, (b0, b1) in enumerate(groups):
+            assert need[b0:b1].sum() <= cap
+            if k + 1 < len(groups):                                          # greedy: the next bag did not fit
+                assert need[b0:b1 + 1].sum() > cap
+        assert codec.split_gather_bags(lengths, weighted, int(need.sum())) == [(0, lengths.size)]
+    with pytest.raises(ValueError, match=r"bag 1 has 20 lookups; its index stream \(21 words\) exceeds the "
+                                         r"core's input buffer of 16 words"):
+        codec.split_gather_bags([3, 20], False, 16)
+    assert codec.split_gather_bags([3, 20, 2], False, 16, strict=False) == [(0, 1), (1, 2), (2, 3)]
