@@ -63,12 +63,12 @@ def test_core_verilator_all_dims():
 @pytest.mark.slow   # Icarus runs the core at ~700 cycles/s; the quick Icarus run is test_core_icarus_errors_and_smoke
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_core_icarus_gather_sgd():
-    """Icarus: forward, backward and SGD at D in {16, 64} with bags up to 20 lookups (the sweep
-    over every D and longer bags runs on Verilator; 4 bags per case took >9 min on a 2-core Zen 1
-    host, 2 keep the Icarus run to a few minutes)."""
-    res = run_core("icarus", env={"PIMCAST_CORE_DIMS": "16,64", "PIMCAST_CORE_MAXLEN": "20", "PIMCAST_CORE_BAGS": "2",
+    """Icarus: forward, backward and SGD at D = 16 with bags of 20 and 0 lookups (the sweep over
+    every D and longer bags runs on Verilator; D in {16, 64} with 2-4 bags per case took 9-13 min
+    on a 2-core Zen 1 host)."""
+    res = run_core("icarus", env={"PIMCAST_CORE_DIMS": "16", "PIMCAST_CORE_MAXLEN": "20", "PIMCAST_CORE_BAGS": "2",
                                   "PIMCAST_SEED": "5"},
                    testcase=["test_gather_forward", "test_tc_backward", "test_scatter_sgd"])
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (3, 0), res.build_dir
-    assert _stat(res, "gather_forward")["lookups"] > 100
+    assert _stat(res, "gather_forward")["lookups"] >= 60
