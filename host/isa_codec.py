@@ -30,8 +30,8 @@ __all__ = [
     "fields", "pack", "unpack", "encode", "decode", "insn_to_bytes", "insn_from_bytes",
     "words_to_beats", "beats_to_words", "beats_to_bytes", "bytes_to_beats",
     "rows_to_beats", "beats_to_rows", "gather_index_words", "decode_gather_index",
-    "sgd_row_words", "gather_bag_words", "split_gather_bags", "Program", "write_program", "read_program", "gather_reduce_program",
-    "scatter_sgd_program", "decode_status",
+    "sgd_row_words", "gather_bag_words", "split_gather_bags", "Program", "write_program",
+    "read_program", "gather_reduce_program", "scatter_sgd_program", "decode_status",
 ]
 
 
