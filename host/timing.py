@@ -108,6 +108,7 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     placement (:func:`unit_setup_cycles`): the ``model`` backend then times each rank's unit as the
     core: this serial pass, then the DRAM stream.
     """
+    from pimcast.hdl.isa import WORDS_PER_BEAT
     from pimcast.host.isa_codec import gather_bag_words, split_gather_bags
 
     per = 2 if weighted else 1
@@ -116,7 +117,7 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
         return _CORE_INSN_CYCLES + 1
     need = gather_bag_words(lens, weighted)              # index words per bag
     # instruction of each bag, split as the driver splits
-    groups = split_gather_bags(lens, weighted, buf_beats * 16, strict=False)
+    groups = split_gather_bags(lens, weighted, buf_beats * WORDS_PER_BEAT, strict=False)
     insn_of = np.repeat(np.arange(len(groups), dtype=np.int64), [b1 - b0 for b0, b1 in groups])
     insns = len(groups)
     words_per_insn = np.bincount(insn_of, weights=need, minlength=insns).astype(np.int64)
@@ -127,7 +128,7 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     first_id = start + 1
     last_id = first_id + per * (lens - 1)
     runs = np.where(lens > 0, (last_id >> 4) - (first_id >> 4) + 1, 0)
-    stream_beats = int(((words_per_insn + 15) // 16).sum())
+    stream_beats = int((-(-words_per_insn // WORDS_PER_BEAT)).sum())
     return insns * (_CORE_INSN_CYCLES + 1) + stream_beats + int(lens.size) + int(runs.sum())
 
 
