@@ -187,11 +187,13 @@ class ReductionUnit(wiring.Component):
     156), not logic depth; the logic is ~5.5 ns deep (the 1-lane figure).  At latency 18 the
     unit reached 159.3 / 142.2 / 129.8 MHz at 1 / 4 / 16 lanes (FMA ``unpack`` compare).
 
-    **150 MHz at 16 lanes**: 158.6 MHz (seed 1; 43804 LUT4, 46000 FF, 64 MULT18X18D; worst path
-    the FMA's partial-product sum, 6.3 ns, 3.7 of it routing) with FAST_PIPELINE at latency 20
+    **150 MHz at 16 lanes**: 158.9 MHz at seed 1, 150.7 MHz at seed 2 (43839 LUT4, 46320 FF, 64
+    MULT18X18D; worst paths inside one lane's FMA, ``select`` -> ``zeros`` and ``input`` ->
+    ``decode``, 6.3 / 6.6 ns, most of it routing) with FAST_PIPELINE at latency 20
     (the FMA's ``relay`` register after ``clamp``), ``group=1`` (one lane per control group) and
     the ECP5 placer weights of ``pimcast synth`` (HeAP criticality exponent 4, timing weight 25;
-    129.9 MHz with nextpnr's defaults on the same netlist and seed, bound by the credit
+    158.6 MHz at seed 1 before the thermometer count below, 129.9 MHz with nextpnr's defaults on
+    that netlist and seed, bound by the credit
     counter's adder and compare in series — now a thermometer code: one LUT level to count and to test).
 
     Members
