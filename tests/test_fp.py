@@ -436,7 +436,7 @@ def test_latency_attribute():
     ("round", TypeError, r"Pipeline must be an iterable of step names, not the string 'round'"),
     (3, TypeError, r"Pipeline must be an iterable of step names, not 3"),
     (("unpack", "bogus", "round"), ValueError,
-     r"Pipeline step must be one of 'input', 'decode', 'classify', 'exponents', 'unpack', 'clamp', 'align', 'partial', "
+     r"Pipeline step must be one of 'input', 'decode', 'classify', 'exponents', 'unpack', 'clamp', 'relay', 'align', 'partial', "
      r"'products', 'multiply', 'add', 'select', 'zeros', 'lzc', 'count', 'shift', 'normalize', 'pack', 'round', not 'bogus'"),
     (("round", "round"), ValueError, r"Pipeline step 'round' is listed more than once"),
     (("unpack", "add"), ValueError, r"Pipeline must include 'round' \(the output register\)"),
