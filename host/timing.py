@@ -127,7 +127,7 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     start = ends - need - (ends - need)[first_of][insn_of]
     first_id = start + 1
     last_id = first_id + per * (lens - 1)
-    runs = np.where(lens > 0, (last_id >> 4) - (first_id >> 4) + 1, 0)
+    runs = np.where(lens > 0, last_id // WORDS_PER_BEAT - first_id // WORDS_PER_BEAT + 1, 0)
     stream_beats = int((-(-words_per_insn // WORDS_PER_BEAT)).sum())
     return insns * (_CORE_INSN_CYCLES + 1) + stream_beats + int(lens.size) + int(runs.sum())
 
