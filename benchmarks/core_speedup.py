@@ -20,6 +20,8 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
 * ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles (``open_device("model")``)
   for the rank and bank-group placements with the **same window** as the RTL core (the bank-group
   core has no RTL).  ``model_rank / rtl_rank`` is the model backend's error against the RTL.
+* ``model_trim`` — the ``model`` backend on ``trim-ddr4-3200``: bank-group units with TRiM-style
+  partial sums (rows whole per bank group, ``accumulate: partial``; no RTL either).
 * ``unit_model`` — the model calibrated to one core: each rank's core-local stream through the
   unit timing (:class:`pimcast.host.timing.PIMTimer`: fast DRAM model, ``rob_tags`` reads in
   flight, FMA drain) plus the core's serial index-stream and validation pass
@@ -222,7 +224,7 @@ def main(argv=None) -> int:
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
           f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
-          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'bg ceil':>7}")
+          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'bg ceil':>7}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -232,12 +234,14 @@ def main(argv=None) -> int:
         host = host_cycles(c["idx"], c["dim"])
         mr = model_cycles("rank-ddr4-3200", c["idx"], c["off"], c["dim"], args.mapping, **window)
         mb = model_cycles("bankgroup-ddr4-3200", c["idx"], c["off"], c["dim"], **window)
+        mt = model_cycles("trim-ddr4-3200", c["idx"], c["off"], c["dim"], **window)
         u0, u1 = unit[name + "-r0"], unit[name + "-r1"]
         um = max(u0["cycles"], u1["cycles"], link)
         ceil = gather_ceilings(c["dim"])
         rec = {k: c[k] for k in ("dim", "dist", "pooling", "bags", "lookups")}
         rec.update({"host_cycles": host, "rtl_rank_cycles": rtl, "rtl_core_cycles": core, "link_cycles": link, "rtl_rank_cycles_per_rank": [r0["cycles"], r1["cycles"]],
                     "rtl_acts": r0["acts"] + r1["acts"], "model_rank_cycles": mr, "model_bankgroup_cycles": mb,
+                    "model_trim_cycles": mt, "speedup_model_trim": host / mt,
                     "speedup_rtl_rank": host / rtl, "speedup_model_rank": host / mr,
                     "speedup_model_bankgroup": host / mb, "ceiling_rank": ceil["speedup_rank"],
                     "ceiling_bankgroup": ceil["speedup_bankgroup_per_rank_ca"],
@@ -255,7 +259,7 @@ def main(argv=None) -> int:
               f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
               f"{'/'.join('-' if x is None else str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
-              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
+              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} {rec['ceiling_bankgroup']:>7.2f}")
     sim_cycles = sum(m["cycles"] for m in meas.values())
     sim_secs = sum(m["seconds"] for m in meas.values())
     lookups = sum(m["lookups"] for m in meas.values())
@@ -288,6 +292,7 @@ def main(argv=None) -> int:
                         label=f"model rank, pool {pool}")
             rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == max(r2["pooling"] for r2 in rows_out)]
             ax.plot([r["dim"] for r in rs], [r["speedup_model_bankgroup"] for r in rs], "s--", label="model bank-group")
+            ax.plot([r["dim"] for r in rs], [r["speedup_model_trim"] for r in rs], "d--", label="model bank-group, partial sums")
             ax.plot([r["dim"] for r in rs], [r["ceiling_rank"] for r in rs], "k:", label="rank ceiling")
             ax.plot([r["dim"] for r in rs], [r["ceiling_bankgroup"] for r in rs], "k-.", label="bank-group ceiling")
             ax.set_xscale("log", base=2)

@@ -756,7 +756,8 @@ def from_config(config=None, **overrides) -> PIMCore:
     ------
     ValueError
         for ``placement: bankgroup``: bank-group-level units (one per bank group sharing one
-        rank's command bus) are not implemented in RTL; the ``model`` backend times them.
+        rank's command bus) are not implemented in RTL; the ``model`` backend times them; the
+        same for ``accumulate: partial`` (partial sums combined outside the units).
     """
     from pimcast.host.pim_config import PIMConfig, load_pim_config
 
@@ -764,6 +765,9 @@ def from_config(config=None, **overrides) -> PIMCore:
     if cfg.placement != "rank":
         raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core yet "
                          "(only placement 'rank': one core per rank)")
+    if cfg.accumulate != "sequential":
+        raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} has no RTL core yet "
+                         "(the core reduces its column slice of every row in index order: 'sequential')")
     t = cfg.dram_timing().with_ranks(1)
     kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1)
     kw.update(overrides)

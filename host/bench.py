@@ -23,6 +23,9 @@ Systems (documented assumptions)
 * ``dimm``: one 2-rank DDR4-3200 DIMM.  PIM ``rank`` = ``configs/pim/rank-ddr4-3200`` (one unit per
   rank), ``bankgroup`` = ``configs/pim/bankgroup-ddr4-3200`` (one unit per bank group); the CPU
   uses the same DIMM on one channel (25.6 GB/s).  The physical ceilings of FACTS.md §3 apply here.
+  The ``placement`` sweep adds ``rank1`` (a 1-rank DIMM) and ``trim`` =
+  ``configs/pim/trim-ddr4-3200`` (bank-group units with TRiM-style partial sums, rows whole per
+  bank group: ``accumulate: partial``, reassociated numerics).
 * ``pool`` (the paper's setting): PIM = ``configs/pim/tensordimm-32x-ddr4-3200`` (32 DIMMs,
   819.2 GB/s; the ``bankgroup`` variant is the same pool with bank-group units); CPU-centric = a
   server socket with ``--cpu-channels`` (default 8) DDR4-3200 channels of 2-rank DIMMs
@@ -50,7 +53,7 @@ import torch
 
 from pimcast.hdl.dram.timing import REQUEST_BYTES
 from pimcast.host import baselines as bl
-from pimcast.host.timing import unit_setup_cycles
+from pimcast.host.timing import gather_stream_args, partial_plan, unit_setup_cycles
 from pimcast.host.workloads import Workload, WorkloadConfig, WorkloadError, make_workload, sasrec_workload
 
 __all__ = ["add_arguments", "main", "pim_step_time", "run_bench", "SWEEPS", "BenchError", "SYSTEMS",
@@ -127,11 +130,16 @@ def _gather(timer, base, row_bytes, pdim, idx, starts, nnz, max_requests):
         idx, lengths = idx[:m], lengths[:m_b]
         host_in = int(host_in / scale)
         host_out = int(host_out / scale)
-    bag = np.repeat(np.arange(len(lengths)), lengths)
-    groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
-    r = timer.time_stream(_row_addrs(base, idx, row_bytes), groups=groups, fmas=len(idx) * pdim,
-                          host_in=host_in, host_out=host_out,
-                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths), lengths=lengths))   # as the device
+    plan = None
+    if timer.cfg.accumulate == "partial":
+        plan = partial_plan(timer.cfg, timer.mapping, base, row_bytes, idx, lengths)
+    kw = gather_stream_args(timer.cfg, row_bytes, pdim, lengths, plan)   # as the device
+    if plan is None:
+        kw.pop("host_out")          # the whole workload's results, scaled to the timed prefix (above)
+    else:
+        host_out = kw.pop("host_out")
+    r = timer.time_stream(_row_addrs(base, idx, row_bytes), host_in=host_in, host_out=host_out,
+                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths), lengths=lengths), **kw)
     return r, scale
 
 
@@ -313,7 +321,7 @@ def _make(spec) -> Workload:
 def _placement_systems(cpu_channels: int) -> dict:
     s = _systems(cpu_channels)
     return {"rank1@dimm": ("rank-ddr4-3200-1rank", {}, 1), "rank@dimm": s["rank@dimm"],
-            "bankgroup@dimm": s["bankgroup@dimm"]}
+            "bankgroup@dimm": s["bankgroup@dimm"], "trim@dimm": ("trim-ddr4-3200", {}, 1)}
 
 
 def run_point(wl: Workload, systems: dict, *, timing: str, cpu_timing: str, gpu: str, gpu_eff: float,

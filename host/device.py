@@ -48,10 +48,11 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from pimcast.hdl.dram.timing import REQUEST_BYTES
+from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping
 from pimcast.host.backends import get_backend
 from pimcast.host.pim_config import PIMConfig, load_pim_config
-from pimcast.host.timing import empty_timing, unit_setup_cycles
+from pimcast.host.timing import empty_timing, gather_stream_args, partial_plan, unit_setup_cycles
+from pimcast.models import tensor_cast as tc
 from pimcast.models.numerics import canonical_nan_bits
 
 __all__ = ["Device", "open_device", "PIMError", "UnknownTableError", "OutOfDeviceMemory", "TableInfo",
@@ -217,6 +218,7 @@ class Device:
         self._tables: dict[str, TableInfo] = {}
         self._storage: dict[str, torch.Tensor] = {}
         self._free: list[tuple[int, int]] = [(0, self.capacity)]   # sorted (start, size)
+        self._mapping = None                                          # AddressMapping (accumulate: partial)
         self.reset_stats()
 
     def __repr__(self) -> str:
@@ -273,6 +275,14 @@ class Device:
                 f"cannot allocate table {name!r} ({rows} rows x {dim} fp32, padded to {pd} = {reserve} B) on "
                 f"device {self.cfg.name!r}: {self.free_bytes()} B free of {self.capacity} B "
                 f"(largest free block {self.largest_free_block()} B)")
+        if self.cfg.accumulate == "partial":
+            bad = self.cfg.straddling_row(start, rows, pd * 4)
+            if bad is not None:
+                raise ValueError(
+                    f"cannot allocate table {name!r} on device {self.cfg.name!r}: row {bad} ({pd * 4} B at device "
+                    f"address {hex(start + bad * pd * 4)}) spans two units under mapping "
+                    f"{self.cfg.address_mapping!r}; accumulate 'partial' needs every row inside one unit "
+                    f"(a mapping with the column field directly above the 64 B offset, e.g. 'robachrabgco')")
         storage = self.backend.new_storage(rows * dim)  # payload only; may raise MemoryError before any state change
         info = TableInfo(name, rows, dim, pd, start, reserve)
         if self.backend.mirrored:
@@ -554,21 +564,28 @@ class Device:
             per_bag = torch.ones(nb, dtype=torch.float32) / lengths.clamp(min=1).to(torch.float32)
             w = torch.repeat_interleave(per_bag, lengths)
         # lookups past the last bag's start are inside it; lookups before offsets[0] cannot exist
-        if self.backend.mirrored:
+        partial = None
+        if self.cfg.accumulate == "partial":
+            if self._mapping is None:
+                self._mapping = AddressMapping(self.cfg.address_mapping, self.cfg.dram_timing(), channels=self.cfg.channels)
+            partial = partial_plan(self.cfg, self._mapping, t.base, t.row_bytes, idx.numpy(), lengths.numpy())
+            reduce = lambda tab, i, st, ln, ww: self.backend.gather_reduce(tab, tab.shape[1], i, st, ln, ww)  # noqa: E731
+            out = _canon(tc.reduce_partial(reduce, self._rows(name), idx, starts, lengths, w, partial["unit"],
+                                           self.cfg.unit_group()))
+        elif self.backend.mirrored:
             out = _canon(self.backend.gather_reduce_table(t, idx, starts, lengths, w))
         else:
             out = _canon(self.backend.gather_reduce(self._rows(name), t.dim, idx, starts, lengths, w))
         host_in = _INSTR_BYTES + 4 * nnz + 4 * nb + (4 * nnz if w is not None and mode == "sum" else 0)
-        host_out = nb * t.row_bytes
-        fmas = nnz * t.padded_dim
+        kw = gather_stream_args(self.cfg, t.row_bytes, t.padded_dim, lengths.numpy(), partial,
+                                with_groups=self._timed() and nnz > 0)
+        host_out, fmas = kw.pop("host_out"), kw["fmas"]
         timing = None
         if self._timed() and nnz:
-            bag = torch.repeat_interleave(torch.arange(nb, dtype=torch.int64), lengths).numpy()
-            groups = (bag[:, None] * t.row_beats + np.arange(t.row_beats)[None, :]).ravel()
             # a rank's core buffers and validates the index stream before its DRAM stream starts
             setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None, lengths=lengths.numpy())
-            timing = self.backend.time(self._row_addresses(t, idx), groups=groups, fmas=fmas,
-                                       host_in=host_in, host_out=host_out, setup_cycles=setup)
+            timing = self.backend.time(self._row_addresses(t, idx), host_in=host_in, host_out=host_out,
+                                       setup_cycles=setup, **kw)
         elif self._timed():
             timing = self.backend.time(np.zeros(0, np.uint64), host_in=host_in, host_out=host_out)
         self._account("gather_reduce", reads=nnz * t.row_beats, padding=nnz * (t.padded_dim - t.dim) * 4,

@@ -22,6 +22,18 @@ result equal to the sequential golden numerics without partial-sum merging:
 
 * rank placement:      ``robabgcorach`` (channel, then rank, then the column inside a DRAM row);
 * bankgroup placement: ``robacobgrach`` (channel, rank, bank group, then column).
+
+Partial sums (``accumulate: partial``, TRiM-style)
+--------------------------------------------------
+Striping keeps the golden numerics but costs one row activation per unit per lookup (tFAW
+binds: the bank-group placement then stays near 1x).  With ``accumulate: partial`` a table row
+lives whole in one unit (the mapping must keep every row inside one unit: the column field
+directly above the 64 B offset, e.g. ``robachrabgco``; :meth:`Device.alloc` rejects a table
+whose rows would straddle units), each unit reduces the rows it holds, the rank's buffer device
+adds its bank-group units' partial sums and the host adds the ranks' (the numerics of
+:func:`pimcast.models.tensor_cast.gather_reduce_partial`: reassociated, so not PyTorch's bits
+unless a bag's rows sit in one unit).  Partial rows cross the rank's data bus (bank-group units
+to the buffer device) and the channel (ranks to the host); the timing counts both.
 """
 from __future__ import annotations
 
@@ -29,11 +41,17 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import numpy as np
+
 from pimcast.config import ConfigError, load_yaml, preset_names, resolve
 
-__all__ = ["PIMConfig", "load_pim_config", "PLACEMENTS", "TIMING_MODELS", "DEFAULT_CONFIG"]
+__all__ = ["PIMConfig", "load_pim_config", "PLACEMENTS", "ACCUMULATE", "TIMING_MODELS", "DEFAULT_CONFIG"]
 
 PLACEMENTS = ("rank", "bankgroup")
+#: how a bag is summed over the units: ``sequential`` (every unit reduces its column slice of the
+#: bag in index order: the golden / PyTorch numerics) or ``partial`` (TRiM-style: every unit
+#: reduces the whole rows it holds, partial sums are combined; ``models.tensor_cast.gather_reduce_partial``)
+ACCUMULATE = ("sequential", "partial")
 TIMING_MODELS = ("fast", "analytic", "off")
 DEFAULT_CONFIG = "rank-ddr4-3200"
 _DEFAULT_MAPPING = {"rank": "robabgcorach", "bankgroup": "robacobgrach"}
@@ -79,6 +97,9 @@ class PIMConfig:
     ----------
     name: preset name (free text for user configs).
     placement: ``"rank"`` or ``"bankgroup"``.
+    accumulate: ``"sequential"`` (default; golden/PyTorch numerics, rows striped over the units)
+        or ``"partial"`` (TRiM-style partial sums, rows whole per unit; model/golden backends
+        only, see the module doc).
     lanes: fp32 FMA lanes per unit (1..16, a divisor of 16); a 64 B beat takes ``16 // lanes`` cycles.
     dram: DRAM preset name or path (``configs/dram``).
     ranks: ranks per channel (overrides the preset's default).
@@ -108,6 +129,7 @@ class PIMConfig:
     """
     name: str = DEFAULT_CONFIG
     placement: str = "rank"
+    accumulate: str = "sequential"
     lanes: int = 16
     dram: str = "ddr4-3200"
     ranks: int = 2
@@ -144,6 +166,44 @@ class PIMConfig:
         per_rank = 1 if self.placement == "rank" else self.dram_timing().bankgroups
         return self.channels * self.ranks * per_rank
 
+    def unit_of_fields(self, f: dict, t=None) -> np.ndarray:
+        """The unit of decoded addresses (``AddressMapping.decode`` fields): units are numbered
+        channel-major, then rank, then (bankgroup placement) bank group."""
+        t = t if t is not None else self.dram_timing()
+        rank = f["ch"] * t.ranks + f["ra"]
+        return rank if self.placement == "rank" else rank * t.bankgroups + f["bg"]
+
+    def unit_group(self) -> np.ndarray:
+        """The combiner of each unit for ``accumulate: partial``: its rank (non-decreasing)."""
+        per_rank = 1 if self.placement == "rank" else self.dram_timing().bankgroups
+        return np.arange(self.num_units(), dtype=np.int64) // per_rank
+
+    def lowest_unit_bit(self) -> Optional[int]:
+        """The lowest address bit of the unit fields (channel, rank, and bank group for the
+        bank-group placement) under the device mapping; ``None`` for a one-unit device."""
+        from pimcast.hdl.dram.timing import AddressMapping
+        m = AddressMapping(self.address_mapping, self.dram_timing(), channels=self.channels)
+        fields = ("ch", "ra") if self.placement == "rank" else ("ch", "ra", "bg")
+        low = [m.shifts[k] for k in fields if m.bits[k] > 0]
+        return min(low) if low else None
+
+    def straddling(self, row_addr, row_bytes: int) -> Optional[int]:
+        """Index of the first row (byte addresses ``row_addr``, ``row_bytes`` each) whose bytes lie
+        in more than one unit, or ``None``.  A unit field's bit ``p`` is constant over ``[a, e]``
+        iff ``a >> p == e >> p``, so the lowest unit bit decides."""
+        p = self.lowest_unit_bit()
+        a = np.asarray(row_addr, dtype=np.uint64)
+        if p is None or a.size == 0:
+            return None
+        p = np.uint64(p)
+        bad = np.flatnonzero((a >> p) != ((a + np.uint64(row_bytes - 1)) >> p))
+        return int(bad[0]) if bad.size else None
+
+    def straddling_row(self, base: int, rows: int, row_bytes: int) -> Optional[int]:
+        """:meth:`straddling` for ``rows`` consecutive rows from byte ``base`` (a table)."""
+        a = np.uint64(base) + np.arange(max(rows, 0), dtype=np.uint64) * np.uint64(row_bytes)
+        return self.straddling(a, row_bytes)
+
     def with_(self, **changes) -> "PIMConfig":
         """A validated copy with some fields changed (e.g. ``cfg.with_(ranks=1)``)."""
         return replace(self, **changes).validate()
@@ -157,6 +217,8 @@ class PIMConfig:
 
         if self.placement not in PLACEMENTS:
             bad("placement", f"must be one of {', '.join(PLACEMENTS)}, not {self.placement!r}")
+        if self.accumulate not in ACCUMULATE:
+            bad("accumulate", f"must be one of {', '.join(ACCUMULATE)}, not {self.accumulate!r}")
         if self.timing not in TIMING_MODELS:
             bad("timing", f"must be one of {', '.join(TIMING_MODELS)}, not {self.timing!r}")
         for f, lo in (("lanes", 1), ("ranks", 1), ("channels", 1), ("queue", 1), ("rob_tags", 2),

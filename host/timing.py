@@ -26,8 +26,11 @@ Composition (documented choices)
    cycles; it streams behind the DRAM (``unit = max(dram, reduce) + fma_latency``).  The
    accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).
 4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
-   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)``.
-5. **Host link.**  Instructions, indices, weights and gradients in, results out, and *forwarded*
+   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)``; with
+   ``accumulate: partial`` also its data bus, which carries the units' partial sums to the buffer
+   device: ``rank >= partial beats * BL/2``.
+5. **Host link.**  Instructions, indices, weights and gradients in, results out (``accumulate:
+   partial``: one sum per rank holding rows of the bag, added on the host), and *forwarded*
    beats (a bag whose column slice is spread over several units: every beat read by a unit that
    is not the bag's home for that column crosses the channel to the home unit, so the sequential
    accumulation order is kept) use the channel's data bus: ``BL/2`` cycles per 64 B.
@@ -57,7 +60,8 @@ import numpy as np
 
 from pimcast.hdl.dram.timing import REQUEST_BYTES, AddressMapping
 
-__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing", "gather_setup_cycles", "unit_setup_cycles"]
+__all__ = ["PIMTimer", "DRAM_POWER", "FMA_PJ", "empty_timing", "gather_setup_cycles", "unit_setup_cycles",
+           "partial_plan", "gather_stream_args"]
 
 #: DRAMsim3 [power] figures (mA, V) per preset name (``name`` field of configs/dram/*.yaml).
 DRAM_POWER = {
@@ -198,10 +202,7 @@ class PIMTimer:
         return self._fast
 
     def unit_of(self, f: dict) -> np.ndarray:
-        rank = f["ch"] * self.t.ranks + f["ra"]
-        if self.cfg.placement == "rank":
-            return rank
-        return rank * self.t.bankgroups + f["bg"]
+        return self.cfg.unit_of_fields(f, self.t)
 
     def _analytic(self, bg, ba, ro, w) -> tuple[int, int, int, int]:
         """Resource-bound cycles of one unit's stream; returns (cycles, acts, hits, refreshes)."""
@@ -256,7 +257,7 @@ class PIMTimer:
     # ------------------------------------------------------------------ main entry
     def time_stream(self, addr: np.ndarray, is_write: Optional[np.ndarray] = None, *,
                     groups: Optional[np.ndarray] = None, fmas: int = 0, host_in: int = 0,
-                    host_out: int = 0, setup_cycles: int = 0) -> dict:
+                    host_out: int = 0, setup_cycles: int = 0, rank_bus_beats=None) -> dict:
         """Time one device operation.
 
         Parameters
@@ -269,6 +270,9 @@ class PIMTimer:
         host_in / host_out: bytes crossing the host channel(s) into / out of the device.
         setup_cycles: serial cycles every unit spends before its DRAM stream (e.g.
             :func:`gather_setup_cycles`: the RTL core's index stream and validation pass).
+        rank_bus_beats: optional 64 B beats per rank (channel-major) that cross the rank's data bus
+            inside the DIMM (``accumulate: partial``: the bank-group units' partial sums to the
+            buffer device); ``BL/2`` cycles each, a shared rank resource.
         """
         cfg, t = self.cfg, self.t
         out = empty_timing()
@@ -323,6 +327,8 @@ class PIMTimer:
             acts_r = acts_u.reshape(self.n_ranks, self.units_per_rank).sum(1)
             req_r = counts.reshape(self.n_ranks, self.units_per_rank).sum(1) * t.bursts_per_request
             rank_shared = int(np.max(np.maximum(np.ceil(acts_r * t.tFAW / 4), 2 * acts_r + req_r)))
+        if rank_bus_beats is not None and n:
+            rank_shared = max(rank_shared, int(np.max(np.asarray(rank_bus_beats, np.int64))) * t.BL2)
         # host link per channel
         host_beats = -(-(host_in + host_out) // REQUEST_BYTES)
         link = (host_beats / cfg.channels + fwd_per_ch) * t.BL2
@@ -380,3 +386,51 @@ class PIMTimer:
         e["total"] = sum(v for kk, v in e.items() if kk != "total")
         r["sampled"] = n > m
         return r
+
+
+def partial_plan(cfg, mapping: AddressMapping, base: int, row_bytes: int, idx: np.ndarray,
+                 lengths: np.ndarray) -> dict:
+    """``accumulate: partial``: where one GATHER_REDUCE's partial sums are made.
+
+    ``idx``: row id per lookup of the table at byte ``base``; ``lengths``: lookups per bag
+    (contiguous from lookup 0).  Returns ``unit`` (the unit holding each lookup's row),
+    ``partials`` ((bag, unit) pairs: partial sums made), ``rank_sums`` ((bag, rank) pairs: sums
+    sent to the host), ``partials_per_rank``.  Raises ``ValueError`` if a looked-up row spans
+    two units (:meth:`Device.alloc` rejects such tables first).
+    """
+    idx = np.asarray(idx, dtype=np.int64)
+    first = np.uint64(base) + idx.astype(np.uint64) * np.uint64(row_bytes)
+    bad = cfg.straddling(first, row_bytes)
+    if bad is not None:
+        raise ValueError(f"row {int(idx[bad])} ({row_bytes} B at {hex(int(first[bad]))}) spans two units under "
+                         f"mapping {cfg.address_mapping!r}: accumulate 'partial' needs whole rows per unit")
+    group = cfg.unit_group()
+    unit = cfg.unit_of_fields(mapping.decode(first), mapping.t) if idx.size else np.zeros(0, np.int64)
+    bag = np.repeat(np.arange(len(lengths), dtype=np.int64), np.asarray(lengths, dtype=np.int64))
+    seg = np.unique(bag * group.size + unit)
+    return {"unit": unit, "partials": int(seg.size),
+            "rank_sums": int(np.unique(bag * group.size + group[unit]).size),
+            "partials_per_rank": np.bincount(group[seg % group.size], minlength=int(group.max()) + 1)}
+
+
+def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray, plan: Optional[dict] = None,
+                       with_groups: bool = True) -> dict:
+    """The :meth:`PIMTimer.time_stream` arguments of one GATHER_REDUCE that depend on how bags are
+    summed (the device and ``pimcast bench`` both use this): ``groups`` (sequential: one bag's
+    column slice per group, for forwarding), ``fmas``, ``host_out`` and ``rank_bus_beats``
+    (``plan`` from :func:`partial_plan` for ``accumulate: partial``: ranks' sums to the host,
+    bank-group units' partial sums over their rank's data bus, the buffer device's adds).
+    ``with_groups=False`` skips building ``groups`` (untimed calls)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    nnz, nb, beats = int(lengths.sum()), len(lengths), row_bytes // REQUEST_BYTES
+    if plan is None:
+        groups = None
+        if with_groups:
+            bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
+            groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
+        return {"groups": groups,
+                "fmas": nnz * padded_dim, "host_out": nb * row_bytes, "rank_bus_beats": None}
+    return {"groups": None, "fmas": (nnz + plan["partials"] - plan["rank_sums"]) * padded_dim,
+            "host_out": plan["rank_sums"] * row_bytes,
+            "rank_bus_beats": plan["partials_per_rank"] * beats if cfg.placement == "bankgroup" else None}
+

@@ -22,6 +22,16 @@ binary32 fused multiply-add with one rounding, round to nearest even, of
   them).  The hardware emits the canonical quiet NaN ``0x7FC00000``; when comparing with
   hardware bits pass the golden result through :func:`pimcast.models.numerics.canonicalize_nan`
   first (golden vs PyTorch comparisons treat NaN == NaN).
+* **Partial-sum gather-reduce** (:func:`gather_reduce_partial`, the ``accumulate: partial``
+  PIM configs: TRiM-style units that each hold whole rows).  The lookups of a bag are split by
+  the *unit* holding their row; each unit reduces its share in index order (``acc = +0.0;
+  acc = fma(w_j, row_j, acc)``: a partial sum); a unit's *combiner* (``unit_group``: the rank's
+  buffer device for bank-group units) adds the partial sums of its units in ascending unit
+  order (``c = +0.0; c = c + p``); the host adds the combiners' results in ascending combiner
+  order (``y = +0.0; y = y + c``).  Units and combiners without a lookup of the bag contribute
+  nothing; an empty bag gives ``+0.0``.  A bag whose lookups all sit in one unit gives exactly
+  :func:`gather_reduce`'s bits (``+0.0 + p == p``: a partial sum is never ``-0.0``); otherwise
+  the sum is reassociated, so it is *not* PyTorch's.
 * **Casting** (:func:`cast`): ``dst[j]`` = bag of lookup ``j``; a *stable* sort of the row ids
   gives ``perm``; ``casted_index = dst[perm]``, ``casted_offsets`` = start of each run of equal
   row id, ``unique`` = the run keys.  Because the sort is stable, the bags of each run stay in
@@ -68,6 +78,8 @@ __all__ = [
     "DTypeError",
     "Casted",
     "gather_reduce",
+    "gather_reduce_partial",
+    "reduce_partial",
     "cast",
     "cast_multi",
     "tc_backward",
@@ -375,6 +387,13 @@ def gather_reduce(table: torch.Tensor, indices: torch.Tensor, offsets: torch.Ten
     ValueError, DTypeError
         malformed offsets, weights, mode or table.
     """
+    idx, starts, lengths, weights = _bag_args(table, indices, offsets, per_sample_weights, mode, include_last_offset)
+    return _reduce_bags(table, idx, starts, lengths, weights)
+
+
+def _bag_args(table, indices, offsets, per_sample_weights, mode, include_last_offset):
+    """Validated ``(indices, starts, lengths, weights)`` of an embedding-bag call (weights
+    ``1/len`` for mean pooling)."""
     _check_mode(mode, per_sample_weights)
     _check_table(table)
     idx = _check_int_1d(indices, "indices")
@@ -385,11 +404,71 @@ def gather_reduce(table: torch.Tensor, indices: torch.Tensor, offsets: torch.Ten
     starts = _check_offsets(offs, nnz, include_last_offset)
     _check_indices(idx, table.shape[0])
     lengths = _lengths(starts, nnz)
-    if mode == "mean":
-        weights = _mean_weights(lengths)
-    else:
-        weights = per_sample_weights
-    return _reduce_bags(table, idx, starts, lengths, weights)
+    return idx, starts, lengths, (_mean_weights(lengths) if mode == "mean" else per_sample_weights)
+
+
+def reduce_partial(reduce, table: torch.Tensor, indices: torch.Tensor, starts: torch.Tensor,
+                   lengths: torch.Tensor, weights: Optional[torch.Tensor], lookup_unit,
+                   unit_group) -> torch.Tensor:
+    """The partial-sum reduction (module doc) on top of a sequential per-bag reduction.
+
+    ``reduce(table, indices, starts, lengths, weights)`` is the sequential reduction (e.g.
+    :func:`_reduce_bags`, or a device backend's); it runs three times: per (bag, unit) over the
+    table, per (bag, combiner) over the partial sums, per bag over the combiners' sums.
+    ``starts``/``lengths`` must describe contiguous bags from lookup 0 (``sum(lengths) ==
+    len(indices)``); ``lookup_unit``: int per lookup (the unit holding its row);
+    ``unit_group``: int per unit, non-decreasing (the combiner of each unit).
+    """
+    nb, nnz, dim = starts.numel(), indices.numel(), table.shape[1]
+    if nnz == 0 or nb == 0:
+        return torch.zeros(nb, dim, dtype=torch.float32)
+    lens = lengths.numpy().astype(np.int64)
+    unit = np.asarray(lookup_unit, dtype=np.int64)
+    group = np.asarray(unit_group, dtype=np.int64)
+    if unit.shape != (nnz,):
+        raise ValueError(f"lookup_unit must have one unit per lookup ({nnz}), got shape {unit.shape}")
+    if int(lens.sum()) != nnz or int(starts[0]) != 0:
+        raise ValueError("starts/lengths must cover the lookups contiguously from lookup 0")
+    if group.ndim != 1 or (group.size > 1 and np.any(group[1:] < group[:-1])):
+        raise ValueError("unit_group must be a non-decreasing 1-D array (one combiner per unit)")
+    if unit.min() < 0 or unit.max() >= group.size:
+        bad = int(unit[(unit < 0) | (unit >= group.size)][0])
+        raise ValueError(f"lookup unit {bad} is out of range (unit_group has {group.size} units)")
+    U, NG = group.size, int(group.max()) + 1
+    bag = np.repeat(np.arange(nb, dtype=np.int64), lens)
+    key = bag * U + unit
+    perm = np.argsort(key, kind="stable")            # by (bag, unit); index order kept inside
+    ks = key[perm]
+    seg = np.flatnonzero(np.concatenate([[True], ks[1:] != ks[:-1]]))
+    seg_len = np.diff(np.concatenate([seg, [nnz]]))
+    w = None if weights is None else weights[torch.from_numpy(perm)]
+    partial = reduce(table, indices[torch.from_numpy(perm)], torch.from_numpy(seg),
+                     torch.from_numpy(seg_len), w)
+    seg_bag, seg_unit = ks[seg] // U, ks[seg] % U
+    k1 = seg_bag * NG + group[seg_unit]              # non-decreasing: group is monotone in unit
+    l1 = np.flatnonzero(np.concatenate([[True], k1[1:] != k1[:-1]]))
+    l1_len = np.diff(np.concatenate([l1, [k1.size]]))
+    combined = reduce(partial, torch.arange(k1.size), torch.from_numpy(l1), torch.from_numpy(l1_len), None)
+    per_bag = np.bincount(k1[l1] // NG, minlength=nb)
+    st2 = np.cumsum(per_bag) - per_bag
+    return reduce(combined, torch.arange(l1.size), torch.from_numpy(st2), torch.from_numpy(per_bag), None)
+
+
+def gather_reduce_partial(table: torch.Tensor, indices: torch.Tensor, offsets: torch.Tensor,
+                          per_sample_weights: Optional[torch.Tensor] = None, mode: str = "sum", *,
+                          row_unit, unit_group=None, include_last_offset: bool = False) -> torch.Tensor:
+    """Embedding-bag forward with the partial-sum numerics of the module doc.
+
+    ``row_unit``: int per table row, the unit holding it; ``unit_group``: the combiner of each
+    unit (non-decreasing; default: every unit its own combiner).  Other arguments, results and
+    errors as :func:`gather_reduce`.
+    """
+    idx, starts, lengths, weights = _bag_args(table, indices, offsets, per_sample_weights, mode, include_last_offset)
+    ru = np.asarray(row_unit, dtype=np.int64)
+    if ru.shape != (table.shape[0],):
+        raise ValueError(f"row_unit must have one unit per table row ({table.shape[0]}), got shape {ru.shape}")
+    group = np.arange(int(ru.max()) + 1 if ru.size else 1) if unit_group is None else unit_group
+    return reduce_partial(_reduce_bags, table, idx, starts, lengths, weights, ru[idx.numpy()], group)
 
 
 # ----------------------------------------------------------------------------- casting

@@ -260,7 +260,8 @@ class RTLBackend(Backend):
         t["busy"]["dram_sum"] = int(c.get("dram_busy", 0))
         return t
 
-    def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0, setup_cycles=0):
+    def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0, setup_cycles=0,
+             rank_bus_beats=None):
         return self._timing(host_in, host_out)
 
     def time_sequential(self, base, nbytes, write, *, host_in=0, host_out=0):
