@@ -69,8 +69,9 @@ one cycle per bag header, one per *run* of a bag — its lookups whose row id li
 beat, up to 16 ids or 8 weighted (id, weight) pairs checked by parallel comparators, the first
 bad one reported — and one to end: about ``bags + lookups/16`` (``/8`` weighted) plus one run
 per beat boundary a bag crosses; :func:`pimcast.host.timing.gather_setup_cycles` counts it
-exactly) or ``sum_i (floor(i/16)+1)`` cycles for the ``count`` SGD ids (duplicate check
-against 16 ids per cycle); then execution.  Execution issues at most one request per cycle plus one cycle per lookup and
+exactly) or, for the ``count`` SGD ids, one cycle per id larger than every earlier id (an
+ascending list — tensor casting's unique rows — takes ``count`` cycles) and ``floor(i/16)+1``
+cycles for any other id ``i`` (duplicate check against 16 earlier ids per cycle); then execution.  Execution issues at most one request per cycle plus one cycle per lookup and
 per bag header; the DRAM bounds it to one 64 B burst per ``tCCD_S`` (4 tCK on DDR4) at best:
 reads of a gather run near the controller's streaming rate while the ROB has free entries
 (``2**tag_bits``; the controller's ``read_buffer`` = 16 in-flight RDs).  A read reaches the
@@ -160,7 +161,8 @@ class PIMCore(wiring.Component):
     max_row_bytes : int, default 1024
         largest ``row_bytes`` (a multiple of 64 up to 4096): D <= 256 by default.
     sgd_rows : int, default 64
-        most row ids per ``SCATTER_SGD`` (the duplicate check is quadratic in it).
+        most row ids per ``SCATTER_SGD`` (the duplicate check is quadratic in it unless the ids
+        ascend).
     pipeline : FMA pipeline steps (:class:`pimcast.hdl.fp.FMA`).
     rows, columns, tREFI : optional controller overrides for small simulations.
     capacity_beats : int, optional
@@ -453,6 +455,7 @@ class PIMCore(wiring.Component):
         # SGD check
         ci = Signal(wpw)
         cq = Signal(bbw)
+        id_max = Signal(32)      # SCATTER_SGD check: the largest id so far (ids 0 .. ci-1)
 
         # parser words: wp and wp + 1
         m.d.comb += [rpa.addr.eq(wp[4:]), rpb.addr.eq((wp + 1)[4:])]
@@ -678,6 +681,9 @@ class PIMCore(wiring.Component):
                         m.d.sync += b_ctr.eq(b_ctr + 1)
 
             # ---- SCATTER_SGD: range + duplicate check, then read-modify-write
+            # An id larger than every earlier one (the first id, every id of an ascending list
+            # such as tensor casting's unique rows) cannot repeat one: one cycle.  Any other id is
+            # compared with the earlier ids, 16 per cycle (beats 0 .. ci // 16).
             with m.State("SG_CHK"):
                 m.d.comb += [rpa.addr.eq(ci[4:]), rpb.addr.eq(cq)]
                 idv = Signal(32)
@@ -687,12 +693,16 @@ class PIMCore(wiring.Component):
                 for k in range(_WPB):
                     hits.append((rpb.data[32 * k:32 * (k + 1)] == idv) & ((cq << 4) + k < ci))
                 m.d.comb += dup.eq(Cat(*hits).any())
+                above = Signal()
+                m.d.comb += above.eq((ci == 0) | (idv > id_max))
                 with m.If(ci == sg.count):
                     m.d.sync += [k_ctr.eq(0), b_ctr.eq(0), gp.eq(ids_beats), mode.eq(MODE_SG)]
                     m.next = "SG_EXEC"
                 with m.Elif((cq == 0) & (idv >= nrows)):
                     m.d.comb += fail(isa.Status.ROW_OUT_OF_RANGE, idv, ci)
                     m.next = "DONE"
+                with m.Elif((cq == 0) & above):
+                    m.d.sync += [ci.eq(ci + 1), id_max.eq(idv)]
                 with m.Elif(dup):
                     m.d.comb += fail(isa.Status.DUPLICATE_ROW, idv, ci)
                     m.next = "DONE"

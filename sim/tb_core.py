@@ -364,6 +364,10 @@ if cocotb is not None:
              codec.scatter_sgd_program(tb, nrows, [2, nrows, 7], grads, 0.5).beats_in, None, S.ROW_OUT_OF_RANGE, nrows),
             ("sgd_duplicate", codec.scatter_sgd_program(tb, nrows, [2, 5, 2], grads, 0.5).insn,
              codec.scatter_sgd_program(tb, nrows, [2, 5, 2], grads, 0.5).beats_in, None, S.DUPLICATE_ROW, 2),
+            # the first 9 takes the one-cycle path (larger than every earlier id), 7 does not (compared
+            # with 9), nor does the second 9: compared, found
+            ("sgd_duplicate_unsorted", codec.scatter_sgd_program(tb, nrows, [9, 7, 9], grads, 0.5).insn,
+             codec.scatter_sgd_program(tb, nrows, [9, 7, 9], grads, 0.5).beats_in, None, S.DUPLICATE_ROW, 9),
             ("sgd_ended_early", sgd_ok.insn, sgd_ok.beats_in[:-1], None, S.STREAM_ENDED_EARLY, len(sgd_ok.beats_in)),
             ("sgd_too_long", sgd_ok.insn, sgd_ok.beats_in + [5], None, S.STREAM_TOO_LONG, len(sgd_ok.beats_in)),
             ("write_ended_early", codec.write_program(tb, [1, 2, 3]).insn, [1, 2], None, S.STREAM_ENDED_EARLY, 3),

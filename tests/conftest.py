@@ -35,6 +35,7 @@ FILE_COST_S = {
     "test_sim_bankctl.py": 330, "test_dram_rtl_suite.py": 300, "test_rtl_backend.py": 290,
     "test_core_gr_val.py": 240, "test_llm_real.py": 200, "test_synth.py": 190,
     "test_bankctl_hbm2.py": 190, "test_verify_fp.py": 170, "test_sim_fma.py": 150,
+    "test_core_sgd_val.py": 100,
 }
 
 
