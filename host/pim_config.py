@@ -173,25 +173,28 @@ class PIMConfig:
         rank = f["ch"] * t.ranks + f["ra"]
         return rank if self.placement == "rank" else rank * t.bankgroups + f["bg"]
 
-    def unit_group(self) -> np.ndarray:
+    def unit_group(self, t=None) -> np.ndarray:
         """The combiner of each unit for ``accumulate: partial``: its rank (non-decreasing)."""
-        per_rank = 1 if self.placement == "rank" else self.dram_timing().bankgroups
-        return np.arange(self.num_units(), dtype=np.int64) // per_rank
+        t = t if t is not None else self.dram_timing()
+        per_rank = 1 if self.placement == "rank" else t.bankgroups
+        return np.arange(self.channels * t.ranks * per_rank, dtype=np.int64) // per_rank
 
-    def lowest_unit_bit(self) -> Optional[int]:
+    def lowest_unit_bit(self, mapping=None) -> Optional[int]:
         """The lowest address bit of the unit fields (channel, rank, and bank group for the
-        bank-group placement) under the device mapping; ``None`` for a one-unit device."""
+        bank-group placement) under the device mapping (``mapping``: that mapping's
+        :class:`AddressMapping`, if the caller has one); ``None`` for a one-unit device."""
         from pimcast.hdl.dram.timing import AddressMapping
-        m = AddressMapping(self.address_mapping, self.dram_timing(), channels=self.channels)
+        m = mapping if mapping is not None else AddressMapping(self.address_mapping, self.dram_timing(),
+                                                               channels=self.channels)
         fields = ("ch", "ra") if self.placement == "rank" else ("ch", "ra", "bg")
         low = [m.shifts[k] for k in fields if m.bits[k] > 0]
         return min(low) if low else None
 
-    def straddling(self, row_addr, row_bytes: int) -> Optional[int]:
+    def straddling(self, row_addr, row_bytes: int, mapping=None) -> Optional[int]:
         """Index of the first row (byte addresses ``row_addr``, ``row_bytes`` each) whose bytes lie
         in more than one unit, or ``None``.  A unit field's bit ``p`` is constant over ``[a, e]``
         iff ``a >> p == e >> p``, so the lowest unit bit decides."""
-        p = self.lowest_unit_bit()
+        p = self.lowest_unit_bit(mapping)
         a = np.asarray(row_addr, dtype=np.uint64)
         if p is None or a.size == 0:
             return None

@@ -400,11 +400,11 @@ def partial_plan(cfg, mapping: AddressMapping, base: int, row_bytes: int, idx: n
     """
     idx = np.asarray(idx, dtype=np.int64)
     first = np.uint64(base) + idx.astype(np.uint64) * np.uint64(row_bytes)
-    bad = cfg.straddling(first, row_bytes)
+    bad = cfg.straddling(first, row_bytes, mapping)
     if bad is not None:
         raise ValueError(f"row {int(idx[bad])} ({row_bytes} B at {hex(int(first[bad]))}) spans two units under "
                          f"mapping {cfg.address_mapping!r}: accumulate 'partial' needs whole rows per unit")
-    group = cfg.unit_group()
+    group = cfg.unit_group(mapping.t)
     unit = cfg.unit_of_fields(mapping.decode(first), mapping.t) if idx.size else np.zeros(0, np.int64)
     bag = np.repeat(np.arange(len(lengths), dtype=np.int64), np.asarray(lengths, dtype=np.int64))
     seg = np.unique(bag * group.size + unit)
