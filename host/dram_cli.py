@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--ranks", type=int, default=None, help="ranks (default: the preset's)")
     r.add_argument("--mapping", default="rochrababgco", help="DRAMsim3-style address mapping")
     r.add_argument("--queue", type=int, default=32, help="request-queue depth (default 32)")
+    r.add_argument("--data-path", default="channel", choices=("channel", "bankgroup"),
+                   help="where read data goes: channel (the DQ bus, default) or bankgroup (bank-group-"
+                        "level PIM units: reads of different bank groups / ranks share no data bus, "
+                        "so tCCD_S and the read rank switch do not apply)")
     r.add_argument("--model", default="fast", choices=("fast", "rtl"),
                    help="fast: compiled cycle-level controller model; rtl: the controller RTL under Verilator")
     r.add_argument("--merge-duplicates", action="store_true",
@@ -65,7 +69,7 @@ def main(args: argparse.Namespace) -> int:
     if args.model == "rtl" and args.merge_duplicates:
         return _err("--merge-duplicates is a fast-model option; the RTL controller does not merge reads")
     try:
-        t = load_preset(args.standard, ranks=args.ranks)
+        t = load_preset(args.standard, ranks=args.ranks).with_data_path(args.data_path)
         mapping = AddressMapping(args.mapping, t)
     except ConfigError as exc:
         return _err(str(exc))
@@ -107,7 +111,8 @@ def main(args: argparse.Namespace) -> int:
         res = model.run(trace.addr, trace.is_write, trace.cycle, record_commands=bool(args.dump_commands))
         stats = res.stats()
         commands = res.commands
-    stats.update(model=args.model, standard=t.name, ranks=t.ranks, mapping=mapping.scheme, queue=args.queue,
+    stats.update(model=args.model, standard=t.name, ranks=t.ranks, data_path=t.data_path,
+                 mapping=mapping.scheme, queue=args.queue,
                  merge_duplicates=bool(args.merge_duplicates), trace=str(args.trace))
     text = json.dumps(stats, indent=1)
     if args.json == "-":

@@ -59,7 +59,9 @@ What is approximated / not modelled
 -----------------------------------
 * The RTL's read-return credit (``read_buffer`` outstanding reads) is not modelled: with 16
   entries and DDR4 presets it never binds (at most ``(CL + BL/2 + 2) / tCCD_S`` < 8 reads are in
-  flight). Response back-pressure is not modelled (the host always takes read data).
+  flight). A bank-group data path (``DRAMTiming.data_path == "bankgroup"``: no read -> read
+  tCCD_S) can have a read in flight per cycle; the RTL replay then sizes the buffer with
+  :func:`pimcast.hdl.dram.bankctl.min_read_buffer` (29 on DDR4-3200) so it does not bind either. Response back-pressure is not modelled (the host always takes read data).
 * HBM2 (two bursts per 64 B request): a request issues its bursts as consecutive column
   commands of the same slot, as the RTL does (identical command lists on the 20-trace suite;
   the RTL's read-return credit, taken by a request's last RD, did not bind there with 8 entries).

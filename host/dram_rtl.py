@@ -40,13 +40,16 @@ class RTLReplayError(RuntimeError):
 
 
 def replay_rtl(t: DRAMTiming, addr, is_write=None, cycle=None, *, mapping: str = "rochrababgco",
-               queue: int = 16, read_buffer: int = 16, simulator: str = "verilator",
+               queue: int = 16, read_buffer: int | None = None, simulator: str = "verilator",
                dump_commands: str | Path | None = None, seed: int = 1) -> dict[str, Any]:
     """Replay a trace through the RTL; return the statistics dict (see the module docstring).
 
     ``addr``: 64 B-aligned byte addresses; ``is_write``: booleans (default all reads);
     ``cycle``: eligibility cycle per request (default 0; must not decrease).
     ``dump_commands``: write ``cycle,cmd,rank,bankgroup,bank,row,col`` per issued command.
+    ``read_buffer``: the controller's read-return entries (default: 16, or
+    :func:`~pimcast.hdl.dram.bankctl.min_read_buffer` if larger — a bank-group data path issues a
+    read per cycle — so the credit, which the fast model does not model, never binds).
     Raises :class:`RTLReplayError` on a failed run and ``ValueError`` on bad addresses.
     """
     from pimcast.sim.runner import BUILD_ROOT, run_cocotb
@@ -60,6 +63,10 @@ def replay_rtl(t: DRAMTiming, addr, is_write=None, cycle=None, *, mapping: str =
     if n and np.any(np.diff(c) < 0):
         order = np.argsort(c, kind="stable")
         a, w, c = a[order], w[order], c[order]
+    if read_buffer is None:
+        from pimcast.hdl.dram.bankctl import min_read_buffer
+
+        read_buffer = max(16, min_read_buffer(t))
     top, env = register_top(t, mapping=mapping, queue=queue, read_buffer=read_buffer)
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=BUILD_ROOT, prefix="replay-") as tmp:

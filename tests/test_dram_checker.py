@@ -166,3 +166,11 @@ def test_agrees_with_reference_ddr4_2400_dense(raw):
         cmds.append((cyc, k, r, g, b, 1, 0))
     got = sorted((v.index, v.rule) for v in check_incremental(cmds, t))
     assert got == sorted((v.index, v.rule) for v in check_sequence(cmds, t))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_sequences())
+def test_agrees_with_reference_on_a_bankgroup_data_path(cmds):
+    tb = T.with_data_path("bankgroup")
+    got = sorted((v.index, v.rule) for v in check_incremental(cmds, tb))
+    assert got == sorted((v.index, v.rule) for v in check_sequence(cmds, tb))

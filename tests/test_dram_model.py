@@ -345,3 +345,28 @@ def test_speed_benchmark_runs_and_checks_command_lists(tmp_path):
     # the figures are attributable to a CPU (the replay speed depends on its clock and vector width)
     cpu = out["meta"]["cpu"]
     assert cpu["model"] and cpu["vector"] in ("avx512f", "avx2", "avx", "sse4_2", "none")
+
+
+def test_data_path_benchmark(tmp_path):
+    # benchmarks/dram_data_path.py on small traces: the bank-group data path never reads less than
+    # the channel, beats it by far on 256 B rows whole in a bank group with a deep queue, and no
+    # rank exceeds the stated bound
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "dram_data_path_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "dram_data_path.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--requests", "8000", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "dram_data_path.json").read_text())["rows"]
+    assert len(rows) == len(mod.ROW_BYTES) * len(mod.MAPPINGS) * len(mod.QUEUES)
+    assert (tmp_path / "dram_data_path.png").is_file()
+    for r in rows:
+        assert r["bankgroup"]["cycles"] <= 1.02 * r["channel"]["cycles"], r
+        assert r["bankgroup"]["beats_per_cycle_per_rank"] <= r["bound_beats_per_cycle_per_rank"] + 1e-9, r
+        assert r["channel"]["GBps"] <= 25.6
+    best = {(r["row_bytes"], r["mapping"], r["queue"]): r["ratio"] for r in rows}
+    assert best[(256, "rochrababgco", 128)] > 1.8
+    # the deeper FR-FCFS window helps the bank-group path (many bank groups' rows in flight)
+    assert best[(256, "rochrababgco", 128)] > best[(256, "rochrababgco", 16)]

@@ -223,3 +223,41 @@ def test_mapping_rejects_bad_addresses(ddr4):
         m.decode(np.array([0, 0x41], dtype=np.uint64))
     with pytest.raises(ValueError, match="beyond the capacity"):
         m.decode(np.array([16 << 30], dtype=np.uint64))
+
+
+# ------------------------------------------------------------------------------ data path
+@pytest.mark.parametrize("name", PRESETS)
+def test_bankgroup_data_path_drops_only_the_shared_read_bus_rules(name):
+    t = load_preset(name)
+    tb = t.with_data_path("bankgroup")
+    assert t.data_path == "channel" and tb.data_path == "bankgroup"
+    ch, bg = set(timing_rules(t)), set(timing_rules(tb))
+    assert bg < ch
+    dropped = ch - bg
+    # exactly the read -> read rules between bank groups / ranks (data bus), nothing else
+    assert {(r.name, r.scope) for r in dropped} == {("tCCD_S", Scope.DIFF_BANKGROUP),
+                                                    ("rank_switch_rd", Scope.DIFF_RANK)}
+    assert all(r.prev in (Cmd.RD, Cmd.RDA) and r.next in (Cmd.RD, Cmd.RDA) for r in dropped)
+    assert window_rules(tb) == window_rules(t)
+    assert tb.with_data_path("channel") == t
+    with pytest.raises(ConfigError, match="'dq'"):
+        t.with_data_path("dq")
+
+
+def test_bankgroup_data_path_checker(ddr4):
+    tb = ddr4.with_data_path("bankgroup")
+    s = ddr4.tRRD_S
+    act = [(0, "ACT", 0, 0, 0, 5, -1), (s, "ACT", 0, 1, 0, 5, -1), (2 * s, "ACT", 1, 0, 0, 5, -1)]
+    rd0 = s + ddr4.tRCD
+    # reads of two bank groups and another rank one cycle apart: tCCD_S / rank switch on the
+    # channel data path, legal on a bank-group one
+    seq = act + [(rd0, "RD", 0, 1, 0, 5, 0), (rd0 + 1, "RD", 0, 0, 0, 5, 0), (rd0 + 2 + s, "RD", 1, 0, 0, 5, 0),
+                 (rd0 + 3 + s, "RD", 0, 1, 0, 5, 8)]
+    assert {v.rule for v in check_sequence(seq, ddr4)} >= {"tCCD_S", "rank_switch_rd"}
+    # ... but the same bank group still needs tCCD_L
+    assert [v.rule for v in check_sequence(seq, tb)] == ["tCCD_L"]
+    seq[-1] = (rd0 + ddr4.tCCD_L, "RD", 0, 1, 0, 5, 8)
+    assert check_sequence(seq, tb) == []
+    # writes keep the shared-bus rules
+    wr = act[:2] + [(rd0, "WR", 0, 1, 0, 5, 0), (rd0 + 1, "WR", 0, 0, 0, 5, 0)]
+    assert [v.rule for v in check_sequence(wr, tb)] == ["tCCD_S"]

@@ -27,7 +27,7 @@ from .refresher import Refresher, check_refresh_interval, refresh_postpone_bound
 from .timing import (REQUEST_BYTES, AddressMapping, Cmd, ConfigError, DRAMTiming, Scope,
                      load_preset, timing_rules, window_rules)
 
-__all__ = ["BankController", "RuleCounters", "ISSUED_CMDS", "request_layout", "response_layout"]
+__all__ = ["BankController", "RuleCounters", "min_read_buffer", "ISSUED_CMDS", "request_layout", "response_layout"]
 
 #: Commands this controller issues (open-page policy: no RDA/WRA).
 ISSUED_CMDS = (Cmd.ACT, Cmd.RD, Cmd.WR, Cmd.PRE, Cmd.PREA, Cmd.REF)
@@ -51,6 +51,24 @@ def request_layout(addr_bits: int, tag_bits: int) -> data.StructLayout:
 def response_layout(tag_bits: int) -> data.StructLayout:
     """Read-data payload: ``tag`` of the request and its 64 B ``data``."""
     return data.StructLayout({"tag": tag_bits, "data": DATA_BITS})
+
+
+def min_read_buffer(t: DRAMTiming) -> int:
+    """Read-return entries that never bind without back-pressure: an entry lives ``CL + BL/2 + 3``
+    cycles (last RD to response) and reads issue at most one per smallest read -> read gap of
+    the rule table (``tCCD_S`` on the channel data path, the 1-cycle command bus on a bank-group
+    data path; ``bursts_per_request`` RDs per request)."""
+    B, SG, DG, SR, DR, CH = (Scope.SAME_BANK, Scope.SAME_BANKGROUP, Scope.DIFF_BANKGROUP,
+                             Scope.SAME_RANK, Scope.DIFF_RANK, Scope.CHANNEL)
+    # relation of the next read's bank to the previous one's -> the scopes that apply to it
+    rels = [{B, SG, SR, CH}, {SG, SR, CH}]
+    if t.bankgroups > 1:
+        rels.append({DG, SR, CH})
+    if t.ranks > 1:
+        rels.append({DR, CH})
+    rd = [r for r in timing_rules(t) if r.prev is Cmd.RD and r.next is Cmd.RD]
+    gap = min(max([1] + [r.gap for r in rd if r.scope in sc]) for sc in rels) * t.bursts_per_request
+    return -(-(t.CL + t.BL2 + 3) // gap)
 
 
 class RuleCounters:
@@ -235,7 +253,8 @@ class BankController(wiring.Component):
         fewer than ``read_buffer`` reads are in flight or waiting in the buffer, so read data is
         never dropped under back-pressure. An entry is held from the last RD to the response
         (``CL + BL/2 + 3`` cycles with a ready host), so 8 entries bind on neither DDR4 nor HBM2
-        without back-pressure (the fast model does not model the credit).
+        without back-pressure (the fast model does not model the credit); a bank-group data path
+        (``timing.data_path == "bankgroup"``, reads a cycle apart) needs :func:`min_read_buffer`.
     tag_bits : int, default 8
     rows, columns, tREFI : int, optional
         Overrides for small simulations (fewer address bits; a short refresh interval). ``rows``

@@ -31,12 +31,25 @@ Derived gaps (documented choices)
 * command bus: one command per cycle per channel (CHANNEL-scope rule ``ANY -> ANY`` gap 1).
 * tFAW is a :class:`WindowRule`: at most 4 ACTs of one rank in any ``tFAW`` window, i.e.
   ``ACT[n] - ACT[n-4] >= tFAW``.
+
+Data path (``DRAMTiming.data_path``)
+------------------------------------
+``"channel"`` (every preset's default): read and write data cross the rank's DQ pins and the
+channel's data bus, so column commands of different bank groups are ``tCCD_S`` (= BL/2) apart and
+reads of different ranks need the rank switch.  ``"bankgroup"`` (bank-group-level PIM, TRiM
+style: :meth:`DRAMTiming.with_data_path`): read data stays in the bank group, consumed by that
+bank group's unit, so reads share no data bus: the read -> read ``tCCD_S`` (other bank group)
+and ``rank_switch_rd`` (other rank) gaps are dropped and only the command bus (1 cycle) and
+``tCCD_L`` (the bank group's own column cycle) space reads.  Every row and activation rule
+(tRCD, tRAS, tRC, tRP, tRRD_S/L, tFAW: power delivery), refresh, and every write rule and
+read/write turnaround stay as on the shared bus (conservative for PIM write-backs, which TRiM
+also routes through the bank group).
 """
 from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -47,10 +60,12 @@ from pimcast.config import ConfigError, load_yaml, resolve
 __all__ = [
     "ConfigError", "DRAMTiming", "load_preset", "Cmd", "Scope", "Rule", "WindowRule",
     "timing_rules", "window_rules", "rule_gap_table", "Violation", "check_sequence",
-    "AddressMapping", "REQUEST_BYTES",
+    "AddressMapping", "REQUEST_BYTES", "DATA_PATHS",
 ]
 
 REQUEST_BYTES = 64
+#: values of :attr:`DRAMTiming.data_path`
+DATA_PATHS = ("channel", "bankgroup")
 
 # ---------------------------------------------------------------------------------------------
 # presets
@@ -100,6 +115,9 @@ class DRAMTiming:
     tRFC: int
     tREFI: int
     tRTRS: int
+    #: where read data goes: ``"channel"`` (the DQ bus, default) or ``"bankgroup"`` (bank-group-local
+    #: PIM units; see the module docstring "Data path")
+    data_path: str = "channel"
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -161,6 +179,13 @@ class DRAMTiming:
         d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["ranks"] = ranks
         return DRAMTiming(**d)
+
+    def with_data_path(self, data_path: str) -> "DRAMTiming":
+        """This preset with read data going to ``data_path`` (``"channel"`` or ``"bankgroup"``,
+        see the module docstring "Data path"); raises :class:`ConfigError` naming a bad value."""
+        if data_path not in DATA_PATHS:
+            raise ConfigError(f"data_path must be one of {', '.join(DATA_PATHS)}, not {data_path!r}")
+        return replace(self, data_path=data_path)
 
 
 def _check_ranks(ranks, max_ranks, where):
@@ -338,14 +363,18 @@ def timing_rules(t: DRAMTiming) -> tuple[Rule, ...]:
     add(Cmd.ACT, Cmd.ACT, SG, t.tRRD_L, "tRRD_L")
     add(Cmd.ACT, Cmd.ACT, DG, t.tRRD_S, "tRRD_S")
     # column commands
+    # (a bank-group data path keeps read data off the shared bus: no tCCD_S / rank switch for reads)
+    shared_rd_bus = t.data_path != "bankgroup"
     add(READS, READS, SG, t.tCCD_L, "tCCD_L")
-    add(READS, READS, DG, t.tCCD_S, "tCCD_S")
+    if shared_rd_bus:
+        add(READS, READS, DG, t.tCCD_S, "tCCD_S")
     add(WRITES, WRITES, SG, t.tCCD_L, "tCCD_L")
     add(WRITES, WRITES, DG, t.tCCD_S, "tCCD_S")
     add(WRITES, READS, SG, t.wr_to_rd(True), "tWTR_L")
     add(WRITES, READS, DG, t.wr_to_rd(False), "tWTR_S")
     add(READS, WRITES, CH, t.rd_to_wr, "rd_to_wr")
-    add(READS, READS, DR, BL2 + t.tRTRS, "rank_switch_rd")
+    if shared_rd_bus:
+        add(READS, READS, DR, BL2 + t.tRTRS, "rank_switch_rd")
     add(WRITES, WRITES, DR, BL2 + t.tRTRS, "rank_switch_wr")
     add(WRITES, READS, DR, t.wr_to_rd_rank, "rank_switch_wr_rd")
     # refresh
