@@ -19,8 +19,32 @@ beats of a table row over the ranks, so every unit holds the same element slice 
 the host sends each unit the same index stream and every unit reduces its slice in the exact
 golden order (no cross-unit combining: the result is bit-exact).  A multi-unit device is N
 cores side by side, each with the unit-local beat addresses (``device beat // N``).  The
-bank-group placement (one unit per bank group, commands generated per rank) is *not* built in
-RTL: :func:`from_config` rejects it with a clear error (see :func:`from_config`).
+bank-group placement with partial sums is the same core with ``units`` > 1 (next section).
+
+Bank-group units (``units`` = bank groups, ``placement: bankgroup``, ``accumulate: partial``)
+----------------------------------------------------------------------------------------------
+TRiM style: one reduction unit per bank group, commands generated per rank by the core's one
+:class:`BankController`, which gets the *bank-group data path*
+(:meth:`~pimcast.hdl.dram.timing.DRAMTiming.with_data_path`: read data stays in the bank group,
+so reads of different bank groups are not ``tCCD_S`` apart) and a read-return buffer of
+:func:`~pimcast.hdl.dram.bankctl.min_read_buffer` entries.  Every table row lives whole in one
+bank group (the host allocates rows so: ``Device.alloc`` rejects a row that straddles units);
+the unit of a lookup is the bank group of its row's first beat.  Per bag, each unit sums its
+rows in index order (``acc = fma(w, row, acc)``, the first from ``+0.0``) in its own
+accumulators; after the bag's last row the issue stage sends ``units × R`` *flush* entries
+(no DRAM read): a unit that holds rows of the bag emits its sum as ``fma(1.0, -0.0, acc)``
+(exactly ``acc`` for every value, ``-0.0`` included), a unit without rows emits ``+0.0``.  The
+*rank buffer's adder* (a second :class:`ReductionUnit`, ``comb``) adds the units' sums of each
+beat in unit order from ``+0.0``; adding an absent unit's ``+0.0`` never changes the sum (it is
+never ``-0.0``), so the result is bit-exact to
+:func:`pimcast.models.tensor_cast.gather_reduce_partial` with one combiner for the rank (the
+host adds the ranks' results in rank order).  The units' accumulators are ``units ×
+unit_slots`` slots of one 16-lane FMA datapath in this RTL: the rank's command bus delivers at
+most one 64 B beat per cycle to all its bank groups together, so one datapath has the
+throughput of the ``units`` datapaths a chip would place one per bank group (their area is
+not counted).  Cost per bag beyond the rows: ``units × R`` flush entries through the ROB (one
+per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart).  READ, WRITE and
+``SCATTER_SGD`` are as in the rank-level core (SGD's writes keep the shared-bus timing).
 
 Operation
 ---------
@@ -112,7 +136,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from pimcast.hdl import isa
-from pimcast.hdl.dram.bankctl import BankController
+from pimcast.hdl.dram.bankctl import BankController, min_read_buffer
 from pimcast.hdl.dram.cmdport import command_signature, dq_signature
 from pimcast.hdl.dram.timing import DRAMTiming, load_preset
 from pimcast.hdl.fp import DEFAULT_PIPELINE
@@ -167,6 +191,11 @@ class PIMCore(wiring.Component):
     rows, columns, tREFI : optional controller overrides for small simulations.
     capacity_beats : int, optional
         usable beats (default: the whole rank, ``2**(address bits - 6)``).
+    units : int, default 1
+        bank-group units of the rank: 1 = one rank-level unit (sequential numerics); the
+        preset's ``bankgroups`` = the bank-group placement with partial sums (see the module
+        docstring "Bank-group units"); the controller then gets the bank-group data path
+        (:meth:`DRAMTiming.with_data_path`).
 
     Raises
     ------
@@ -178,7 +207,7 @@ class PIMCore(wiring.Component):
                  lanes: int = 16, queue: int = 16, tag_bits: int = 5, buf_beats: int = 1024,
                  max_row_bytes: int = 1024, sgd_rows: int = 64, pipeline=DEFAULT_PIPELINE,
                  rows: int | None = None, columns: int | None = None, tREFI: int | None = None,
-                 capacity_beats: int | None = None):
+                 capacity_beats: int | None = None, units: int = 1):
         self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         if timing is None:
             timing = load_preset("ddr4-3200", ranks=1)
@@ -202,7 +231,14 @@ class PIMCore(wiring.Component):
         if max_row_bytes % isa.BEAT_BYTES:
             raise ValueError(f"max_row_bytes must be a multiple of 64, not {max_row_bytes}")
         _check_int("sgd_rows", sgd_rows, 1, 65536)
-        self._ctl_args = dict(timing=timing, mapping=mapping, queue=queue, read_buffer=16,
+        _check_int("units", units, 1)
+        if units > 1:
+            if units != timing.bankgroups:
+                raise ValueError(f"units must be 1 (rank-level) or the preset's {timing.bankgroups} bank groups "
+                                 f"(one unit per bank group), not {units}")
+            timing = timing.with_data_path("bankgroup")
+        self._ctl_args = dict(timing=timing, mapping=mapping, queue=queue,
+                              read_buffer=max(16, min_read_buffer(timing)),
                               tag_bits=tag_bits, rows=rows, columns=columns, tREFI=tREFI)
         probe = BankController(**self._ctl_args)   # validates mapping, queue and overrides
         probe._MustUse__silence = True
@@ -214,7 +250,10 @@ class PIMCore(wiring.Component):
             capacity_beats = full
         _check_int("capacity_beats", capacity_beats, 1, full)
         self.max_row_beats = max_row_bytes // isa.BEAT_BYTES
-        slots = 1 << _bits(max(2, self.max_row_beats))
+        self.unit_slots = 1 << _bits(max(2, self.max_row_beats))   # accumulators per unit
+        slots = units * self.unit_slots
+        self.units = units
+        self._bg_field = (probe.mapping.shifts["bg"] - 6, probe.mapping.bits["bg"])   # in beat addresses
         self._ru_args = dict(lanes=lanes, slots=slots, pipeline=tuple(pipeline))
         ru = ReductionUnit(**self._ru_args)   # validates the pipeline
         ru._MustUse__silence = True
@@ -254,13 +293,18 @@ class PIMCore(wiring.Component):
         return {"bankctl": self._ctl_params, "lanes": self.lanes, "slots": self.slots, "queue": self.queue,
                 "tag_bits": self.tag_bits, "rob_depth": self.rob_depth, "buf_beats": self.buf_beats,
                 "max_row_bytes": self.max_row_bytes, "sgd_rows": self.sgd_rows,
-                "capacity_beats": self.capacity_beats, "latency": self.latency, "mapping": self.mapping}
+                "capacity_beats": self.capacity_beats, "latency": self.latency, "mapping": self.mapping,
+                **({"units": self.units, "bg_field": list(self._bg_field)} if self.units > 1 else {})}
 
     # ------------------------------------------------------------------------------------------
     def elaborate(self, platform):
         m = Module()
         m.submodules.ctl = ctl = BankController(**self._ctl_args)
         m.submodules.ru = ru = ReductionUnit(**self._ru_args)
+        U = self.units
+        if U > 1:
+            # the rank buffer's adder: the units' partial sums of a bag, added in unit order
+            m.submodules.comb = cmb = ReductionUnit(**{**self._ru_args, "slots": self.unit_slots})
         wiring.connect(m, wiring.flipped(self.cmd), ctl.cmd)
         wiring.connect(m, wiring.flipped(self.dq_w), ctl.dq_w)
         wiring.connect(m, wiring.flipped(self.dq_r), ctl.dq_r)
@@ -337,7 +381,7 @@ class PIMCore(wiring.Component):
 
         # ---------------------------------------------------------------- ROB
         info_layout = data.StructLayout({"weight": 32, "slot": SB, "first": 1, "last": 1, "empty": 1,
-                                         "end": 1, "addr": 32})
+                                         "end": 1, "addr": 32, **({"flush": 1} if U > 1 else {})})
         m.submodules.rob_data = rob_data = Memory(shape=isa.BEAT_BITS, depth=NROB, init=[])
         m.submodules.rob_info = rob_info = Memory(shape=info_layout, depth=NROB, init=[])
         rd_w = rob_data.write_port()
@@ -403,7 +447,10 @@ class PIMCore(wiring.Component):
                      rup.slot.eq(head_info.slot), rup.first.eq(head_info.first), rup.last.eq(head_info.last),
                      rup.empty.eq(head_info.empty), rup.end.eq(head_info.end), rup.ext.eq(mode == MODE_SG)]
         for k in range(self.lanes):
-            lane_data = Mux(mode == MODE_SG, rpc.data[32 * k:32 * (k + 1)], rd_r.data[32 * k:32 * (k + 1)])
+            row_lane = rd_r.data[32 * k:32 * (k + 1)]
+            if U > 1:   # a flush beat adds -0.0 (x + -0.0 == x for every x, -0.0 included)
+                row_lane = Mux(head_info.flush, 0x80000000, row_lane)
+            lane_data = Mux(mode == MODE_SG, rpc.data[32 * k:32 * (k + 1)], row_lane)
             m.d.comb += [rup.data[k].eq(lane_data), rup.addend[k].eq(rd_r.data[32 * k:32 * (k + 1)])]
         dout_from_rob = Signal()
         dout_from_ru = Signal()
@@ -412,8 +459,12 @@ class PIMCore(wiring.Component):
             with m.Case(MODE_RD):
                 m.d.comb += [dout_from_rob.eq(1), ret.eq(head_ready & self.dout.ready)]
             with m.Case(MODE_GR):
-                m.d.comb += [ru.i.valid.eq(head_ready), ret.eq(head_ready & ru.i.ready), dout_from_ru.eq(1),
-                             ru.o.ready.eq(self.dout.ready)]
+                m.d.comb += [ru.i.valid.eq(head_ready), ret.eq(head_ready & ru.i.ready), dout_from_ru.eq(1)]
+                if U > 1:
+                    m.d.comb += [cmb.i.valid.eq(ru.o.valid), ru.o.ready.eq(cmb.i.ready),
+                                 cmb.o.ready.eq(self.dout.ready)]
+                else:
+                    m.d.comb += ru.o.ready.eq(self.dout.ready)
             with m.Case(MODE_SG):
                 m.d.comb += [ru.i.valid.eq(head_ready & wbq.w_rdy), ret.eq(head_ready & wbq.w_rdy & ru.i.ready),
                              wbq.w_en.eq(ret), wbq.w_data.eq(head_info.addr),
@@ -430,10 +481,30 @@ class PIMCore(wiring.Component):
         with m.Elif(dout_from_rob):
             m.d.comb += [self.dout.valid.eq(head_ready), self.dout.payload.data.eq(rd_r.data)]
         with m.Elif(dout_from_ru):
-            m.d.comb += [self.dout.valid.eq(ru.o.valid), self.dout.payload.data.eq(ru.o.payload.data)]
+            res = cmb.o if U > 1 else ru.o
+            m.d.comb += [self.dout.valid.eq(res.valid), self.dout.payload.data.eq(res.payload.data)]
 
         drained = Signal()
         m.d.comb += drained.eq((count == 0) & (ru_out_pending == 0) & ~wbq.r_rdy)
+        if U > 1:
+            # combiner input: the units' sums leave `ru` unit-major per bag (u 0, beats 0..R-1, u 1, ...)
+            c_b = Signal(rbw)
+            c_u = Signal(range(U))
+            cp = cmb.i.payload
+            m.d.comb += [cp.data.eq(ru.o.payload.data), cp.weight.eq(ONE_F32), cp.slot.eq(c_b),
+                         cp.first.eq(c_u == 0), cp.last.eq(c_u == U - 1), cp.end.eq(c_b + 1 == rbeats)]
+            with m.If(ru.o.valid & ru.o.ready & (mode == MODE_GR)):
+                with m.If(c_b + 1 == rbeats):
+                    m.d.sync += [c_b.eq(0), c_u.eq(Mux(c_u == U - 1, 0, c_u + 1))]
+                with m.Else():
+                    m.d.sync += c_b.eq(c_b + 1)
+            cmb_pending = Signal(range(2 * self._latency + 16))
+            m.d.sync += cmb_pending.eq(cmb_pending + (cmb.i.valid & cmb.i.ready & cp.last)
+                                       - (cmb.o.valid & cmb.o.ready))
+            drained_all = Signal()
+            m.d.comb += drained_all.eq(drained & (cmb_pending == 0))
+        else:
+            drained_all = drained
 
         # ---------------------------------------------------------------- counters of the FSM
         k_ctr = Signal(33)          # WRITE/READ beat counter, SGD row counter
@@ -452,6 +523,12 @@ class PIMCore(wiring.Component):
         cur_first = Signal()
         cur_last = Signal()
         cur_empty = Signal()
+        if U > 1:
+            seen = Signal(U)           # units holding a row of the current bag
+            cur_unit = Signal(range(U))
+            flushing = Signal()        # issuing the bag's U x R flush / empty entries
+            fu = Signal(range(U))      # ... of this unit
+            nbase = Signal(48)         # the parsed lookup's first beat and its bank group (unit)
         # SGD check
         ci = Signal(wpw)
         cq = Signal(bbw)
@@ -464,6 +541,10 @@ class PIMCore(wiring.Component):
         m.d.comb += [w0.eq(rpa.data.word_select(wp[:4], 32)), w1.eq(rpb.data.word_select((wp + 1)[:4], 32))]
         words_in = Signal(wpw)
         m.d.comb += words_in.eq(nin << 4)
+        if U > 1:
+            m.d.comb += nbase.eq(table + w0 * rbeats)
+            bg_lo, bg_n = self._bg_field
+            nunit = nbase[bg_lo:bg_lo + bg_n] if bg_n else Const(0, 1)
 
         # decode-time facts
         ids_beats = Signal(33)
@@ -649,15 +730,20 @@ class PIMCore(wiring.Component):
 
             # Execution: one index word per entry (bag header or lookup), then the entry's R reads.
             with m.State("GR_EXEC"):
-                with m.If(~cur_valid):
+                with m.If(~cur_valid & ~flushing if U > 1 else ~cur_valid):
                     with m.If(~in_bag):
                         with m.If(bags_left == 0):
                             m.next = "FINISH"
                         with m.Elif(wp < words_in):      # always (validated)
                             m.d.sync += [wp.eq(wp + 1), bags_left.eq(bags_left - 1)]
+                            if U > 1:
+                                m.d.sync += seen.eq(0)
                             with m.If(w0 == 0):
-                                m.d.sync += [cur_valid.eq(1), cur_empty.eq(1), cur_first.eq(1),
-                                             cur_last.eq(1), cur_w.eq(0), cur_base.eq(0)]
+                                if U > 1:     # an empty bag: every unit sends +0.0
+                                    m.d.sync += [flushing.eq(1), fu.eq(0)]
+                                else:
+                                    m.d.sync += [cur_valid.eq(1), cur_empty.eq(1), cur_first.eq(1),
+                                                 cur_last.eq(1), cur_w.eq(0), cur_base.eq(0)]
                             with m.Else():
                                 m.d.sync += [in_bag.eq(1), rem.eq(w0), first_row.eq(1)]
                     with m.Else():
@@ -668,15 +754,30 @@ class PIMCore(wiring.Component):
                             with m.If(rem == 1):
                                 m.d.sync += in_bag.eq(0)
                             m.d.sync += [cur_valid.eq(1), cur_empty.eq(0), cur_first.eq(first_row),
-                                         cur_last.eq(rem == 1), cur_w.eq(Mux(weighted, w1, ONE_F32)),
-                                         cur_base.eq(table + w0 * rbeats)]
+                                         cur_last.eq(rem == 1), cur_w.eq(Mux(weighted, w1, ONE_F32))]
+                            if U > 1:   # the row's unit: the bank group of its first beat
+                                m.d.sync += [cur_base.eq(nbase), cur_unit.eq(nunit),
+                                             cur_first.eq(~seen.bit_select(nunit, 1)),
+                                             seen.eq(seen | (Const(1, U) << nunit))]
+                            else:
+                                m.d.sync += cur_base.eq(table + w0 * rbeats)
                 # issue the R beats of the current entry
-                m.d.comb += [rd_req.eq(cur_valid & ~cur_empty & rob_free), rd_addr.eq(cur_base + b_ctr),
-                             iss.eq(Mux(cur_empty, cur_valid & rob_free, rd_go)),
-                             iss_empty.eq(cur_empty)]
+                m.d.comb += [rd_req.eq(cur_valid & ~cur_empty & rob_free), rd_addr.eq(cur_base + b_ctr)]
+                if U > 1:
+                    m.d.comb += [iss.eq(Mux(cur_empty | flushing, (cur_valid | flushing) & rob_free, rd_go)),
+                                 iss_empty.eq(cur_empty | flushing)]
+                else:
+                    m.d.comb += [iss.eq(Mux(cur_empty, cur_valid & rob_free, rd_go)), iss_empty.eq(cur_empty)]
                 with m.If(iss):
                     with m.If(b_ctr + 1 == rbeats):
                         m.d.sync += [b_ctr.eq(0), cur_valid.eq(0)]
+                        if U > 1:
+                            with m.If(flushing):
+                                m.d.sync += fu.eq(fu + 1)
+                                with m.If(fu == U - 1):
+                                    m.d.sync += flushing.eq(0)
+                            with m.Elif(cur_last):    # the bag's last row: its units' sums leave next
+                                m.d.sync += [flushing.eq(1), fu.eq(0)]
                     with m.Else():
                         m.d.sync += b_ctr.eq(b_ctr + 1)
 
@@ -728,7 +829,7 @@ class PIMCore(wiring.Component):
                         m.d.sync += b_ctr.eq(b_ctr + 1)
 
             with m.State("FINISH"):
-                with m.If(drained):
+                with m.If(drained_all):
                     m.next = "DONE"
 
             with m.State("STATUS"):
@@ -742,9 +843,19 @@ class PIMCore(wiring.Component):
                 m.next = "IDLE"
 
         # ROB info of an issued entry (gather: from the parser's current entry)
-        m.d.comb += [ri_w.data.weight.eq(cur_w), ri_w.data.slot.eq(b_ctr), ri_w.data.first.eq(cur_first),
-                     ri_w.data.last.eq(cur_last), ri_w.data.empty.eq(cur_empty),
-                     ri_w.data.end.eq(b_ctr + 1 == rbeats)]
+        if U > 1:
+            # rows accumulate into their unit's slots and never leave; the bag's flush entries
+            # (unit fu, beat b) emit each unit's sum (fma(1, -0.0, acc) == acc) or +0.0 (no row)
+            has = seen.bit_select(fu, 1)
+            m.d.comb += [ri_w.data.weight.eq(Mux(flushing, ONE_F32, cur_w)),
+                         ri_w.data.slot.eq(Mux(flushing, fu, cur_unit) * self.unit_slots + b_ctr),
+                         ri_w.data.first.eq(~flushing & cur_first), ri_w.data.last.eq(flushing & has),
+                         ri_w.data.empty.eq(flushing & ~has), ri_w.data.flush.eq(flushing & has),
+                         ri_w.data.end.eq(b_ctr + 1 == rbeats)]
+        else:
+            m.d.comb += [ri_w.data.weight.eq(cur_w), ri_w.data.slot.eq(b_ctr), ri_w.data.first.eq(cur_first),
+                         ri_w.data.last.eq(cur_last), ri_w.data.empty.eq(cur_empty),
+                         ri_w.data.end.eq(b_ctr + 1 == rbeats)]
         return m
 
 
@@ -762,23 +873,29 @@ def from_config(config=None, **overrides) -> PIMCore:
     ``overrides`` go to :class:`PIMCore` (``rows``, ``tREFI``, ``buf_beats``, and ``queue`` /
     ``tag_bits`` to override the config's window …).
 
+    ``placement: bankgroup`` with ``accumulate: partial`` (``trim-ddr4-3200``) gives the
+    bank-group core: ``units`` = the preset's bank groups (see the module docstring).
+
     Raises
     ------
     ValueError
-        for ``placement: bankgroup``: bank-group-level units (one per bank group sharing one
-        rank's command bus) are not implemented in RTL; the ``model`` backend times them; the
-        same for ``accumulate: partial`` (partial sums combined outside the units).
+        for ``placement: bankgroup`` with ``accumulate: sequential`` (rows striped over the bank
+        groups, forwarded between units: model backend only) and for ``accumulate: partial``
+        with ``placement: rank``.
     """
     from pimcast.host.pim_config import PIMConfig, load_pim_config
 
     cfg = config if isinstance(config, PIMConfig) else load_pim_config(config)
-    if cfg.placement != "rank":
-        raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core yet "
-                         "(only placement 'rank': one core per rank)")
-    if cfg.accumulate != "sequential":
-        raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} has no RTL core yet "
-                         "(the core reduces its column slice of every row in index order: 'sequential')")
     t = cfg.dram_timing().with_ranks(1)
-    kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1)
+    if cfg.placement == "rank" and cfg.accumulate != "sequential":
+        raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} has no RTL core for placement "
+                         "'rank' (a rank-level core reduces its column slice of every row in index order: "
+                         "'sequential')")
+    if cfg.placement != "rank" and cfg.accumulate != "partial":
+        raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core for accumulate "
+                         f"{cfg.accumulate!r} (rows striped over the bank groups); the bank-group core keeps "
+                         "every row whole in one unit: accumulate 'partial' (e.g. trim-ddr4-3200)")
+    units = 1 if cfg.placement == "rank" else t.bankgroups
+    kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1, units=units)
     kw.update(overrides)
     return PIMCore(t, cfg.address_mapping, **kw)

@@ -181,6 +181,58 @@ if cocotb is not None:
         _stats({"test": "write_read", "cycles": drv.cycles, "seconds": time.perf_counter() - t0})
 
     @cocotb.test()
+    async def test_gather_partial(dut):
+        """Bank-group units (``units > 1``): GATHER_REDUCE vs the golden partial-sum reduction
+        (:func:`pimcast.models.tensor_cast.gather_reduce_partial`: each unit — the bank group of
+        the row — sums its rows of a bag in index order, the rank buffer adds the units' sums in
+        unit order), bit for bit; the table spans every bank group.  Skipped by a rank-level core."""
+        import torch
+
+        from pimcast.models.tensor_cast import gather_reduce, gather_reduce_partial
+        from pimcast.sim.tb_reduce import make_workload, random_lengths
+
+        p = core_params()
+        units = int(p.get("units", 1))
+        if units == 1:
+            return
+        bg_lo, bg_n = p["bg_field"]
+        drv, rng = await _driver(dut, 7)
+        maxlen = _env_int("PIMCAST_CORE_MAXLEN", 40)
+        nbags = _env_int("PIMCAST_CORE_BAGS", 6)
+        base_beat = 64
+        lookups = differ = 0
+        t0, c0 = time.perf_counter(), drv.cycles
+        for dim in _dims():
+            r = dim // 16
+            # rows enough to cover every bank group (a bank group holds 2**bg_lo consecutive beats)
+            nrows = (units << bg_lo) // r + 8
+            row_unit = ((base_beat + np.arange(nrows) * r) >> bg_lo) & ((1 << bg_n) - 1)
+            assert len(set(row_unit.tolist())) == units
+            for name, kw in (("plain", dict(weighted=False, extreme=False)),
+                             ("weighted_extreme", dict(weighted=True, extreme=True)),
+                             ("hot_row", dict(weighted=False, extreme=False, hot_row=True))):
+                lengths = random_lengths(rng, nbags, maxlen)
+                lengths[0], lengths[-1] = maxlen, 0
+                w = make_workload(rng, dim, lengths, table_rows=nrows, **kw)
+                await _put_table(drv, 64 * base_beat, w.table)
+                idx, offs = torch.from_numpy(w.indices), torch.from_numpy(w.offsets)
+                wt = None if w.weights is None else torch.from_numpy(w.weights)
+                g0 = drv.cycles
+                got = await drv.gather_reduce(64 * base_beat, dim * 4, idx, offs, wt, rows=nrows)
+                g_cycles = drv.cycles - g0
+                tab = torch.from_numpy(w.table)
+                want = gather_reduce_partial(tab, idx, offs, wt, row_unit=row_unit,
+                                             unit_group=np.zeros(units, np.int64))
+                _assert_bits(got, want, f"partial gather D={dim} {name}")
+                differ += int((_bits(want) != _bits(gather_reduce(tab, idx, offs, wt))).sum())
+                lookups += int(w.indices.size)
+                _stats({"test": f"partial_d{dim}_{name}", "cycles": g_cycles, "lookups": int(w.indices.size),
+                        "bags": int(lengths.size), "dim": dim})
+        secs = time.perf_counter() - t0
+        _stats({"test": "gather_partial", "cycles": drv.cycles - c0, "lookups": lookups, "seconds": secs,
+                "differ_from_sequential": differ})
+
+    @cocotb.test()
     async def test_gather_forward(dut):
         """GATHER_REDUCE vs the golden gather_reduce, bit for bit, over dims and bag shapes."""
         import torch

@@ -45,8 +45,16 @@ def test_from_config_rank_and_bankgroup():
     core = _silence(from_config("rank-ddr4-3200"))
     assert core.timing.ranks == 1 and core.mapping == "robabgcorach"
     assert core.capacity_beats == load_preset("ddr4-3200", ranks=1).capacity_bytes // 64
-    with pytest.raises(ValueError, match="placement 'bankgroup' has no RTL core yet"):
+    with pytest.raises(ValueError, match="placement 'bankgroup' has no RTL core for accumulate 'sequential'"):
         from_config("bankgroup-ddr4-3200")
+    # bank-group units with partial sums: one unit per bank group, bank-group data path
+    trim = _silence(from_config("trim-ddr4-3200", rows=1024))
+    p = trim.params()
+    assert p["units"] == 4 and p["slots"] == 4 * trim.unit_slots and trim.timing.data_path == "bankgroup"
+    assert p["bg_field"] == [7, 2]          # robachrabgco: 128 beats (8 KB) per bank-group row
+    assert p["bankctl"]["read_buffer"] >= 29 and "units" not in core.params()
+    with pytest.raises(ValueError, match="units must be 1 .rank-level. or the preset's 4 bank groups"):
+        PIMCore(units=2)
 
 
 def test_params_and_sgd_limit():

@@ -148,7 +148,7 @@ def test_core_lint_clean_for_every_pim_config(tmp_path):
             res = lint_file(v, "core")
             assert res.clean, (cfg.stem, res.warnings[:5])
             seen[text] = cfg.stem
-    assert rank and rejected == ["bankgroup-ddr4-3200", "trim-ddr4-3200"]
+    assert rank and "trim-ddr4-3200" in rank and rejected == ["bankgroup-ddr4-3200"]
 
 
 def test_top_that_cannot_be_built_for_a_config_exits_2(tmp_path, capsys):

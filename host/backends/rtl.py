@@ -167,8 +167,10 @@ class RTLBackend(Backend):
             raise ValueError(f"PIMCAST_RTL_SIMULATOR must be 'verilator' or 'icarus', got {self.simulator!r}")
         self.timeout = float(os.environ.get("PIMCAST_RTL_TIMEOUT", "900"))
         if cfg.placement != "rank":
-            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core (the rtl "
-                             "backend simulates one rank-level core; use the model backend for bank-group timing)")
+            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} is not driven by the rtl backend "
+                             "(it simulates rank-level cores; the bank-group core of accumulate 'partial' is "
+                             "verified by its cocotb bench, sim/tb_core.py test_gather_partial; use the model "
+                             "backend for bank-group timing)")
         self.tck_ns = cfg.dram_timing().tCK_ns
         self._server: Optional[_Server] = None
         self._last: Optional[dict] = None
