@@ -21,7 +21,12 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   for the rank and bank-group placements with the **same window** as the RTL core (the bank-group
   core has no RTL).  ``model_rank / rtl_rank`` is the model backend's error against the RTL.
 * ``model_trim`` — the ``model`` backend on ``trim-ddr4-3200``: bank-group units with TRiM-style
-  partial sums (rows whole per bank group, ``accumulate: partial``; no RTL either).
+  partial sums (rows whole per bank group, ``accumulate: partial``).
+* ``rtl_trim`` — **measured on the generated Verilog** of the bank-group core (``from_config
+  ("trim-ddr4-3200")``: 4 units per rank, the bank-group data path, partial sums): rows are whole
+  per rank, so each rank's core gathers the lookups of its rows (:func:`trim_share`; every bag,
+  empty ones included); the DIMM's time is ``max(slower rank, 2 x link)`` (both ranks' sums of
+  every bag cross the channel, the host adds them).  ``--no-trim-rtl`` skips it.
 * ``unit_model`` — the model calibrated to one core: each rank's core-local stream through the
   unit timing (:class:`pimcast.host.timing.PIMTimer`: fast DRAM model, ``rob_tags`` reads in
   flight, FMA drain) plus the core's serial index-stream and validation pass
@@ -84,6 +89,35 @@ def rank_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, ranks: int
     return idx[keep] // ranks, loff, 64, TABLE_ROWS // ranks
 
 
+def trim_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, config: str = "trim-ddr4-3200"):
+    """The core-local GATHER_REDUCE of ``rank`` on the bank-group (partial-sum) device: rows are
+    whole per rank (the config's mapping), so the rank's core gets the lookups of its rows (every
+    bag, possibly empty), each row id re-numbered in the core's one-rank address space.
+
+    Returns ``(local idx, local offsets, row bytes, local table rows)``."""
+    from pimcast.hdl.dram.timing import AddressMapping
+    from pimcast.host.pim_config import load_pim_config
+
+    cfg = load_pim_config(config)
+    t = cfg.dram_timing()
+    dev = AddressMapping(cfg.address_mapping, t)
+    loc = AddressMapping(cfg.address_mapping, t.with_ranks(1))
+    r = -(-dim * 4 // 64)
+
+    def local_rows(ids):
+        f = dev.decode(np.asarray(ids, np.uint64) * np.uint64(r * 64))
+        a = loc.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64)
+        return f["ra"], a // (r * 64)
+
+    ra, lid = local_rows(idx)
+    keep = ra == rank
+    bag = np.searchsorted(off, np.arange(idx.size), side="right") - 1
+    lengths = np.bincount(bag[keep], minlength=off.size)
+    loff = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    _, last = local_rows([TABLE_ROWS - 1])
+    return lid[keep], loff, r * 64, int(max(int(last[0]), int(lid.max(initial=0)))) + 1
+
+
 def host_cycles(idx: np.ndarray, dim: int) -> int:
     from pimcast.host.baselines import ChannelTimer
 
@@ -138,13 +172,18 @@ def unit_model_cycles(timer, job: dict) -> dict:
             "sampled": bool(res["sampled"])}
 
 
-def run_rtl(workloads: list[dict], simulator: str, mapping=None, **window) -> list[dict]:
+def run_rtl(workloads: list[dict], simulator: str, mapping=None, config=None, **window) -> list[dict]:
     from pimcast.sim.runner import run_cocotb
     from pimcast.sim.tb_core import register_top
 
     # the core of one rank (8 GiB) as the config builds it (window from the config), optionally
-    # with another device mapping
-    cfg = unit_config(mapping, **window)
+    # with another device mapping; ``config``: another PIM config's core (the bank-group one)
+    if config is not None:
+        from pimcast.host.pim_config import load_pim_config
+
+        cfg = load_pim_config(config, **window)
+    else:
+        cfg = unit_config(mapping, **window)
     top, env = register_top(cfg)
     arrays = {"meta": json.dumps([{k: w[k] for k in ("name", "row_bytes", "rows", "base")} for w in workloads])}
     for k, w in enumerate(workloads):
@@ -177,12 +216,14 @@ def main(argv=None) -> int:
     ap.add_argument("--rtl-json", default=None,
                     help="take the RTL cycles from an earlier run's JSON (same workloads, seed and window) "
                          "instead of simulating: recomputes the model columns only")
+    ap.add_argument("--no-trim-rtl", action="store_true",
+                    help="skip the bank-group (trim-ddr4-3200, partial sums) core RTL runs")
     ap.add_argument("--out", default=str(REPO / "build" / "bench"))
     args = ap.parse_args(argv)
     from pimcast.host.baselines import gather_ceilings
 
     rng = np.random.default_rng(args.seed)
-    cases, jobs = [], []
+    cases, jobs, tjobs = [], [], []
     for dim in [int(x) for x in args.dims.split(",")]:
         for dist in args.dists.split(","):
             for pool in [int(x) for x in args.pooling.split(",")]:
@@ -195,6 +236,9 @@ def main(argv=None) -> int:
                     li, lo, rb, rows = rank_share(idx, off, dim, r)
                     jobs.append({"name": f"d{dim}-{dist}-p{pool}-r{r}", "idx": li, "off": lo, "row_bytes": rb,
                                  "rows": rows, "base": 0})
+                    li, lo, rb, rows = trim_share(idx, off, dim, r)
+                    tjobs.append({"name": f"d{dim}-{dist}-p{pool}-r{r}", "idx": li, "off": lo, "row_bytes": rb,
+                                  "rows": rows, "base": 0})
                 cases.append(case)
     t0 = time.perf_counter()
     if args.mapping and not args.mapping.endswith("rach"):
@@ -221,10 +265,15 @@ def main(argv=None) -> int:
     else:
         meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
     rtl_seconds = time.perf_counter() - t0
+    tmeas = {}
+    if not args.no_trim_rtl and not args.rtl_json:
+        t1 = time.perf_counter()
+        tmeas = {m["name"]: m for m in run_rtl(tjobs, args.simulator, config="trim-ddr4-3200", **window)}
+        print(f"bank-group core RTL: build + run {time.perf_counter() - t1:.0f} s", flush=True)
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
           f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
-          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'bg ceil':>7}")
+          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'trim rtl x':>10} {'bg ceil':>7}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -251,6 +300,17 @@ def main(argv=None) -> int:
                     "unit_model_setup_cycles": [u0["setup"], u1["setup"]], "unit_model_dimm_cycles": um,
                     "unit_model_over_rtl": um / rtl, "rtl_core_over_unit_model_per_rank":
                     [r0["cycles"] / u0["cycles"], r1["cycles"] / u1["cycles"]]})
+        if tmeas:
+            t0r, t1r = tmeas[name + "-r0"], tmeas[name + "-r1"]
+            # both ranks' partial sums cross the channel (the host adds them)
+            tl = 2 * link
+            rec.update({"rtl_trim_cycles_per_rank": [t0r["cycles"], t1r["cycles"]], "rtl_trim_link_cycles": tl,
+                        "rtl_trim_cycles": max(t0r["cycles"], t1r["cycles"], tl),
+                        "rtl_trim_acts": t0r["acts"] + t1r["acts"],
+                        "rtl_trim_refreshes_per_rank": [t0r.get("refreshes"), t1r.get("refreshes")]})
+            rec["speedup_rtl_trim"] = host / rec["rtl_trim_cycles"]
+            rec["rtl_trim_pct_of_ceiling"] = 100 * rec["speedup_rtl_trim"] / rec["ceiling_bankgroup"]
+            rec["model_trim_over_rtl"] = mt / rec["rtl_trim_cycles"]
         rec["rtl_rank_pct_of_ceiling"] = 100 * rec["speedup_rtl_rank"] / rec["ceiling_rank"]
         rec["model_rank_pct_of_ceiling"] = 100 * rec["speedup_model_rank"] / rec["ceiling_rank"]
         rows_out.append(rec)
@@ -259,7 +319,12 @@ def main(argv=None) -> int:
               f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
               f"{'/'.join('-' if x is None else str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
-              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} {rec['ceiling_bankgroup']:>7.2f}")
+              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} "
+              f"{rec.get('speedup_rtl_trim', float('nan')):>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
+    if tmeas:
+        tc, ts = sum(m["cycles"] for m in tmeas.values()), sum(m["seconds"] for m in tmeas.values())
+        print(f"bank-group core RTL simulation speed ({args.simulator}): {tc / max(ts, 1e-9):.0f} cycles/s, "
+              f"{sum(m['lookups'] for m in tmeas.values()) / max(ts, 1e-9):.0f} lookups/s")
     sim_cycles = sum(m["cycles"] for m in meas.values())
     sim_secs = sum(m["seconds"] for m in meas.values())
     lookups = sum(m["lookups"] for m in meas.values())
@@ -293,6 +358,9 @@ def main(argv=None) -> int:
             rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == max(r2["pooling"] for r2 in rows_out)]
             ax.plot([r["dim"] for r in rs], [r["speedup_model_bankgroup"] for r in rs], "s--", label="model bank-group")
             ax.plot([r["dim"] for r in rs], [r["speedup_model_trim"] for r in rs], "d--", label="model bank-group, partial sums")
+            if "speedup_rtl_trim" in rs[0]:
+                ax.plot([r["dim"] for r in rs], [r["speedup_rtl_trim"] for r in rs], "D-",
+                        label="RTL bank-group, partial sums")
             ax.plot([r["dim"] for r in rs], [r["ceiling_rank"] for r in rs], "k:", label="rank ceiling")
             ax.plot([r["dim"] for r in rs], [r["ceiling_bankgroup"] for r in rs], "k-.", label="bank-group ceiling")
             ax.set_xscale("log", base=2)
