@@ -74,20 +74,20 @@ def test_core_icarus_gather_sgd():
     assert _stat(res, "gather_forward")["lookups"] >= 60
 
 
-@pytest.mark.slow   # Icarus: ~2 min to compile the two-datapath core, ~3 min to run (~150 cycles/s)
+@pytest.mark.slow   # Icarus: ~2 min to compile the two-datapath core, a few min to run (~150-300 cycles/s)
 @pytest.mark.skipif(not have_icarus(), reason="Icarus missing")
 def test_core_bankgroup_units_icarus():
     """The bank-group core (``trim-ddr4-3200``: 4 units, partial sums, bank-group data path):
     GATHER_REDUCE vs ``gather_reduce_partial`` bit for bit over a table spanning every bank group
-    (D 16 and 64, plain / weighted extreme values / hot row, empty bags), SCATTER_SGD vs the
+    (D 16 and 64, plain / weighted with extreme weights / hot row, empty bags), SCATTER_SGD vs the
     golden SGD, with the DRAM model's protocol checker on the bank-group rules."""
     res = run_core("icarus", config="trim-ddr4-3200",
-                   env={"PIMCAST_CORE_DIMS": "16,64", "PIMCAST_CORE_MAXLEN": "20", "PIMCAST_CORE_BAGS": "4",
+                   env={"PIMCAST_CORE_DIMS": "16,64", "PIMCAST_CORE_MAXLEN": "16", "PIMCAST_CORE_BAGS": "4",
                         "PIMCAST_SEED": "3"},
                    testcase=["test_smoke", "test_gather_partial", "test_scatter_sgd"])
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (3, 0), res.build_dir
     st = _stat(res, "gather_partial")
-    assert st["lookups"] > 150
+    assert st["lookups"] > 120
     # the partial sums are not the sequential bits (the test would not tell them apart otherwise)
     assert st["differ_from_sequential"] > 0
