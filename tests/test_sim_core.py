@@ -19,6 +19,7 @@ def _verilator_o1(monkeypatch):
     monkeypatch.setenv("PIMCAST_VERILATOR_OPT", "-O1")
 
 
+#: the rank-level core's benches (test_gather_partial is the bank-group core's)
 ALL = ["test_smoke", "test_write_read", "test_gather_forward", "test_tc_backward", "test_scatter_sgd",
        "test_errors"]
 
@@ -32,7 +33,7 @@ def _stat(res, name):
 def test_core_verilator_quick():
     """All tests, D in {16, 64}, bags up to 100 lookups (the default-suite run)."""
     res = run_core("verilator", env={"PIMCAST_CORE_DIMS": "16,64", "PIMCAST_CORE_MAXLEN": "100",
-                                     "PIMCAST_CORE_BAGS": "6", "PIMCAST_SEED": "3"})
+                                     "PIMCAST_CORE_BAGS": "6", "PIMCAST_SEED": "3"}, testcase=ALL)
     assert res.error is None, res.error
     assert (res.tests, res.failures) == (len(ALL), 0), res.build_dir
     assert _stat(res, "gather_forward")["lookups"] > 500
