@@ -19,6 +19,20 @@ def _replay(*args):
     return cli(["dram", "replay", *map(str, args)])
 
 
+def _read_commands(csv_path):
+    """``--dump-commands`` rows as ``(cycle, cmd, rank, bankgroup, bank, row, col)`` tuples."""
+    with csv_path.open() as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["cycle", "cmd", "rank", "bankgroup", "bank", "row", "col"]
+    return [(int(r[0]), r[1], *map(int, r[2:])) for r in rows[1:]]
+
+
+def _replay_json_commands(capsys, csv_path, *args):
+    """Replay with ``--json -`` and ``--dump-commands``: (stats, commands)."""
+    assert _replay(*args, "--json", "-", "--dump-commands", csv_path) == 0
+    return json.loads(capsys.readouterr().out), _read_commands(csv_path)
+
+
 @pytest.fixture
 def gather(tmp_path):
     tr = random_gather_trace(2000, 256, seed=2)
@@ -57,10 +71,7 @@ def test_dump_commands_csv_passes_checker(gather, tmp_path):
     p, tr = gather
     csv_path = tmp_path / "cmds.csv"
     assert _replay("--trace", p, "--ranks", 2, "--dump-commands", csv_path, "--queue", 16) == 0
-    with csv_path.open() as fh:
-        rows = list(csv.reader(fh))
-    assert rows[0] == ["cycle", "cmd", "rank", "bankgroup", "bank", "row", "col"]
-    cmds = [(int(r[0]), r[1], *map(int, r[2:])) for r in rows[1:]]
+    cmds = _read_commands(csv_path)
     assert {c[1] for c in cmds} <= {"ACT", "RD", "WR", "PRE", "PREA", "REF"}
     assert sum(c[1] in ("RD", "WR") for c in cmds) == len(tr)
     assert check_sequence(cmds, load_preset("ddr4-3200", ranks=2), max_violations=3) == []
@@ -155,11 +166,8 @@ def test_bankgroup_data_path(tmp_path, capsys):
     write_trace(tr, p)
     out = {}
     for dp in ("channel", "bankgroup"):
-        csv_path = tmp_path / f"{dp}.csv"
-        assert _replay("--trace", p, "--ranks", 2, "--data-path", dp, "--json", "-", "--dump-commands", csv_path) == 0
-        out[dp] = json.loads(capsys.readouterr().out)
-        with csv_path.open() as fh:
-            out[dp]["cmds"] = [(int(r[0]), r[1], *map(int, r[2:])) for r in list(csv.reader(fh))[1:]]
+        out[dp], out[dp]["cmds"] = _replay_json_commands(capsys, tmp_path / f"{dp}.csv", "--trace", p, "--ranks", 2,
+                                                         "--data-path", dp)
     t = load_preset("ddr4-3200", ranks=2)
     assert out["bankgroup"]["data_path"] == "bankgroup" and out["channel"]["data_path"] == "channel"
     assert out["channel"]["GBps"] <= t.peak_GBps
@@ -185,14 +193,10 @@ def test_model_rtl_replay_bankgroup_data_path(tmp_path, capsys):
     write_trace(tr, p)
     cmds = {}
     for model in ("rtl", "fast"):
-        csv_path = tmp_path / f"{model}.csv"
         args = ["--simulator", sim] if model == "rtl" else []
-        assert _replay("--trace", p, "--ranks", 2, "--data-path", "bankgroup", "--model", model, *args,
-                       "--json", "-", "--dump-commands", csv_path) == 0
-        assert json.loads(capsys.readouterr().out)["data_path"] == "bankgroup"
-        with csv_path.open() as fh:
-            cmds[model] = [tuple(r) for r in csv.reader(fh)][1:]
+        stats, cmds[model] = _replay_json_commands(capsys, tmp_path / f"{model}.csv", "--trace", p, "--ranks", 2,
+                                                   "--data-path", "bankgroup", "--model", model, *args)
+        assert stats["data_path"] == "bankgroup"
     assert len(cmds["rtl"]) > 400 and cmds["rtl"] == cmds["fast"]
     t = load_preset("ddr4-3200", ranks=2)
-    parsed = [(int(r[0]), r[1], *map(int, r[2:])) for r in cmds["rtl"]]
-    assert {v.rule for v in check_sequence(parsed, t, max_violations=50)} & {"tCCD_S", "rank_switch_rd"}
+    assert {v.rule for v in check_sequence(cmds["rtl"], t, max_violations=50)} & {"tCCD_S", "rank_switch_rd"}
