@@ -126,18 +126,25 @@ def test_missing_trace_file(tmp_path, capsys):
     assert "nope.trace" in capsys.readouterr().err
 
 
-@pytest.mark.rtl
-@pytest.mark.slow
-def test_model_rtl_replay(tmp_path, capsys):
+def _rtl_gather(tmp_path, n: int, seed: int):
+    """(simulator, trace, trace file) for an RTL replay of an ``n``-request 256 B-row gather; skips
+    without a simulator. Icarus first: it builds the controller in seconds (Verilator takes many
+    minutes on a small host)."""
     from pimcast.sim.toolchain import have_icarus, have_verilator
 
-    # Icarus builds the controller in seconds (Verilator takes many minutes on a small host)
     sim = "icarus" if have_icarus() else "verilator" if have_verilator() else None
     if sim is None:
         pytest.skip("no Verilog simulator")
-    tr = random_gather_trace(300, 256, seed=4)
+    tr = random_gather_trace(n, 256, seed=seed)
     p = tmp_path / "g.trace"
     write_trace(tr, p)
+    return sim, tr, p
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_model_rtl_replay(tmp_path, capsys):
+    sim, tr, p = _rtl_gather(tmp_path, 300, seed=4)
     csv_path = tmp_path / "rtl.csv"
     assert _replay("--trace", p, "--ranks", 2, "--model", "rtl", "--simulator", sim, "--json", "-",
                    "--dump-commands", csv_path) == 0
@@ -183,14 +190,7 @@ def test_model_rtl_replay_bankgroup_data_path(tmp_path, capsys):
     """The RTL controller generated for a bank-group data path (no tCCD_S between bank groups)
     issues the very same commands as the fast model, and its DRAM model's protocol checker
     (bank-group rules) passes."""
-    from pimcast.sim.toolchain import have_icarus, have_verilator
-
-    sim = "icarus" if have_icarus() else "verilator" if have_verilator() else None
-    if sim is None:
-        pytest.skip("no Verilog simulator")
-    tr = random_gather_trace(400, 256, seed=6)
-    p = tmp_path / "g.trace"
-    write_trace(tr, p)
+    sim, tr, p = _rtl_gather(tmp_path, 400, seed=6)
     cmds = {}
     for model in ("rtl", "fast"):
         args = ["--simulator", sim] if model == "rtl" else []
