@@ -569,9 +569,12 @@ class Device:
             if self._mapping is None:
                 self._mapping = AddressMapping(self.cfg.address_mapping, self.cfg.dram_timing(), channels=self.cfg.channels)
             partial = partial_plan(self.cfg, self._mapping, t.base, t.row_bytes, idx.numpy(), lengths.numpy())
-            reduce = lambda tab, i, st, ln, ww: self.backend.gather_reduce(tab, tab.shape[1], i, st, ln, ww)  # noqa: E731
-            out = _canon(tc.reduce_partial(reduce, self._rows(name), idx, starts, lengths, w, partial["unit"],
-                                           self.cfg.unit_group(self._mapping.t)))
+            if self.backend.mirrored:       # the hardware makes the partial sums (rtl: one core per rank)
+                out = _canon(self.backend.gather_reduce_table(t, idx, starts, lengths, w))
+            else:
+                reduce = lambda tab, i, st, ln, ww: self.backend.gather_reduce(tab, tab.shape[1], i, st, ln, ww)  # noqa: E731
+                out = _canon(tc.reduce_partial(reduce, self._rows(name), idx, starts, lengths, w, partial["unit"],
+                                               self.cfg.unit_group(self._mapping.t)))
         elif self.backend.mirrored:
             out = _canon(self.backend.gather_reduce_table(t, idx, starts, lengths, w))
         else:

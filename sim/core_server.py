@@ -2,10 +2,11 @@
 
 Run as ``python -m pimcast.sim.core_server --simulator verilator`` by the backend (never by hand):
 it builds the PIM core for the configuration in ``PIMCAST_RTL_CONFIG`` (JSON of a
-:class:`~pimcast.host.pim_config.PIMConfig`) and runs the cocotb test :func:`serve`, which
+:class:`~pimcast.host.pim_config.PIMConfig`; one rank's core) and runs the cocotb test :func:`serve`, which
 connects back to the backend at ``PIMCAST_RTL_ADDRESS`` and executes one request per device
 operation on the RTL through :class:`~pimcast.sim.core_driver.CoreDriver` (DRAM device model and
-protocol checker attached, as in the testbench), until ``close``.
+protocol checker attached, as in the testbench), until ``close``.  ``PIMCAST_RTL_RUN_DIR`` (if
+set) is the run's own folder, so that several servers (one per rank) can share one build.
 
 Requests are ``(op, args)`` tuples; replies ``("ok", result, counters)`` with the RTL's cycle count
 of the operation and the DRAM command counters, ``("status", code, name, message)`` when the core
@@ -125,7 +126,8 @@ def main(argv=None) -> int:
     core = from_config(cfg)
     core._MustUse__silence = True
     res = run_cocotb("core", "pimcast.sim.core_server", simulator=args.simulator, testcase="serve",
-                     config=cfg, env={"PIMCAST_CORE_PARAMS": json.dumps(core.params())})
+                     config=cfg, env={"PIMCAST_CORE_PARAMS": json.dumps(core.params())},
+                     run_dir=os.environ.get("PIMCAST_RTL_RUN_DIR") or None)
     if not res.ok:
         print(f"core_server: simulation ended with failures={res.failures} error={res.error}", file=sys.stderr)
         return 1

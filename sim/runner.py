@@ -124,8 +124,12 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
                build_dir: str | Path | None = None, parameters: Mapping[str, Any] | None = None,
                env: Mapping[str, str] | None = None, waves: bool = False,
                testcase: str | list[str] | None = None, extra_env: Mapping[str, str] | None = None,
-               config: Any = None, verbose: bool = False) -> SimResult:
+               config: Any = None, verbose: bool = False, run_dir: str | Path | None = None) -> SimResult:
     """Generate, build and run ``test_module`` against ``top``; return the results.
+
+    ``run_dir``: where the run writes (working directory, ``results.xml``, stats); default the
+    build folder.  Simulations that run at the same time on one build (the ``rtl`` backend's
+    rank cores) each need their own.
 
     ``env`` and ``extra_env`` are merged (``extra_env`` wins) and passed to the test process.
     Raises :class:`SimError` when the build fails; a simulator crash is reported as a failed
@@ -201,9 +205,11 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
         runner.hdl_toplevel = top
         runner.parameters = dict(parameters or {})
 
-    stats_file = bdir / "stats.jsonl"
+    rdir = Path(run_dir).resolve() if run_dir is not None else bdir
+    rdir.mkdir(parents=True, exist_ok=True)
+    stats_file = rdir / "stats.jsonl"
     stats_file.unlink(missing_ok=True)
-    results_xml = bdir / "results.xml"
+    results_xml = rdir / "results.xml"
     test_env = {**(env or {}), **(extra_env or {}), "PIMCAST_STATS": str(stats_file)}
     if "latency" in meta:
         test_env[f"PIMCAST_{top.upper()}_LATENCY"] = str(meta["latency"])
@@ -212,7 +218,7 @@ def run_cocotb(top: str, test_module: str | None = None, simulator: str = "veril
     with _environ(test_env):
         try:
             runner.test(test_module=test_module, hdl_toplevel=top, hdl_toplevel_lang="verilog",
-                        build_dir=bdir, test_dir=bdir,
+                        build_dir=bdir, test_dir=rdir,
                         testcase=testcase, waves=waves, timescale=TIMESCALE,
                         results_xml=str(results_xml), extra_env=test_env)
         except SystemExit as exc:  # the runner exits when the simulator returns non-zero

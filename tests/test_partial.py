@@ -200,3 +200,86 @@ def test_embedding_bag_trains_with_partial_sums():
         weights.append(dev.read(emb.table).clone())
     assert torch.equal(_bits(weights[0]), _bits(weights[1]))
     assert not torch.equal(weights[0], W0)
+
+
+def _rank_core_golden(cfg, table, lay):
+    """A stand-in for the rank cores (``_run_ranks``): each rank reduces its rows of every bag with
+    the golden partial sums of one combiner (its bank-group units added in unit order)."""
+    from pimcast.hdl.dram.timing import AddressMapping
+
+    loc = AddressMapping(cfg.address_mapping, cfg.dram_timing().with_ranks(1))
+
+    def run(calls, timed=True):
+        out = {}
+        for r, (op, (base, row_bytes, rows, idx, offs, w)) in calls.items():
+            assert op == "gather_reduce" and row_bytes == lay.row_bytes and rows == lay.counts[r]
+            tab = table[torch.from_numpy(np.flatnonzero(lay.rank == r))]        # ascending = local order
+            bg = loc.decode(np.uint64(base) + np.arange(rows, dtype=np.uint64) * np.uint64(row_bytes))["bg"]
+            wt = None if w is None else torch.from_numpy(w)
+            out[r] = tc.gather_reduce_partial(tab, torch.from_numpy(idx), torch.from_numpy(offs), wt, row_unit=bg,
+                                              unit_group=np.zeros(cfg.dram_timing().bankgroups, np.int64)).numpy()
+        return out
+    return run
+
+
+def test_rtl_rank_layout_and_host_combine_equal_golden_partial():
+    """The rtl backend's split of a bank-group gather over the rank cores (each rank's rows as a
+    table of its own, contiguous in its local address space) and the host's add of the ranks'
+    sums in rank order equal the golden partial sums bit for bit — with -0.0, inf and NaN rows,
+    empty bags and bags held by one rank only.  (The rank core itself: test_rtl_backend.py.)"""
+    from pimcast.hdl.dram.timing import AddressMapping
+    from pimcast.host.backends.rtl import RankLayout, RTLBackend
+    from pimcast.host.device import _canon
+
+    gold = open_device("golden", "trim-ddr4-3200", capacity=1 << 20)
+    cfg = gold.cfg
+    gold.alloc("pad", 320, 16)                     # 20 KiB: the table starts in bank group 2 of rank 0
+    rows, dim = 384, 16                            # 24 KiB: rank 0 bank groups 2-3, rank 1 bank groups 0-1
+    info = gold.alloc("t", rows, dim)
+    lay = RankLayout(cfg, info.base, rows, info.row_bytes)
+    assert lay.counts.tolist() == [192, 192] and lay.bases.tolist() == [20 << 10, 0]
+    dev_map = AddressMapping(cfg.address_mapping, cfg.dram_timing())
+    loc_map = AddressMapping(cfg.address_mapping, cfg.dram_timing().with_ranks(1))
+    addr = np.uint64(info.base) + np.arange(rows, dtype=np.uint64) * np.uint64(info.row_bytes)
+    f = dev_map.decode(addr)
+    assert np.array_equal(lay.rank, f["ra"])
+    local_addr = lay.bases[lay.rank] + lay.local * info.row_bytes
+    assert np.array_equal(local_addr, loc_map.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64))
+    for r in (0, 1):
+        assert np.array_equal(lay.local[lay.rank == r], np.arange(192))
+    assert sorted(np.unique(f["bg"][lay.rank == 0]).tolist()) == [2, 3]
+
+    g = torch.Generator().manual_seed(11)
+    W = torch.randn(rows, dim, generator=g) * 1e3
+    W[5] = -0.0                                     # rank 0
+    W[300] = -0.0                                   # rank 1
+    W[7, :4] = float("inf")
+    W[250, 4:8] = float("-inf")
+    W[9, 8] = float("nan")
+    gold.write("t", W)
+    bags = [[5], [300], [5, 300], [], [7, 250], [9, 200, 1], list(range(0, 384, 7)), [300, 5, 300, 5],
+            [190, 191, 192, 193], []]
+    idx = torch.tensor([i for b in bags for i in b])
+    offs = torch.tensor(np.cumsum([0] + [len(b) for b in bags[:-1]]))
+    wts = torch.randn(idx.numel(), generator=g)
+    wts[0] = -1.0
+    be = RTLBackend(cfg)
+    be._run_ranks = _rank_core_golden(cfg, W, lay)
+    lengths = torch.tensor([len(b) for b in bags])
+    for w in (None, wts):
+        got = _canon(be._gather_reduce_ranks(info, idx.numpy(), lengths.numpy(), None if w is None else w.numpy()))
+        want = gold.gather_reduce("t", idx, offs, per_sample_weights=w)
+        assert torch.equal(_bits(got), _bits(want))
+    assert _bits(want)[0].tolist() == [0] * dim          # -0.0 rows summed from +0.0 in one rank: +0.0
+    assert not torch.equal(_bits(gold.gather_reduce("t", idx, offs)), _bits(tc.gather_reduce(W, idx, offs)))
+
+
+def test_rtl_backend_refuses_configs_without_an_rtl_core():
+    from pimcast.host.backends.rtl import RTLBackend
+    with pytest.raises(ValueError, match="placement 'bankgroup' with accumulate 'sequential' is not driven by the rtl "
+                                         "backend: it has no RTL core"):
+        RTLBackend(load_pim_config("bankgroup-ddr4-3200"))
+    with pytest.raises(ValueError, match="accumulate 'partial' with placement 'rank' has no RTL core"):
+        RTLBackend(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robarabgcoch"))
+    be = RTLBackend(load_pim_config("trim-ddr4-3200"))
+    assert be.partial and be.n_cores == 2 and be._servers == []          # nothing started yet

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pimcast.host import PIMEmbeddingBag, open_device
+from pimcast.host import open_device
 from pimcast.host.backends.rtl import RTLBackendError, RTLStatusError
 from pimcast.models import tensor_cast as tc
 from pimcast.sim.toolchain import have_icarus
@@ -99,9 +99,9 @@ def test_bad_simulator_is_rejected(monkeypatch):
         open_device("rtl", "small-test")
 
 
-def test_bankgroup_placement_is_rejected_before_anything_starts(monkeypatch):
+def test_bankgroup_sequential_is_rejected_before_anything_starts(monkeypatch):
     monkeypatch.setenv("PIMCAST_RTL_SIMULATOR", "icarus")
-    with pytest.raises(ValueError, match="placement 'bankgroup'"):
+    with pytest.raises(ValueError, match="placement 'bankgroup' with accumulate 'sequential'.*no RTL core"):
         open_device("rtl", "bankgroup-ddr4-3200")
 
 

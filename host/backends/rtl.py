@@ -14,6 +14,19 @@ The :class:`~pimcast.host.device.Device` keeps a host mirror of every table (so
 read-back from the RTL against that mirror bit for bit.  ``gather_reduce`` results and the rows
 updated by ``scatter_sgd`` come from the RTL, never from the mirror.
 
+Bank-group cores (``accumulate: partial``, e.g. ``trim-ddr4-3200``): one core per rank, as in
+the hardware — the backend starts one simulation per rank (``channels x ranks`` children, one
+build), each holding its rank's memory.  A table's rows are split by the rank that holds them
+(the device mapping keeps every row whole in one bank group); rank ``r``'s rows occupy one
+contiguous range of its rank-local address space (the device address with the channel and rank
+fields removed), so each rank core sees them as a table of its own (:class:`RankLayout`).
+GATHER_REDUCE runs on every rank core at once with that rank's lookups (all bags; a bag
+without rows there gives +0.0), each core adds its bank-group units' partial sums (the rank
+buffer's adder) and the host adds the ranks' sums in rank order from +0.0 — the third stage of
+:func:`pimcast.models.tensor_cast.reduce_partial`, so results equal the golden and model
+backends bit for bit.  Cycles of an operation = the slowest rank core's (the ranks run in
+parallel; the host's final adds and the channel transfer are not counted).
+
 Timing: ``stats()["cycles"]`` is the sum of the RTL's own cycle counts per operation (one cycle
 = one DRAM tCK, from issuing the instruction to the last result beat); ``ns`` = cycles x tCK.
 DRAM command counts come from the simulated DRAM model.  The read-back of rows after a
@@ -22,6 +35,10 @@ SCATTER_SGD (to refresh the host mirror) is not counted.
 Speed: a few thousand simulated cycles per second under Verilator (16 lanes), i.e. training on
 the ``rtl`` backend is for small tables and a few steps (``small-test`` config); the first use
 builds the simulator (about 1–3 minutes, cached under ``build/sim/``).
+
+Not driven: ``placement: bankgroup`` with ``accumulate: sequential`` (no RTL core, see
+:func:`pimcast.hdl.core.from_config`) and, for rank-level configs, the per-rank split (one core
+holds the whole image; the cycles are those of one rank doing all the work).
 
 Environment: ``PIMCAST_RTL_SIMULATOR`` (``verilator`` default, or ``icarus``),
 ``PIMCAST_RTL_TIMEOUT`` (seconds to wait for the simulator to start, default 900).
@@ -47,7 +64,7 @@ import torch
 from pimcast.host.backends.base import Backend
 from pimcast.host.timing import empty_timing
 
-__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError"]
+__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError", "RankLayout"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +101,9 @@ class _Server:
         self.log_path = Path(self.tmp.name) / "server.log"
         env = dict(os.environ)
         env.update({"PIMCAST_RTL_ADDRESS": address, "PIMCAST_RTL_AUTHKEY": self.authkey.hex(),
-                    "PIMCAST_RTL_CONFIG": _config_json(cfg)})
+                    "PIMCAST_RTL_CONFIG": _config_json(cfg),
+                    # this simulation's own results / working folder (rank cores share one build)
+                    "PIMCAST_RTL_RUN_DIR": os.path.join(self.tmp.name, "run")})
         env.pop("PYTEST_CURRENT_TEST", None)
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "pimcast.sim.core_server", "--simulator", simulator],
@@ -117,14 +136,26 @@ class _Server:
         except OSError:
             return "(no log)"
 
-    def call(self, op: str, *args):
+    def send(self, op: str, *args) -> None:
         try:
             self.conn.send((op, args))
+        except (EOFError, OSError) as exc:
+            self._lost(op, exc)
+
+    def recv(self, op: str):
+        try:
             return self.conn.recv()
         except (EOFError, OSError) as exc:
-            code = self.proc.poll()
-            raise RTLBackendError(f"the RTL simulation stopped answering during {op!r} (exit status {code}); "
-                                  f"log:\n{self.tail()}") from exc
+            self._lost(op, exc)
+
+    def call(self, op: str, *args):
+        self.send(op, *args)
+        return self.recv(op)
+
+    def _lost(self, op: str, exc: BaseException):
+        code = self.proc.poll()
+        raise RTLBackendError(f"the RTL simulation stopped answering during {op!r} (exit status {code}); "
+                              f"log:\n{self.tail()}") from exc
 
     def close(self, kill: bool = False) -> None:
         self._tail = self.tail()
@@ -152,6 +183,51 @@ def _config_json(cfg) -> str:
     return json.dumps(cfg.as_dict())
 
 
+class RankLayout:
+    """Where a table's rows live in the rank cores' memories (``accumulate: partial``).
+
+    Row ``i`` of the table at device byte ``base`` (``row_bytes`` each) decodes, under the device
+    mapping, to rank ``rank[i]`` (channel-major: ``ch * ranks + ra``) and rank-local byte address
+    ``encode(bg, ba, ro, co)`` under the same mapping on a one-rank, one-channel view (the
+    address of that byte inside its rank core's DRAM).  Removing the rank and channel fields is
+    monotone within one rank and rows never straddle units, so rank ``r``'s rows fill one
+    contiguous local range from ``bases[r]``: the rank core sees them as a table of
+    ``counts[r]`` rows, row ``local[i]`` = device row ``i``.
+    """
+
+    def __init__(self, cfg, base: int, rows: int, row_bytes: int):
+        from pimcast.hdl.dram.timing import AddressMapping
+
+        t = cfg.dram_timing()
+        dev_map = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
+        loc_map = AddressMapping(cfg.address_mapping, t.with_ranks(1))
+        n_ranks = cfg.channels * t.ranks
+        a = np.uint64(base) + np.arange(rows, dtype=np.uint64) * np.uint64(row_bytes)
+        f = dev_map.decode(a) if rows else {k: np.zeros(0, np.int64) for k in ("ch", "ra", "bg", "ba", "ro", "co")}
+        self.rank = (f["ch"] * t.ranks + f["ra"]).astype(np.int64)
+        loc = loc_map.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64)
+        self.counts = np.bincount(self.rank, minlength=n_ranks)
+        self.bases = np.zeros(n_ranks, np.int64)
+        self.local = np.zeros(rows, np.int64)
+        self.row_bytes = row_bytes
+        for r in range(n_ranks):
+            sel = self.rank == r
+            if not sel.any():
+                continue
+            self.bases[r] = loc[sel][0]
+            lid = loc[sel] - self.bases[r]
+            want = np.arange(int(sel.sum()), dtype=np.int64) * row_bytes
+            if not np.array_equal(lid, want):       # a mapping with rank bits below a row (rejected at alloc)
+                raise ValueError(f"mapping {cfg.address_mapping!r}: the rows of rank {r} are not contiguous in its "
+                                 f"local address space (table at {hex(base)}, {row_bytes} B rows)")
+            self.local[sel] = lid // row_bytes
+
+    def split(self, rows: np.ndarray) -> dict[int, np.ndarray]:
+        """Positions in ``rows`` (device row ids) per rank that holds any of them, ascending ranks."""
+        rk = self.rank[rows]
+        return {int(r): np.flatnonzero(rk == r) for r in np.unique(rk)}
+
+
 class RTLBackend(Backend):
     """Runs every operation on the PIM-core RTL (see the module docstring)."""
 
@@ -166,75 +242,185 @@ class RTLBackend(Backend):
         if self.simulator not in ("verilator", "icarus"):
             raise ValueError(f"PIMCAST_RTL_SIMULATOR must be 'verilator' or 'icarus', got {self.simulator!r}")
         self.timeout = float(os.environ.get("PIMCAST_RTL_TIMEOUT", "900"))
-        if cfg.placement != "rank":
-            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} is not driven by the rtl backend "
-                             "(it simulates rank-level cores; the bank-group core of accumulate 'partial' is "
-                             "verified by its cocotb bench, sim/tb_core.py test_gather_partial; use the model "
-                             "backend for bank-group timing)")
-        self.tck_ns = cfg.dram_timing().tCK_ns
-        self._server: Optional[_Server] = None
+        if cfg.placement != "rank" and cfg.accumulate != "partial":
+            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} with accumulate "
+                             f"{cfg.accumulate!r} is not driven by the rtl backend: it has no RTL core (rows striped "
+                             "over the bank groups, forwarded between units; model backend only). The rtl backend "
+                             "drives the rank-level core and the bank-group core of accumulate 'partial' "
+                             "(e.g. trim-ddr4-3200)")
+        if cfg.placement == "rank" and cfg.accumulate != "sequential":
+            raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} with placement 'rank' has no "
+                             "RTL core (a rank-level core reduces in index order: 'sequential')")
+        self.partial = cfg.accumulate == "partial"
+        t = cfg.dram_timing()
+        self.n_cores = cfg.channels * t.ranks if self.partial else 1
+        self.tck_ns = t.tCK_ns
+        self._servers: list[_Server] = []
+        self._layouts: dict[tuple, RankLayout] = {}
         self._last: Optional[dict] = None
         self.rtl_cycles = 0
-        self._finalizer = None
+        self._finalizers: list = []
 
     # ------------------------------------------------------------------ connection
+    def _srvs(self) -> list[_Server]:
+        # started one after the other: the first builds the simulator, the others reuse the build
+        while len(self._servers) < self.n_cores:
+            srv = _Server(self.cfg, self.simulator, self.timeout)
+            fin = weakref.finalize(self, _Server.close, srv)
+            atexit.register(fin)
+            self._servers.append(srv)
+            self._finalizers.append(fin)
+        return self._servers
+
     def _srv(self) -> _Server:
-        if self._server is None:
-            self._server = _Server(self.cfg, self.simulator, self.timeout)
-            self._finalizer = weakref.finalize(self, _Server.close, self._server)
-            atexit.register(self._finalizer)
-        return self._server
+        return self._srvs()[0]
 
     def close(self) -> None:
-        """Stop the simulation (also done at exit)."""
-        if self._finalizer is not None:
-            self._finalizer()
-            self._server = None
+        """Stop the simulation(s) (also done at exit)."""
+        for fin in self._finalizers:
+            fin()
+        self._finalizers, self._servers = [], []
 
     def _run(self, op: str, *args, timed: bool = True):
-        reply = self._srv().call(op, *args)
-        kind = reply[0]
-        if kind == "ok":
-            _, result, counters = reply
-            if timed:
-                self._last = counters
-                self.rtl_cycles += counters.get("cycles", 0)
-            return result
-        if kind == "status":
-            _, code, name, msg = reply
-            raise RTLStatusError(code, name, f"PIM core rejected {op}: status {name} ({code}): {msg}")
-        _, ename, msg = reply
-        raise RTLBackendError(f"RTL simulation failed in {op}: {ename}: {msg}")
+        return self._run_ranks({0: (op, args)}, timed=timed)[0]
+
+    def _run_ranks(self, calls: dict, timed: bool = True) -> dict:
+        """Run ``{rank: (op, args)}`` on the rank cores at once; ``{rank: result}``.  The operation's
+        cycles are the slowest rank's, DRAM command counts the sum over ranks."""
+        srvs = self._srvs()
+        for r, (op, args) in calls.items():
+            srvs[r].send(op, *args)
+        replies = {r: srvs[r].recv(op) for r, (op, args) in calls.items()}
+        results, counters = {}, []
+        for r, reply in replies.items():
+            op = calls[r][0]
+            kind = reply[0]
+            where = f" on rank {r}" if self.n_cores > 1 else ""
+            if kind == "status":
+                _, code, name, msg = reply
+                raise RTLStatusError(code, name, f"PIM core{where} rejected {op}: status {name} ({code}): {msg}")
+            if kind != "ok":
+                _, ename, msg = reply
+                raise RTLBackendError(f"RTL simulation{where} failed in {op}: {ename}: {msg}")
+            results[r] = reply[1]
+            counters.append(reply[2])
+        if timed:
+            c = {k: sum(int(x.get(k, 0)) for x in counters) for k in ("acts", "row_hits", "refreshes", "reads",
+                                                                      "writes", "dram_busy")}
+            c["cycles"] = max((int(x.get("cycles", 0)) for x in counters), default=0)
+            self._last = c
+            self.rtl_cycles += c["cycles"]
+        return results
+
+    def layout(self, info) -> RankLayout:
+        """The :class:`RankLayout` of a table (``accumulate: partial``)."""
+        key = (info.base, info.rows, info.row_bytes)
+        if key not in self._layouts:
+            self._layouts[key] = RankLayout(self.cfg, info.base, info.rows, info.row_bytes)
+        return self._layouts[key]
 
     # ------------------------------------------------------------------ memory
     def on_alloc(self, info) -> None:
-        self._run("fill_zero", info.base, info.rows * info.row_bytes, timed=False)
+        if not self.partial:
+            self._run("fill_zero", info.base, info.rows * info.row_bytes, timed=False)
+            return
+        lay = self.layout(info)
+        self._run_ranks({r: ("fill_zero", (int(lay.bases[r]), int(lay.counts[r]) * info.row_bytes))
+                         for r in range(self.n_cores) if lay.counts[r]}, timed=False)
 
     def store(self, info, row_offset, values) -> None:
-        data = _pad(values, info.padded_dim).tobytes()
-        self._run("write", info.base + row_offset * info.row_bytes, data)
+        if not self.partial:
+            data = _pad(values, info.padded_dim).tobytes()
+            self._run("write", info.base + row_offset * info.row_bytes, data)
+            return
+        self.store_rows(info, torch.arange(row_offset, row_offset + values.shape[0]), values)
 
     def store_rows(self, info, rows, values) -> None:
-        self._run("write_rows", info.base, info.row_bytes, rows.numpy().astype(np.int64),
-                  _pad(values, info.padded_dim))
+        r = rows.numpy().astype(np.int64)
+        v = _pad(values, info.padded_dim)
+        if not self.partial:
+            self._run("write_rows", info.base, info.row_bytes, r, v)
+            return
+        lay = self.layout(info)
+        self._run_ranks({k: ("write_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]], v[pos]))
+                         for k, pos in lay.split(r).items()})
 
     def load_rows(self, info, rows) -> torch.Tensor:
-        raw = self._run("read_rows", info.base, info.row_bytes, rows.numpy().astype(np.int64))
-        arr = np.frombuffer(raw, dtype=np.float32).reshape(len(rows), info.padded_dim)[:, :info.dim]
-        return torch.from_numpy(arr.copy())
+        r = rows.numpy().astype(np.int64)
+        if not self.partial:
+            raw = self._run("read_rows", info.base, info.row_bytes, r)
+            arr = np.frombuffer(raw, dtype=np.float32).reshape(len(r), info.padded_dim)
+        else:
+            lay = self.layout(info)
+            parts = lay.split(r)
+            got = self._run_ranks({k: ("read_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]]))
+                                   for k, pos in parts.items()})
+            arr = np.zeros((len(r), info.padded_dim), np.float32)
+            for k, pos in parts.items():
+                arr[pos] = np.frombuffer(got[k], dtype=np.float32).reshape(len(pos), info.padded_dim)
+        return torch.from_numpy(arr[:, :info.dim].copy())
 
     # ------------------------------------------------------------------ operations
     def gather_reduce_table(self, info, indices, starts, lengths, weights) -> torch.Tensor:
         offsets = starts.numpy().astype(np.int64)
         w = None if weights is None else weights.contiguous().numpy().astype(np.float32)
-        out = self._run("gather_reduce", info.base, info.row_bytes, info.rows, indices.numpy().astype(np.int64),
-                        offsets, w)
-        out = np.asarray(out, dtype=np.float32).reshape(len(offsets), info.padded_dim)[:, :info.dim]
-        return torch.from_numpy(out.copy())
+        idx = indices.numpy().astype(np.int64)
+        if not self.partial:
+            out = self._run("gather_reduce", info.base, info.row_bytes, info.rows, idx, offsets, w)
+            out = np.asarray(out, dtype=np.float32).reshape(len(offsets), info.padded_dim)[:, :info.dim]
+            return torch.from_numpy(out.copy())
+        return self._gather_reduce_ranks(info, idx, lengths.numpy().astype(np.int64), w)
+
+    def _gather_reduce_ranks(self, info, idx, lengths, w) -> torch.Tensor:
+        """Every rank core reduces its rows of every bag; the host adds the ranks' sums in rank order."""
+        from pimcast.models import tensor_cast as tc
+
+        nb = len(lengths)
+        if idx.size == 0:
+            self._last = None
+            return torch.zeros(nb, info.dim, dtype=torch.float32)
+        lay = self.layout(info)
+        bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
+        parts = lay.split(idx)
+        calls = {}
+        for k, pos in parts.items():
+            ln = np.bincount(bag[pos], minlength=nb)
+            offs = np.cumsum(ln) - ln
+            calls[k] = ("gather_reduce", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]), lay.local[idx[pos]],
+                                          offs.astype(np.int64), None if w is None else w[pos]))
+        got = self._run_ranks(calls)
+        # the rank sums of the (bag, rank) pairs that hold rows, ordered by bag then rank
+        sums, keys = [], []
+        for k, pos in parts.items():
+            sums.append(np.asarray(got[k], dtype=np.float32).reshape(nb, info.padded_dim)[:, :info.dim])
+            present = np.unique(bag[pos])
+            keys.append(present * self.n_cores + k)
+        key = np.concatenate(keys)
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        rows = np.concatenate([s[np.unique(bag[pos])] for s, pos in zip(sums, parts.values())])[order]
+        per_bag = np.bincount(key // self.n_cores, minlength=nb)
+        offs = np.cumsum(per_bag) - per_bag
+        return tc.gather_reduce(torch.from_numpy(np.ascontiguousarray(rows)), torch.arange(len(key)),
+                                torch.from_numpy(offs.astype(np.int64)))
 
     def scatter_sgd_table(self, info, rows, grads, lr) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
-        self._run("scatter_sgd", info.base, info.row_bytes, info.rows, r, _pad(grads, info.padded_dim), float(lr))
+        g = _pad(grads, info.padded_dim)
+        if not self.partial:
+            self._run("scatter_sgd", info.base, info.row_bytes, info.rows, r, g, float(lr))
+        else:
+            # one update over several rank cores cannot be undone if one of them rejects it: refuse
+            # here what the cores would (the Device has checked already; this guards direct calls)
+            if r.size and (r.min() < 0 or r.max() >= info.rows):
+                bad = int(r[(r < 0) | (r >= info.rows)][0])
+                raise ValueError(f"row {bad} is outside table {info.name!r} of {info.rows} rows")
+            if np.unique(r).size != r.size:
+                raise ValueError("scatter_sgd rows must be unique")
+            lay = self.layout(info)
+            self._run_ranks({k: ("scatter_sgd", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]),
+                                                 lay.local[r[pos]], g[pos], float(lr)))
+                             for k, pos in lay.split(r).items()})
         last = self._last
         new = self.load_rows(info, rows)    # refresh the mirror from the RTL's memory (not timed)
         self._last = last
