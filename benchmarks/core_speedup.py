@@ -250,6 +250,7 @@ def main(argv=None) -> int:
 
     timer = PIMTimer(ucfg)
     unit = {j["name"]: unit_model_cycles(timer, j) for j in jobs}
+    tmeas_prev: dict = {}
     if args.rtl_json:
         meas = {}
         prev = {(c["dim"], c["dist"], c["pooling"], c["lookups"]): c for c in json.loads(Path(args.rtl_json).read_text())["cases"]}
@@ -262,10 +263,14 @@ def main(argv=None) -> int:
                 meas[f"{name}-r{r}"] = {"cycles": p["rtl_rank_cycles_per_rank"][r], "acts": p["rtl_acts"] // 2,
                                         "refreshes": (p.get("rtl_refreshes_per_rank") or [None, None])[r],
                                         "seconds": 0.0, "lookups": 0}
+                if "rtl_trim_cycles_per_rank" in p and not args.no_trim_rtl:   # the bank-group core's too
+                    tmeas_prev[f"{name}-r{r}"] = {
+                        "cycles": p["rtl_trim_cycles_per_rank"][r], "acts": p["rtl_trim_acts"] // 2,
+                        "refreshes": (p.get("rtl_trim_refreshes_per_rank") or [None, None])[r]}
     else:
         meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
     rtl_seconds = time.perf_counter() - t0
-    tmeas = {}
+    tmeas = tmeas_prev
     if not args.no_trim_rtl and not args.rtl_json:
         t1 = time.perf_counter()
         tmeas = {m["name"]: m for m in run_rtl(tjobs, args.simulator, config="trim-ddr4-3200", **window)}
@@ -273,7 +278,7 @@ def main(argv=None) -> int:
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
           f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
-          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'trim rtl x':>10} {'bg ceil':>7}")
+          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'trim rtl x':>10} {'bg ceil':>7} {'trim m/r':>8}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -320,8 +325,9 @@ def main(argv=None) -> int:
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
               f"{'/'.join('-' if x is None else str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
               f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} "
-              f"{rec.get('speedup_rtl_trim', float('nan')):>10.2f} {rec['ceiling_bankgroup']:>7.2f}")
-    if tmeas:
+              f"{rec.get('speedup_rtl_trim', float('nan')):>10.2f} {rec['ceiling_bankgroup']:>7.2f} "
+              f"{rec.get('model_trim_over_rtl', float('nan')):>8.3f}")
+    if tmeas and not args.rtl_json:
         tc, ts = sum(m["cycles"] for m in tmeas.values()), sum(m["seconds"] for m in tmeas.values())
         print(f"bank-group core RTL simulation speed ({args.simulator}): {tc / max(ts, 1e-9):.0f} cycles/s, "
               f"{sum(m['lookups'] for m in tmeas.values()) / max(ts, 1e-9):.0f} lookups/s")

@@ -234,8 +234,9 @@ class PIMConfig:
         if self.rob_tags > RTL_MAX_ROB_TAGS or self.rob_tags & (self.rob_tags - 1):
             bad("rob_tags", f"must be a power of two in 2..{RTL_MAX_ROB_TAGS} (the core's ROB has "
                             f"2**tag_bits entries, tag_bits 1..8), not {self.rob_tags}")
-        if self.placement == "rank" and self.queue > RTL_MAX_QUEUE:
-            bad("queue", f"must be in 1..{RTL_MAX_QUEUE} for placement 'rank' (the RTL core's bank "
+        if (self.placement == "rank" or self.accumulate == "partial") and self.queue > RTL_MAX_QUEUE:
+            what = "placement 'rank'" if self.placement == "rank" else "the bank-group core (accumulate 'partial')"
+            bad("queue", f"must be in 1..{RTL_MAX_QUEUE} for {what} (the RTL core's bank "
                          f"controller queue), not {self.queue}")
         if self.channels & (self.channels - 1):
             bad("channels", f"must be a power of two, not {self.channels}")

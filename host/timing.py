@@ -11,9 +11,14 @@ Composition (documented choices)
 1. **Split by unit.**  Each request is decoded with the device mapping
    (:attr:`PIMConfig.address_mapping`) and sent to the unit that owns it: one unit per rank
    (``placement="rank"``) or per bank group (``"bankgroup"``).  Units work in parallel, each with
-   its own memory controller over its own rank / bank group.
+   its own memory controller over its own rank / bank group — except the bank-group core of
+   ``accumulate: partial`` (TRiM-style, the RTL :class:`pimcast.hdl.core.PIMCore` ``units=4``):
+   its 4 units are driven by **one controller per rank** (commands generated per rank) on the
+   bank-group data path (:meth:`DRAMTiming.with_data_path`), as the RTL is built, so the rank is
+   the timed unit and tFAW / command bus sharing is inside its DRAM model.
 2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank (rank
-   placement) or one-rank-one-bank-group (bankgroup placement) channel, runs through
+   placement and the bank-group core: one rank, bank-group data path) or one-rank-one-bank-group
+   (striped bankgroup placement) channel, runs through
    :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window of
    ``queue`` requests, refresh) with at most ``rob_tags`` reads in flight, retired in order, and
    reads of one ``groups`` value (one bag's beat: one accumulator slot) retired at least
@@ -24,11 +29,15 @@ Composition (documented choices)
    derating; row hits from the per-bank open row in issue order).
 3. **Reduction unit.**  ``lanes`` FMAs per cycle: a 64 B beat (16 fp32) takes ``16 // lanes``
    cycles; it streams behind the DRAM (``unit = max(dram, reduce) + fma_latency``).  The
-   accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).
+   accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).  The
+   bank-group core's one datapath per rank also passes one flush beat per (bag, unit) partial sum
+   (``rank_bus_beats``); its slots are (bag, unit, beat).
 4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
-   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)``; with
+   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)`` (striped
+   placement; the bank-group core's per-rank DRAM model has them already); with
    ``accumulate: partial`` also its data bus, which carries the units' partial sums to the buffer
-   device: ``rank >= partial beats * BL/2``.
+   device: ``rank >= partial beats * BL/2`` (not modelled by the RTL core, whose rank buffer adder
+   takes one beat per cycle).
 5. **Host link.**  Instructions, indices, weights and gradients in, results out (``accumulate:
    partial``: one sum per rank holding rows of the bag, added on the host), and *forwarded*
    beats (a bag whose column slice is spread over several units: every beat read by a unit that
@@ -139,9 +148,18 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
 def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False, lengths=None) -> int:
     """The serial setup of one GATHER_REDUCE per unit for ``cfg``: :func:`gather_setup_cycles` for the
     rank placement (every rank's core receives and validates the whole index stream, as the RTL
-    core does); 0 for the bank-group placement, which has no RTL core and is timed as an idealised
+    core does); for the bank-group core (``accumulate: partial``) each rank's core receives the
+    lookups of its rows and every bag header, taken as ``1 / ranks`` of each bag's lookups; 0 for
+    the striped bank-group placement, which has no RTL core and is timed as an idealised
     DRAM-bound unit."""
-    return gather_setup_cycles(lookups, bags, weighted, lengths=lengths) if cfg.placement == "rank" else 0
+    if cfg.placement == "rank":
+        return gather_setup_cycles(lookups, bags, weighted, lengths=lengths)
+    if cfg.accumulate != "partial":
+        return 0
+    R = cfg.channels * cfg.dram_timing().ranks
+    share = None if lengths is None else -(-np.asarray(lengths, dtype=np.int64) // R)
+    return gather_setup_cycles(-(-lookups // R) if share is None else int(share.sum()), bags, weighted,
+                               lengths=share)
 
 
 _TIMING_KEYS = ("cycles", "ns", "dram_cycles", "reduce_cycles", "link_cycles")
@@ -167,8 +185,15 @@ class PIMTimer:
         self.t = cfg.dram_timing()
         t = self.t
         self.mapping = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
+        #: the bank-group core of ``accumulate: partial`` (:func:`pimcast.hdl.core.from_config`): one
+        #: controller per rank with the bank-group data path drives the rank's 4 units (commands
+        #: generated per rank), timed as the RTL is built; the striped ``sequential`` bank-group
+        #: placement (no RTL) keeps one idealised controller per bank group
+        self.rank_controller = cfg.placement == "bankgroup" and cfg.accumulate == "partial"
         if cfg.placement == "rank":
             self.t_unit = replace(t, ranks=1)
+        elif self.rank_controller:
+            self.t_unit = replace(t, ranks=1).with_data_path("bankgroup")
         else:
             self.t_unit = replace(t, ranks=1, bankgroups=1)
         self.local_mapping = AddressMapping("rochrababgco", self.t_unit)
@@ -223,10 +248,11 @@ class PIMTimer:
         acts_b = np.bincount(sb[~hit], minlength=nb)
         n_b = np.bincount(sb, minlength=nb)
         n_g = np.bincount(bg, minlength=t.bankgroups)
+        # the bank-group data path: reads of different bank groups share no bus (tCCD_L per group binds)
+        shared_bus = [] if t.data_path == "bankgroup" else [bursts * t.BL2, bursts * t.tCCD_S]
         bounds = [
-            bursts * t.BL2,
+            *shared_bus,
             int(n_g.max()) * k * t.tCCD_L,
-            bursts * t.tCCD_S,
             int(np.max(np.maximum(acts_b * t.tRC, n_b * k * t.tCCD_L))),
             math.ceil(acts * t.tFAW / 4),
             acts * t.tRRD_S,
@@ -292,18 +318,24 @@ class PIMTimer:
             fw = unit != home
             out["forwarded_beats"] = int(fw.sum())
             fwd_per_ch = np.bincount(f["ch"][fw], minlength=cfg.channels)
-        # per unit DRAM + reduction
+        # per unit (rank_controller: per rank) DRAM + reduction
+        if self.rank_controller:
+            unit = unit // self.units_per_rank
+        n_units = self.n_ranks if self.rank_controller else self.n_units
         order = np.argsort(unit, kind="stable")
-        counts = np.bincount(unit, minlength=self.n_units)
+        counts = np.bincount(unit, minlength=n_units)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        unit_cycles = np.zeros(self.n_units, np.int64)
-        dram_cycles = np.zeros(self.n_units, np.int64)
-        red_cycles = np.zeros(self.n_units, np.int64)
-        acts_u = np.zeros(self.n_units, np.int64)
+        unit_cycles = np.zeros(n_units, np.int64)
+        dram_cycles = np.zeros(n_units, np.int64)
+        red_cycles = np.zeros(n_units, np.int64)
+        acts_u = np.zeros(n_units, np.int64)
         hits = refs = 0
         sampled = False
-        reads_u = np.bincount(unit[~w], minlength=self.n_units) if n else np.zeros(self.n_units, np.int64)
-        local_bg_all = f["bg"] if cfg.placement == "rank" else np.zeros(n, np.int64)
+        reads_u = np.bincount(unit[~w], minlength=n_units) if n else np.zeros(n_units, np.int64)
+        if self.rank_controller and rank_bus_beats is not None and fmas:
+            # the rank core's datapath also passes one flush beat per (bag, unit) partial sum
+            reads_u = reads_u + np.asarray(rank_bus_beats, np.int64)
+        local_bg_all = f["bg"] if cfg.placement == "rank" or self.rank_controller else np.zeros(n, np.int64)
         for u in np.flatnonzero(counts):
             sel = order[starts[u]:starts[u + 1]]
             bg, ba, ro, co, wu = local_bg_all[sel], f["ba"][sel], f["ro"][sel], f["co"][sel], w[sel]
@@ -323,7 +355,7 @@ class PIMTimer:
         acts = int(acts_u.sum())
         # shared rank resources (bank-group units of one rank)
         rank_shared = 0
-        if cfg.placement == "bankgroup" and n:
+        if cfg.placement == "bankgroup" and not self.rank_controller and n:
             acts_r = acts_u.reshape(self.n_ranks, self.units_per_rank).sum(1)
             req_r = counts.reshape(self.n_ranks, self.units_per_rank).sum(1) * t.bursts_per_request
             rank_shared = int(np.max(np.maximum(np.ceil(acts_r * t.tFAW / 4), 2 * acts_r + req_r)))
@@ -430,7 +462,12 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
             groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
         return {"groups": groups,
                 "fmas": nnz * padded_dim, "host_out": nb * row_bytes, "rank_bus_beats": None}
-    return {"groups": None, "fmas": (nnz + plan["partials"] - plan["rank_sums"]) * padded_dim,
+    groups = None
+    if with_groups:       # one accumulator slot per (bag, unit, beat): the FMA recurrence of the unit's rows
+        bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
+        slot = bag * (int(np.max(plan["unit"])) + 1 if nnz else 1) + plan["unit"]
+        groups = (slot[:, None] * beats + np.arange(beats)[None, :]).ravel()
+    return {"groups": groups, "fmas": (nnz + plan["partials"] - plan["rank_sums"]) * padded_dim,
             "host_out": plan["rank_sums"] * row_bytes,
             "rank_bus_beats": plan["partials_per_rank"] * beats if cfg.placement == "bankgroup" else None}
 

@@ -34,8 +34,12 @@ def test_queue_range_follows_the_rtl_for_rank_placement():
     with pytest.raises(ConfigError, match="field queue: must be in 1..32 for placement 'rank'.*not 33"):
         load_pim_config("rank-ddr4-3200", queue=33)
     assert load_pim_config("rank-ddr4-3200", queue=32).queue == 32
-    # the bank-group placement has no RTL core: deeper model queues stay allowed
+    # the striped bank-group placement has no RTL core: deeper model queues stay allowed; the
+    # bank-group core of accumulate 'partial' has the rank core's controller
     assert load_pim_config("bankgroup-ddr4-3200", queue=64).queue == 64
+    with pytest.raises(ConfigError, match=r"field queue: must be in 1..32 for the bank-group core \(accumulate "
+                                          r"'partial'\).*not 64"):
+        load_pim_config("trim-ddr4-3200", queue=64)
 
 
 def test_yaml_field_and_unknown_field(tmp_path):
@@ -280,6 +284,9 @@ def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
     with pytest.raises(ValueError, match="lengths: 2 bags of 200 lookups, expected 10 bags"):
         gather_setup_cycles(200, 10, lengths=[100, 100])
     assert unit_setup_cycles(load_pim_config("bankgroup-ddr4-3200"), 200, 10) == 0
+    # the bank-group core: each of the 2 ranks' cores receives about half of every bag's lookups
+    assert unit_setup_cycles(load_pim_config("trim-ddr4-3200"), 200, 10, lengths=[20] * 10) \
+        == gather_setup_cycles(100, 10, lengths=[10] * 10) > 0
     assert gather_setup_cycles(200, 10, weighted=True) > gather_setup_cycles(200, 10)
 
     rng = np.random.default_rng(3)

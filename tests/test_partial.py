@@ -177,7 +177,10 @@ def test_partial_timing_counts_partial_sums():
     assert s["fmas"] == nb * pool * dim + (partials.size - rank_sums) * dim
     assert s["forwarded_beats"] == 0
     assert s["cycles"] * 2 < res["bankgroup-ddr4-3200"][0]["cycles"]
-    assert s["cycles"] * 1.4 < res["rank-ddr4-3200"][0]["cycles"]
+    # one controller per rank drives the 4 units (as the RTL core): faster than the rank placement,
+    # bound by the controller's window (RTL at D 64, pooling 20: 1.5x the rank-level core)
+    assert s["cycles"] * 1.2 < res["rank-ddr4-3200"][0]["cycles"]
+    assert s["busy"]["reduce_max"] >= nb * pool * 4 // 2          # the busier rank's reads through one datapath
 
 
 def test_embedding_bag_trains_with_partial_sums():
