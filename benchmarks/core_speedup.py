@@ -24,9 +24,10 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   partial sums (rows whole per bank group, ``accumulate: partial``).
 * ``rtl_trim`` — **measured on the generated Verilog** of the bank-group core (``from_config
   ("trim-ddr4-3200")``: 4 units per rank, the bank-group data path, partial sums): rows are whole
-  per rank, so each rank's core gathers the lookups of its rows (:func:`trim_share`; every bag,
-  empty ones included); the DIMM's time is ``max(slower rank, 2 x link)`` (both ranks' sums of
-  every bag cross the channel, the host adds them).  ``--no-trim-rtl`` skips it.
+  per rank, so each rank's core gathers the lookups of its rows (:func:`trim_share`; only the
+  bags it holds rows of, as the ``rtl`` backend does); the DIMM's time is ``max(slower rank,
+  link)`` with one sum per (bag, rank holding rows of it) crossing the channel (the host adds
+  them).  ``--no-trim-rtl`` skips it; ``--simulate-trim`` simulates it even with ``--rtl-json``.
 * ``unit_model`` — the model calibrated to one core: each rank's core-local stream through the
   unit timing (:class:`pimcast.host.timing.PIMTimer`: fast DRAM model, ``rob_tags`` reads in
   flight, FMA drain) plus the core's serial index-stream and validation pass
@@ -112,7 +113,7 @@ def trim_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, config: st
     ra, lid = local_rows(idx)
     keep = ra == rank
     bag = np.searchsorted(off, np.arange(idx.size), side="right") - 1
-    lengths = np.bincount(bag[keep], minlength=off.size)
+    _, lengths = np.unique(bag[keep], return_counts=True)      # only the bags the rank holds rows of
     loff = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     _, last = local_rows([TABLE_ROWS - 1])
     return lid[keep], loff, r * 64, int(max(int(last[0]), int(lid.max(initial=0)))) + 1
@@ -216,6 +217,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rtl-json", default=None,
                     help="take the RTL cycles from an earlier run's JSON (same workloads, seed and window) "
                          "instead of simulating: recomputes the model columns only")
+    ap.add_argument("--simulate-trim", action="store_true",
+                    help="simulate the bank-group core even with --rtl-json (the rank-level RTL cycles from the JSON)")
     ap.add_argument("--no-trim-rtl", action="store_true",
                     help="skip the bank-group (trim-ddr4-3200, partial sums) core RTL runs")
     ap.add_argument("--out", default=str(REPO / "build" / "bench"))
@@ -239,6 +242,7 @@ def main(argv=None) -> int:
                     li, lo, rb, rows = trim_share(idx, off, dim, r)
                     tjobs.append({"name": f"d{dim}-{dist}-p{pool}-r{r}", "idx": li, "off": lo, "row_bytes": rb,
                                   "rows": rows, "base": 0})
+                    case.setdefault("trim_bags_per_rank", []).append(int(lo.size))
                 cases.append(case)
     t0 = time.perf_counter()
     if args.mapping and not args.mapping.endswith("rach"):
@@ -263,7 +267,9 @@ def main(argv=None) -> int:
                 meas[f"{name}-r{r}"] = {"cycles": p["rtl_rank_cycles_per_rank"][r], "acts": p["rtl_acts"] // 2,
                                         "refreshes": (p.get("rtl_refreshes_per_rank") or [None, None])[r],
                                         "seconds": 0.0, "lookups": 0}
-                if "rtl_trim_cycles_per_rank" in p and not args.no_trim_rtl:   # the bank-group core's too
+                # the bank-group core's too, if measured with the same split (only the bags a rank holds)
+                if ("rtl_trim_cycles_per_rank" in p and p.get("trim_bags_per_rank") == c["trim_bags_per_rank"]
+                        and not args.no_trim_rtl and not args.simulate_trim):
                     tmeas_prev[f"{name}-r{r}"] = {
                         "cycles": p["rtl_trim_cycles_per_rank"][r], "acts": p["rtl_trim_acts"] // 2,
                         "refreshes": (p.get("rtl_trim_refreshes_per_rank") or [None, None])[r]}
@@ -271,7 +277,7 @@ def main(argv=None) -> int:
         meas = {m["name"]: m for m in run_rtl(jobs, args.simulator, args.mapping, **window)}
     rtl_seconds = time.perf_counter() - t0
     tmeas = tmeas_prev
-    if not args.no_trim_rtl and not args.rtl_json:
+    if not args.no_trim_rtl and (args.simulate_trim or not args.rtl_json):
         t1 = time.perf_counter()
         tmeas = {m["name"]: m for m in run_rtl(tjobs, args.simulator, config="trim-ddr4-3200", **window)}
         print(f"bank-group core RTL: build + run {time.perf_counter() - t1:.0f} s", flush=True)
@@ -307,11 +313,11 @@ def main(argv=None) -> int:
                     [r0["cycles"] / u0["cycles"], r1["cycles"] / u1["cycles"]]})
         if tmeas:
             t0r, t1r = tmeas[name + "-r0"], tmeas[name + "-r1"]
-            # both ranks' partial sums cross the channel (the host adds them)
-            tl = 2 * link
+            # each rank's sums of the bags it holds rows of cross the channel (the host adds them)
+            tl = link_cycles(sum(c["trim_bags_per_rank"]), c["dim"])
             rec.update({"rtl_trim_cycles_per_rank": [t0r["cycles"], t1r["cycles"]], "rtl_trim_link_cycles": tl,
                         "rtl_trim_cycles": max(t0r["cycles"], t1r["cycles"], tl),
-                        "rtl_trim_acts": t0r["acts"] + t1r["acts"],
+                        "rtl_trim_acts": t0r["acts"] + t1r["acts"], "trim_bags_per_rank": c["trim_bags_per_rank"],
                         "rtl_trim_refreshes_per_rank": [t0r.get("refreshes"), t1r.get("refreshes")]})
             rec["speedup_rtl_trim"] = host / rec["rtl_trim_cycles"]
             rec["rtl_trim_pct_of_ceiling"] = 100 * rec["speedup_rtl_trim"] / rec["ceiling_bankgroup"]
@@ -327,7 +333,7 @@ def main(argv=None) -> int:
               f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} "
               f"{rec.get('speedup_rtl_trim', float('nan')):>10.2f} {rec['ceiling_bankgroup']:>7.2f} "
               f"{rec.get('model_trim_over_rtl', float('nan')):>8.3f}")
-    if tmeas and not args.rtl_json:
+    if tmeas and (args.simulate_trim or not args.rtl_json):
         tc, ts = sum(m["cycles"] for m in tmeas.values()), sum(m["seconds"] for m in tmeas.values())
         print(f"bank-group core RTL simulation speed ({args.simulator}): {tc / max(ts, 1e-9):.0f} cycles/s, "
               f"{sum(m['lookups'] for m in tmeas.values()) / max(ts, 1e-9):.0f} lookups/s")

@@ -216,6 +216,7 @@ def _rank_core_golden(cfg, table, lay):
         out = {}
         for r, (op, (base, row_bytes, rows, idx, offs, w)) in calls.items():
             assert op == "gather_reduce" and row_bytes == lay.row_bytes and rows == lay.counts[r]
+            assert np.all(np.diff(np.r_[offs, len(idx)]) > 0)          # a rank core gets only bags it holds rows of
             tab = table[torch.from_numpy(np.flatnonzero(lay.rank == r))]        # ascending = local order
             bg = loc.decode(np.uint64(base) + np.arange(rows, dtype=np.uint64) * np.uint64(row_bytes))["bg"]
             wt = None if w is None else torch.from_numpy(w)

@@ -20,9 +20,9 @@ build), each holding its rank's memory.  A table's rows are split by the rank th
 (the device mapping keeps every row whole in one bank group); rank ``r``'s rows occupy one
 contiguous range of its rank-local address space (the device address with the channel and rank
 fields removed), so each rank core sees them as a table of its own (:class:`RankLayout`).
-GATHER_REDUCE runs on every rank core at once with that rank's lookups (all bags; a bag
-without rows there gives +0.0), each core adds its bank-group units' partial sums (the rank
-buffer's adder) and the host adds the ranks' sums in rank order from +0.0 — the third stage of
+GATHER_REDUCE runs on every rank core at once with that rank's lookups (only the bags it
+holds rows of), each core adds its bank-group units' partial sums (the rank buffer's adder)
+and the host adds the ranks' sums of each bag in rank order from +0.0 — the third stage of
 :func:`pimcast.models.tensor_cast.reduce_partial`, so results equal the golden and model
 backends bit for bit.  Cycles of an operation = the slowest rank core's (the ranks run in
 parallel; the host's final adds and the channel transfer are not counted).
@@ -372,7 +372,9 @@ class RTLBackend(Backend):
         return self._gather_reduce_ranks(info, idx, lengths.numpy().astype(np.int64), w)
 
     def _gather_reduce_ranks(self, info, idx, lengths, w) -> torch.Tensor:
-        """Every rank core reduces its rows of every bag; the host adds the ranks' sums in rank order."""
+        """Every rank core reduces its rows of the bags it holds rows of (only those: a bag without
+        rows in a rank costs that rank nothing and sends nothing over the channel); the host adds
+        the ranks' sums of each bag in rank order from +0.0."""
         from pimcast.models import tensor_cast as tc
 
         nb = len(lengths)
@@ -382,27 +384,22 @@ class RTLBackend(Backend):
         lay = self.layout(info)
         bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
         parts = lay.split(idx)
-        calls = {}
+        calls, present = {}, {}
         for k, pos in parts.items():
-            ln = np.bincount(bag[pos], minlength=nb)
-            offs = np.cumsum(ln) - ln
+            present[k], ln = np.unique(bag[pos], return_counts=True)      # pos ascending: bag order kept
+            offs = (np.cumsum(ln) - ln).astype(np.int64)
             calls[k] = ("gather_reduce", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]), lay.local[idx[pos]],
-                                          offs.astype(np.int64), None if w is None else w[pos]))
+                                          offs, None if w is None else w[pos]))
         got = self._run_ranks(calls)
-        # the rank sums of the (bag, rank) pairs that hold rows, ordered by bag then rank
-        sums, keys = [], []
-        for k, pos in parts.items():
-            sums.append(np.asarray(got[k], dtype=np.float32).reshape(nb, info.padded_dim)[:, :info.dim])
-            present = np.unique(bag[pos])
-            keys.append(present * self.n_cores + k)
-        key = np.concatenate(keys)
+        # the rank sums of the (bag, rank) pairs, ordered by bag then rank
+        key = np.concatenate([present[k] * self.n_cores + k for k in parts])
+        sums = np.concatenate([np.asarray(got[k], dtype=np.float32).reshape(len(present[k]), info.padded_dim)[:, :info.dim]
+                               for k in parts])
         order = np.argsort(key, kind="stable")
-        key = key[order]
-        rows = np.concatenate([s[np.unique(bag[pos])] for s, pos in zip(sums, parts.values())])[order]
+        key, sums = key[order], np.ascontiguousarray(sums[order])
         per_bag = np.bincount(key // self.n_cores, minlength=nb)
-        offs = np.cumsum(per_bag) - per_bag
-        return tc.gather_reduce(torch.from_numpy(np.ascontiguousarray(rows)), torch.arange(len(key)),
-                                torch.from_numpy(offs.astype(np.int64)))
+        offs = (np.cumsum(per_bag) - per_bag).astype(np.int64)
+        return tc.gather_reduce(torch.from_numpy(sums), torch.arange(len(key)), torch.from_numpy(offs))
 
     def scatter_sgd_table(self, info, rows, grads, lr) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
