@@ -7,6 +7,10 @@ script prints the loss and the RTL's cycle count per step and checks that both t
 bit-identical after every step.
 
     .venv/bin/python examples/train_toy_rtl.py [--steps 3] [--rows 64] [--dim 16] [--simulator verilator]
+        [--config small-test | trim-ddr4-3200 ...]
+
+``--config trim-ddr4-3200`` trains on the bank-group core (partial sums, one simulated core per rank;
+the golden device uses the same config, so the tables still match bit for bit).
 
 The first run builds the simulator (1-3 minutes; cached under build/sim/).
 """
@@ -21,11 +25,11 @@ import torch
 from torch import nn
 
 
-def build(backend: str, rows: int, dim: int, seed: int):
+def build(backend: str, rows: int, dim: int, seed: int, config: str = "small-test"):
     from pimcast.host import PIMEmbeddingBag
     torch.manual_seed(seed)
     w0 = torch.randn(rows, dim) * 0.1
-    emb = PIMEmbeddingBag(rows, dim, mode="sum", backend=backend, config="small-test", _weight=w0)
+    emb = PIMEmbeddingBag(rows, dim, mode="sum", backend=backend, config=config, _weight=w0)
     head = nn.Linear(dim, 1)
     return emb, head
 
@@ -46,11 +50,12 @@ def main(argv=None) -> int:
     ap.add_argument("--bags", type=int, default=8)
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--simulator", default="verilator", choices=("verilator", "icarus"))
+    ap.add_argument("--config", default="small-test", help="PIM config preset or YAML path (default small-test)")
     args = ap.parse_args(argv)
     os.environ["PIMCAST_RTL_SIMULATOR"] = args.simulator
     from pimcast.host.optim import PIMSGD
 
-    models = {b: build(b, args.rows, args.dim, seed=0) for b in ("golden", "rtl")}
+    models = {b: build(b, args.rows, args.dim, seed=0, config=args.config) for b in ("golden", "rtl")}
     opts = {b: (PIMSGD([e.weight], lr=args.lr), torch.optim.SGD(h.parameters(), lr=args.lr))
             for b, (e, h) in models.items()}
     gen = {b: torch.Generator().manual_seed(1) for b in models}
