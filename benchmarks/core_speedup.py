@@ -55,6 +55,7 @@ the default grid on the shared 2-core host, most of it the core build.)
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -90,33 +91,28 @@ def rank_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, ranks: int
     return idx[keep] // ranks, loff, 64, TABLE_ROWS // ranks
 
 
-def trim_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, config: str = "trim-ddr4-3200"):
-    """The core-local GATHER_REDUCE of ``rank`` on the bank-group (partial-sum) device: rows are
-    whole per rank (the config's mapping), so the rank's core gets the lookups of its rows (every
-    bag, possibly empty), each row id re-numbered in the core's one-rank address space.
-
-    Returns ``(local idx, local offsets, row bytes, local table rows)``."""
-    from pimcast.hdl.dram.timing import AddressMapping
+@functools.lru_cache(maxsize=None)
+def _trim_layout(dim: int, config: str):
+    from pimcast.host.backends.rtl import RankLayout
     from pimcast.host.pim_config import load_pim_config
 
-    cfg = load_pim_config(config)
-    t = cfg.dram_timing()
-    dev = AddressMapping(cfg.address_mapping, t)
-    loc = AddressMapping(cfg.address_mapping, t.with_ranks(1))
-    r = -(-dim * 4 // 64)
+    return RankLayout(load_pim_config(config), 0, TABLE_ROWS, -(-dim * 4 // 64) * 64)
 
-    def local_rows(ids):
-        f = dev.decode(np.asarray(ids, np.uint64) * np.uint64(r * 64))
-        a = loc.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64)
-        return f["ra"], a // (r * 64)
 
-    ra, lid = local_rows(idx)
-    keep = ra == rank
+def trim_share(idx: np.ndarray, off: np.ndarray, dim: int, rank: int, config: str = "trim-ddr4-3200"):
+    """The core-local GATHER_REDUCE of ``rank`` on the bank-group (partial-sum) device, as the
+    ``rtl`` backend splits it (:class:`pimcast.host.backends.rtl.RankLayout`, the table at byte 0):
+    rows are whole per rank (the config's mapping), so the rank's core gets the lookups of its
+    rows, only for the bags it holds rows of, each row id re-numbered in the core's one-rank
+    address space.
+
+    Returns ``(local idx, local offsets, row bytes, local table rows)``."""
+    lay = _trim_layout(dim, config)
+    keep = lay.rank[idx] == rank
     bag = np.searchsorted(off, np.arange(idx.size), side="right") - 1
     _, lengths = np.unique(bag[keep], return_counts=True)      # only the bags the rank holds rows of
     loff = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-    _, last = local_rows([TABLE_ROWS - 1])
-    return lid[keep], loff, r * 64, int(max(int(last[0]), int(lid.max(initial=0)))) + 1
+    return lay.local[idx[keep]], loff, lay.row_bytes, int(lay.counts[rank])
 
 
 def host_cycles(idx: np.ndarray, dim: int) -> int:
