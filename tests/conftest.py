@@ -63,3 +63,28 @@ def shared_golden() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
+
+
+def _device_ops(dev, table, idx, offs, psw, dy, casted) -> dict:
+    """One round of every device operation the PIM core runs, on a fresh table ``t`` (and ``dy``):
+    forward, weighted forward, tensor-cast backward over ``dy``, SCATTER_SGD of the backward rows,
+    read-back; returns the results and ``stats()`` (for rtl vs golden comparisons)."""
+    dev.alloc("t", *table.shape)
+    dev.write("t", table)
+    dev.alloc("dy", *dy.shape)
+    dev.write("dy", dy)
+    dev.reset_stats()
+    r = {"fwd": dev.gather_reduce("t", idx, offs),
+         "wfwd": dev.gather_reduce("t", idx, offs, per_sample_weights=psw),
+         "bwd": dev.gather_reduce("dy", casted.casted_index, casted.casted_offsets[:casted.unique.numel()])}
+    dev.scatter_sgd("t", casted.unique, r["bwd"], 0.25)
+    r["table"] = dev.read("t")
+    r["stats"] = dev.stats()
+    return r
+
+
+@pytest.fixture
+def device_ops():
+    """:func:`_device_ops`: the rtl backend tests' round of device operations."""
+    return _device_ops
+

@@ -30,7 +30,7 @@ def rtl_dev():
     mp.undo()
 
 
-def test_device_ops_match_golden_bit_for_bit(rtl_dev):
+def test_device_ops_match_golden_bit_for_bit(rtl_dev, device_ops):
     gold = open_device("golden", "small-test")
     g = torch.Generator().manual_seed(3)
     rows, dim, bags = 24, 20, 7          # dim 20: rows padded to 2 beats in device memory
@@ -45,17 +45,7 @@ def test_device_ops_match_golden_bit_for_bit(rtl_dev):
     c = tc.cast(idx, offs)
     out = {}
     for name, dev in (("rtl", rtl_dev), ("golden", gold)):
-        dev.alloc("t", rows, dim)
-        dev.write("t", table)
-        dev.alloc("dy", bags, dim)
-        dev.write("dy", dy)
-        dev.reset_stats()
-        r = {"fwd": dev.gather_reduce("t", idx, offs),
-             "wfwd": dev.gather_reduce("t", idx, offs, per_sample_weights=psw),
-             "bwd": dev.gather_reduce("dy", c.casted_index, c.casted_offsets[:c.unique.numel()])}
-        dev.scatter_sgd("t", c.unique, r["bwd"], 0.25)
-        r["table"] = dev.read("t")
-        r["stats"] = dev.stats()
+        r = device_ops(dev, table, idx, offs, psw, dy, c)
         dev.free("t")
         dev.free("dy")
         out[name] = r

@@ -18,7 +18,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow          # one Icarus build of the bank-group core, two simulations (~5 min on 2 cores)
-def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch):
+def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, device_ops):
     """trim (bank-group units, partial sums) on the rtl backend: one bank-group core per rank, each
     holding its rank's rows; forward (plain, weighted), tensor-cast backward and SCATTER_SGD equal
     the golden backend bit for bit, with a table spread over two bank groups of each rank."""
@@ -43,18 +43,7 @@ def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch):
     try:
         for name, dev in (("rtl", rtl), ("golden", gold)):
             dev.alloc("pad", 320, 16)       # 20 KiB: "t" spans rank 0 bank groups 2-3 and rank 1 bank groups 0-1
-            dev.alloc("t", rows, dim)
-            dev.write("t", table)
-            dev.alloc("dy", len(lengths), dim)
-            dev.write("dy", dy)
-            dev.reset_stats()
-            r = {"fwd": dev.gather_reduce("t", idx, offs),
-                 "wfwd": dev.gather_reduce("t", idx, offs, per_sample_weights=psw),
-                 "bwd": dev.gather_reduce("dy", c.casted_index, c.casted_offsets[:c.unique.numel()])}
-            dev.scatter_sgd("t", c.unique, r["bwd"], 0.25)
-            r["table"] = dev.read("t")
-            r["stats"] = dev.stats()
-            out[name] = r
+            out[name] = device_ops(dev, table, idx, offs, psw, dy, c)
         lay = rtl.backend.layout(rtl.info("t"))
     finally:
         rtl.backend.close()
