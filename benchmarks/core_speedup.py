@@ -18,8 +18,12 @@ pooling 1, 20 and 100 lookups per bag) on a 2-rank DDR4-3200 DIMM:
   (results stream out while the cores work), which is what ``speedup_rtl_rank`` uses — with
   pooling 1 the results are as large as the gathered rows, so no placement can win there.
 * ``model_rank`` / ``model_bankgroup`` — the ``model`` backend's cycles (``open_device("model")``)
-  for the rank and bank-group placements with the **same window** as the RTL core (the bank-group
-  core has no RTL).  ``model_rank / rtl_rank`` is the model backend's error against the RTL.
+  for the rank and (striped) bank-group placements with the **same window** as the RTL core.  ``model_rank / rtl_rank`` is the model backend's error against the RTL.
+* ``rtl_striped`` (``--striped-rtl``) — **measured on the generated Verilog** of the striped
+  bank-group core (``from_config("bankgroup-ddr4-3200")``: sequential numerics, one controller per
+  rank on the bank-group data path): its mapping stripes beats over the ranks as the rank
+  placement does, so every rank core gets the rank-level share; ``model_bankgroup / rtl_striped``
+  is the model backend's error against it.
 * ``model_trim`` — the ``model`` backend on ``trim-ddr4-3200``: bank-group units with TRiM-style
   partial sums (rows whole per bank group, ``accumulate: partial``).
 * ``rtl_trim`` — **measured on the generated Verilog** of the bank-group core (``from_config
@@ -217,6 +221,9 @@ def main(argv=None) -> int:
                     help="simulate the bank-group core even with --rtl-json (the rank-level RTL cycles from the JSON)")
     ap.add_argument("--no-trim-rtl", action="store_true",
                     help="skip the bank-group (trim-ddr4-3200, partial sums) core RTL runs")
+    ap.add_argument("--striped-rtl", action="store_true",
+                    help="also simulate the striped bank-group core (bankgroup-ddr4-3200, sequential numerics; "
+                         "the rank-level split: beats alternate ranks), also with --rtl-json")
     ap.add_argument("--out", default=str(REPO / "build" / "bench"))
     args = ap.parse_args(argv)
     from pimcast.host.baselines import gather_ceilings
@@ -277,10 +284,18 @@ def main(argv=None) -> int:
         t1 = time.perf_counter()
         tmeas = {m["name"]: m for m in run_rtl(tjobs, args.simulator, config="trim-ddr4-3200", **window)}
         print(f"bank-group core RTL: build + run {time.perf_counter() - t1:.0f} s", flush=True)
+    smeas: dict = {}
+    if args.striped_rtl:
+        # the striped device stripes beats over the ranks as the rank placement does (ra lowest):
+        # every rank core gets the same share as a rank-level core, on the bank-group data path
+        t1 = time.perf_counter()
+        smeas = {m["name"]: m for m in run_rtl(jobs, args.simulator, config="bankgroup-ddr4-3200", **window)}
+        print(f"striped bank-group core RTL: build + run {time.perf_counter() - t1:.0f} s", flush=True)
     rows_out = []
     print(f"{'D':>4} {'dist':>7} {'pool':>4} {'lookups':>7} {'host':>8} {'rtl rank':>9} {'model rank':>10} "
           f"{'mdl/rtl':>7} {'unit mdl':>8} {'u/rtl':>6} {'rtl x':>6} {'model x':>7} {'ceil':>5} {'%ceil':>6} "
-          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'trim x':>7} {'trim rtl x':>10} {'bg ceil':>7} {'trim m/r':>8}")
+          f"{'mdl %ceil':>9} {'REF':>4} {'model bg x':>10} {'bg rtl x':>8} {'bg m/r':>6} {'trim x':>7} {'trim rtl x':>10} "
+          f"{'bg ceil':>7} {'trim m/r':>8}")
     for c in cases:
         name = f"d{c['dim']}-{c['dist']}-p{c['pooling']}"
         r0, r1 = meas[name + "-r0"], meas[name + "-r1"]
@@ -318,6 +333,14 @@ def main(argv=None) -> int:
             rec["speedup_rtl_trim"] = host / rec["rtl_trim_cycles"]
             rec["rtl_trim_pct_of_ceiling"] = 100 * rec["speedup_rtl_trim"] / rec["ceiling_bankgroup"]
             rec["model_trim_over_rtl"] = mt / rec["rtl_trim_cycles"]
+        if smeas:
+            s0, s1 = smeas[name + "-r0"], smeas[name + "-r1"]
+            rec.update({"rtl_striped_cycles_per_rank": [s0["cycles"], s1["cycles"]],
+                        "rtl_striped_cycles": max(s0["cycles"], s1["cycles"], link),
+                        "rtl_striped_acts": s0["acts"] + s1["acts"],
+                        "rtl_striped_refreshes_per_rank": [s0.get("refreshes"), s1.get("refreshes")]})
+            rec["speedup_rtl_striped"] = host / rec["rtl_striped_cycles"]
+            rec["model_bankgroup_over_rtl"] = mb / rec["rtl_striped_cycles"]
         rec["rtl_rank_pct_of_ceiling"] = 100 * rec["speedup_rtl_rank"] / rec["ceiling_rank"]
         rec["model_rank_pct_of_ceiling"] = 100 * rec["speedup_model_rank"] / rec["ceiling_rank"]
         rows_out.append(rec)
@@ -326,9 +349,13 @@ def main(argv=None) -> int:
               f"{rec['speedup_rtl_rank']:>6.2f} {rec['speedup_model_rank']:>7.2f} {rec['ceiling_rank']:>5.2f} "
               f"{rec['rtl_rank_pct_of_ceiling']:>5.0f}% {rec['model_rank_pct_of_ceiling']:>8.0f}% "
               f"{'/'.join('-' if x is None else str(x) for x in rec['rtl_refreshes_per_rank']):>4} "
-              f"{rec['speedup_model_bankgroup']:>10.2f} {rec['speedup_model_trim']:>7.2f} "
+              f"{rec['speedup_model_bankgroup']:>10.2f} {rec.get('speedup_rtl_striped', float('nan')):>8.2f} "
+              f"{rec.get('model_bankgroup_over_rtl', float('nan')):>6.3f} {rec['speedup_model_trim']:>7.2f} "
               f"{rec.get('speedup_rtl_trim', float('nan')):>10.2f} {rec['ceiling_bankgroup']:>7.2f} "
               f"{rec.get('model_trim_over_rtl', float('nan')):>8.3f}")
+    if smeas:
+        sc, ss = sum(m["cycles"] for m in smeas.values()), sum(m["seconds"] for m in smeas.values())
+        print(f"striped bank-group core RTL simulation speed ({args.simulator}): {sc / max(ss, 1e-9):.0f} cycles/s")
     if tmeas and (args.simulate_trim or not args.rtl_json):
         tc, ts = sum(m["cycles"] for m in tmeas.values()), sum(m["seconds"] for m in tmeas.values())
         print(f"bank-group core RTL simulation speed ({args.simulator}): {tc / max(ts, 1e-9):.0f} cycles/s, "
@@ -365,6 +392,9 @@ def main(argv=None) -> int:
                         label=f"model rank, pool {pool}")
             rs = [r for r in rows_out if r["dist"] == dist and r["pooling"] == max(r2["pooling"] for r2 in rows_out)]
             ax.plot([r["dim"] for r in rs], [r["speedup_model_bankgroup"] for r in rs], "s--", label="model bank-group")
+            if "speedup_rtl_striped" in rs[0]:
+                ax.plot([r["dim"] for r in rs], [r["speedup_rtl_striped"] for r in rs], "P-",
+                        label="RTL bank-group, striped")
             ax.plot([r["dim"] for r in rs], [r["speedup_model_trim"] for r in rs], "d--", label="model bank-group, partial sums")
             if "speedup_rtl_trim" in rs[0]:
                 ax.plot([r["dim"] for r in rs], [r["speedup_rtl_trim"] for r in rs], "D-",

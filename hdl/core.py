@@ -46,6 +46,20 @@ not counted).  Cost per bag beyond the rows: ``units × R`` flush entries throug
 per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart).  READ, WRITE and
 ``SCATTER_SGD`` are as in the rank-level core (SGD's writes keep the shared-bus timing).
 
+Striped bank-group units (``units = 1``, ``data_path="bankgroup"``; ``placement: bankgroup``, ``accumulate: sequential``)
+------------------------------------------------------------------------------------------------------------------------
+The bank-group placement with the golden numerics (``bankgroup-ddr4-3200``): the device mapping
+(``robacobgrach``) stripes consecutive 64 B beats over the ranks and, inside a rank, over its bank
+groups, so one row's beats sit in several bank-group units and a bag's column slice visits them
+in index order.  The core is the rank-level core on the *bank-group data path*: one
+:class:`BankController` per rank generating the commands of all its bank groups, reads staying
+in their bank group, and one accumulator per (bag, beat) that every bank-group unit of the rank
+updates in index order — in a chip the accumulator of a column slice is *forwarded* from unit to
+unit (TRiM's sequential mode); this RTL keeps the rank's accumulators in one 16-lane datapath fed
+at up to one beat per cycle (the rank's command bus delivers no more), so forwarding inside a
+rank costs nothing here (its wires are not modelled).  Numerics, instructions and errors are the
+rank-level core's: bit-exact to the golden model.
+
 Operation
 ---------
 Each instruction is taken from ``insn`` (one 256-bit word), checked (opcode, ``row_bytes``,
@@ -192,10 +206,14 @@ class PIMCore(wiring.Component):
     capacity_beats : int, optional
         usable beats (default: the whole rank, ``2**(address bits - 6)``).
     units : int, default 1
-        bank-group units of the rank: 1 = one rank-level unit (sequential numerics); the
-        preset's ``bankgroups`` = the bank-group placement with partial sums (see the module
+        bank-group units of the rank: 1 = one accumulator file for the rank (sequential numerics);
+        the preset's ``bankgroups`` = the bank-group placement with partial sums (see the module
         docstring "Bank-group units"); the controller then gets the bank-group data path
         (:meth:`DRAMTiming.with_data_path`).
+    data_path : ``"channel"`` (default) or ``"bankgroup"``
+        the controller's read data path: ``"bankgroup"`` keeps read data in the bank group (the
+        bank-group placement; implied by ``units`` > 1).  With ``units = 1`` it gives the striped
+        bank-group core (module docstring "Striped bank-group units").
 
     Raises
     ------
@@ -207,7 +225,7 @@ class PIMCore(wiring.Component):
                  lanes: int = 16, queue: int = 16, tag_bits: int = 5, buf_beats: int = 1024,
                  max_row_bytes: int = 1024, sgd_rows: int = 64, pipeline=DEFAULT_PIPELINE,
                  rows: int | None = None, columns: int | None = None, tREFI: int | None = None,
-                 capacity_beats: int | None = None, units: int = 1):
+                 capacity_beats: int | None = None, units: int = 1, data_path: str = "channel"):
         self._MustUse__silence = True    # a constructor that raises leaves no 'unused' warning
         if timing is None:
             timing = load_preset("ddr4-3200", ranks=1)
@@ -232,11 +250,18 @@ class PIMCore(wiring.Component):
             raise ValueError(f"max_row_bytes must be a multiple of 64, not {max_row_bytes}")
         _check_int("sgd_rows", sgd_rows, 1, 65536)
         _check_int("units", units, 1)
+        if data_path not in ("channel", "bankgroup"):
+            raise ValueError(f"data_path must be 'channel' or 'bankgroup', not {data_path!r}")
         if units > 1:
             if units != timing.bankgroups:
                 raise ValueError(f"units must be 1 (rank-level) or the preset's {timing.bankgroups} bank groups "
                                  f"(one unit per bank group), not {units}")
+            if data_path != "bankgroup":
+                raise ValueError(f"units={units} (one unit per bank group) needs data_path 'bankgroup', "
+                                 f"not {data_path!r}")
+        if data_path == "bankgroup":
             timing = timing.with_data_path("bankgroup")
+        self.data_path = timing.data_path
         self._ctl_args = dict(timing=timing, mapping=mapping, queue=queue,
                               read_buffer=max(16, min_read_buffer(timing)),
                               tag_bits=tag_bits, rows=rows, columns=columns, tREFI=tREFI)
@@ -294,6 +319,7 @@ class PIMCore(wiring.Component):
                 "tag_bits": self.tag_bits, "rob_depth": self.rob_depth, "buf_beats": self.buf_beats,
                 "max_row_bytes": self.max_row_bytes, "sgd_rows": self.sgd_rows,
                 "capacity_beats": self.capacity_beats, "latency": self.latency, "mapping": self.mapping,
+                "data_path": self.data_path,
                 **({"units": self.units, "bg_field": list(self._bg_field)} if self.units > 1 else {})}
 
     # ------------------------------------------------------------------------------------------
@@ -863,39 +889,32 @@ def from_config(config=None, **overrides) -> PIMCore:
     """The ``core`` Verilog top for a PIM configuration (``configs/pim/*.yaml``, a name, a path,
     a :class:`pimcast.host.pim_config.PIMConfig` or ``None`` for the default).
 
-    One core = one rank-level unit: its DRAM is one rank of the config's preset and its mapping
-    the config's mapping (channel and rank fields are zero-width in a one-rank view).  The
+    One core = the unit(s) of one rank: its DRAM is one rank of the config's preset and its
+    mapping the config's mapping (channel and rank fields are zero-width in a one-rank view).  The
     in-flight window comes from the config: ``queue = cfg.queue`` (controller request queue,
-    1..32, which :class:`~pimcast.host.pim_config.PIMConfig` checks for the rank placement) and
+    1..32, which :class:`~pimcast.host.pim_config.PIMConfig` checks) and
     ``tag_bits = log2(cfg.rob_tags)`` (ROB entries = reads in flight) — the same two numbers the
     ``model`` backend's timing uses, so both backends time the same unit.  (The
     :class:`PIMCore` constructor keeps its own small defaults, 16 / 32, for unit tests.)
     ``overrides`` go to :class:`PIMCore` (``rows``, ``tREFI``, ``buf_beats``, and ``queue`` /
     ``tag_bits`` to override the config's window …).
 
-    ``placement: bankgroup`` with ``accumulate: partial`` (``trim-ddr4-3200``) gives the
-    bank-group core: ``units`` = the preset's bank groups (see the module docstring).
+    Every placement / accumulate pair has a core (:attr:`PIMConfig.core_units`,
+    :attr:`PIMConfig.core_data_path`):
 
-    Raises
-    ------
-    ValueError
-        for ``placement: bankgroup`` with ``accumulate: sequential`` (rows striped over the bank
-        groups, forwarded between units: model backend only) and for ``accumulate: partial``
-        with ``placement: rank``.
+    * ``rank`` + ``sequential`` (default): the rank-level core;
+    * ``rank`` + ``partial``: the same core, one per rank holding whole rows (the host adds the
+      ranks' sums);
+    * ``bankgroup`` + ``partial`` (``trim-ddr4-3200``): the bank-group core, ``units`` = the
+      preset's bank groups, bank-group data path (module docstring "Bank-group units");
+    * ``bankgroup`` + ``sequential`` (``bankgroup-ddr4-3200``): the striped bank-group core, one
+      accumulator file, bank-group data path (module docstring "Striped bank-group units").
     """
     from pimcast.host.pim_config import PIMConfig, load_pim_config
 
     cfg = config if isinstance(config, PIMConfig) else load_pim_config(config)
     t = cfg.dram_timing().with_ranks(1)
-    if cfg.placement == "rank" and cfg.accumulate != "sequential":
-        raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} has no RTL core for placement "
-                         "'rank' (a rank-level core reduces its column slice of every row in index order: "
-                         "'sequential')")
-    if cfg.placement != "rank" and cfg.accumulate != "partial":
-        raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} has no RTL core for accumulate "
-                         f"{cfg.accumulate!r} (rows striped over the bank groups); the bank-group core keeps "
-                         "every row whole in one unit: accumulate 'partial' (e.g. trim-ddr4-3200)")
-    units = 1 if cfg.placement == "rank" else t.bankgroups
-    kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1, units=units)
+    kw = dict(lanes=cfg.lanes, queue=cfg.queue, tag_bits=cfg.rob_tags.bit_length() - 1, units=cfg.core_units,
+              data_path=cfg.core_data_path)
     kw.update(overrides)
     return PIMCore(t, cfg.address_mapping, **kw)

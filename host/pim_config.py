@@ -98,8 +98,9 @@ class PIMConfig:
     name: preset name (free text for user configs).
     placement: ``"rank"`` or ``"bankgroup"``.
     accumulate: ``"sequential"`` (default; golden/PyTorch numerics, rows striped over the units)
-        or ``"partial"`` (TRiM-style partial sums, rows whole per unit; model/golden backends
-        only, see the module doc).
+        or ``"partial"`` (TRiM-style partial sums, rows whole per unit, see the module doc).
+        Every placement / accumulate pair has an RTL core (:attr:`core_units`,
+        :attr:`core_data_path`, :func:`pimcast.hdl.core.from_config`).
     lanes: fp32 FMA lanes per unit (1..16, a divisor of 16); a 64 B beat takes ``16 // lanes`` cycles.
     dram: DRAM preset name or path (``configs/dram``).
     ranks: ranks per channel (overrides the preset's default).
@@ -108,11 +109,10 @@ class PIMConfig:
     mapping: device address mapping string (``None`` = the placement's default, see module doc).
     timing: ``"fast"`` (:mod:`pimcast.host.dram_model`), ``"analytic"`` (resource-bound model) or ``"off"``.
     queue: request-queue depth of each unit's memory controller (the FR-FCFS window; the RTL
-        core's ``BankController`` ``queue`` and the fast model's).  The rank placement has an RTL
-        core, whose controller takes 1..32, so there ``queue`` must be 1..32 (a ConfigError
-        otherwise: a config must mean the same thing on the ``rtl`` and ``model`` backends, so
-        it is rejected rather than clamped); the bank-group placement (model only) takes any
-        depth >= 1.
+        core's ``BankController`` ``queue`` and the fast model's).  Every config has an RTL core,
+        whose controller takes 1..32, so ``queue`` must be 1..32 (a ConfigError otherwise: a
+        config must mean the same thing on the ``rtl`` and ``model`` backends, so it is rejected
+        rather than clamped).
     rob_tags: reads in flight per unit: the RTL core's reorder buffer (``2**tag_bits`` entries,
         a power of two 2..256).  A read holds an entry from its issue to the controller until
         its data leaves the ROB in request order; the ``fast`` timing model applies the same cap
@@ -161,6 +161,29 @@ class PIMConfig:
     def capacity_bytes(self) -> int:
         """Usable device capacity in bytes."""
         return self.capacity if self.capacity is not None else self.dram_capacity()
+
+    @property
+    def core_units(self) -> int:
+        """Accumulator files (units) of one rank's RTL core: the preset's bank groups for the
+        bank-group core (``placement: bankgroup``, ``accumulate: partial``: every unit sums the
+        whole rows it holds), else 1 (every beat of a bag's column slice goes to one accumulator
+        in index order)."""
+        if self.placement == "bankgroup" and self.accumulate == "partial":
+            return self.dram_timing().bankgroups
+        return 1
+
+    @property
+    def core_data_path(self) -> str:
+        """The read data path of the core's bank controller: ``"bankgroup"`` (read data stays in
+        its bank group: the bank-group placement, either numerics) or ``"channel"`` (rank)."""
+        return "bankgroup" if self.placement == "bankgroup" else "channel"
+
+    @property
+    def per_rank_cores(self) -> bool:
+        """``True`` when every rank's core holds whole rows and the host adds the ranks' sums
+        (``accumulate: partial``): the ``rtl`` backend then runs one core per rank and the
+        model times one core per rank on its share of the lookups."""
+        return self.accumulate == "partial"
 
     def num_units(self) -> int:
         per_rank = 1 if self.placement == "rank" else self.dram_timing().bankgroups
@@ -234,10 +257,9 @@ class PIMConfig:
         if self.rob_tags > RTL_MAX_ROB_TAGS or self.rob_tags & (self.rob_tags - 1):
             bad("rob_tags", f"must be a power of two in 2..{RTL_MAX_ROB_TAGS} (the core's ROB has "
                             f"2**tag_bits entries, tag_bits 1..8), not {self.rob_tags}")
-        if (self.placement == "rank" or self.accumulate == "partial") and self.queue > RTL_MAX_QUEUE:
-            what = "placement 'rank'" if self.placement == "rank" else "the bank-group core (accumulate 'partial')"
-            bad("queue", f"must be in 1..{RTL_MAX_QUEUE} for {what} (the RTL core's bank "
-                         f"controller queue), not {self.queue}")
+        if self.queue > RTL_MAX_QUEUE:
+            bad("queue", f"must be in 1..{RTL_MAX_QUEUE} (the RTL core's bank controller queue; placement "
+                         f"{self.placement!r}, accumulate {self.accumulate!r}), not {self.queue}")
         if self.channels & (self.channels - 1):
             bad("channels", f"must be a power of two, not {self.channels}")
         try:

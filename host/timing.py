@@ -11,14 +11,14 @@ Composition (documented choices)
 1. **Split by unit.**  Each request is decoded with the device mapping
    (:attr:`PIMConfig.address_mapping`) and sent to the unit that owns it: one unit per rank
    (``placement="rank"``) or per bank group (``"bankgroup"``).  Units work in parallel, each with
-   its own memory controller over its own rank / bank group — except the bank-group core of
-   ``accumulate: partial`` (TRiM-style, the RTL :class:`pimcast.hdl.core.PIMCore` ``units=4``):
-   its 4 units are driven by **one controller per rank** (commands generated per rank) on the
-   bank-group data path (:meth:`DRAMTiming.with_data_path`), as the RTL is built, so the rank is
-   the timed unit and tFAW / command bus sharing is inside its DRAM model.
-2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank (rank
-   placement and the bank-group core: one rank, bank-group data path) or one-rank-one-bank-group
-   (striped bankgroup placement) channel, runs through
+   its own memory controller over its own rank — the bank-group placement's cores (the RTL
+   :class:`pimcast.hdl.core.PIMCore` of :func:`~pimcast.hdl.core.from_config`: TRiM-style
+   ``units=4`` with ``accumulate: partial``, the striped core with ``sequential``) drive their
+   rank's 4 bank-group units from **one controller per rank** (commands generated per rank) on
+   the bank-group data path (:meth:`DRAMTiming.with_data_path`), as the RTL is built, so the rank
+   is the timed unit and tFAW / command bus sharing is inside its DRAM model.
+2. **DRAM time per unit.**  ``timing="fast"``: the unit's stream, re-encoded as a one-rank
+   channel (bank-group placement: with the bank-group data path), runs through
    :class:`pimcast.host.dram_model.FastDRAMModel` (every timing rule, open page, FR-FCFS window of
    ``queue`` requests, refresh) with at most ``rob_tags`` reads in flight, retired in order, and
    reads of one ``groups`` value (one bag's beat: one accumulator slot) retired at least
@@ -33,16 +33,16 @@ Composition (documented choices)
    bank-group core's one datapath per rank also passes one flush beat per (bag, unit) partial sum
    (``rank_bus_beats``); its slots are (bag, unit, beat).
 4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
-   rank's tFAW window and its command bus: ``rank >= max(acts * tFAW / 4, commands)`` (striped
-   placement; the bank-group core's per-rank DRAM model has them already); with
+   rank's tFAW window and its command bus (inside the rank's DRAM model); with
    ``accumulate: partial`` also its data bus, which carries the units' partial sums to the buffer
    device: ``rank >= partial beats * BL/2`` (not modelled by the RTL core, whose rank buffer adder
    takes one beat per cycle).
 5. **Host link.**  Instructions, indices, weights and gradients in, results out (``accumulate:
    partial``: one sum per rank holding rows of the bag, added on the host), and *forwarded*
-   beats (a bag whose column slice is spread over several units: every beat read by a unit that
-   is not the bag's home for that column crosses the channel to the home unit, so the sequential
-   accumulation order is kept) use the channel's data bus: ``BL/2`` cycles per 64 B.
+   beats (a bag whose column slice is spread over several ranks: every beat read by a rank that
+   is not the bag's home for that column crosses the channel to the home rank, so the sequential
+   accumulation order is kept; inside a rank the striped bank-group units share the core's
+   accumulators) use the channel's data bus: ``BL/2`` cycles per 64 B.
 6. **Total** = ``max(units, rank bounds, host link)`` (everything streams and overlaps).
 
 Energy (DRAMsim3's method, ``src/configuration.cc`` / ``[power]`` sections of its ``.ini`` files)::
@@ -146,16 +146,13 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
 
 
 def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False, lengths=None) -> int:
-    """The serial setup of one GATHER_REDUCE per unit for ``cfg``: :func:`gather_setup_cycles` for the
-    rank placement (every rank's core receives and validates the whole index stream, as the RTL
-    core does); for the bank-group core (``accumulate: partial``) each rank's core receives the
-    lookups of its rows and every bag header, taken as ``1 / ranks`` of each bag's lookups; 0 for
-    the striped bank-group placement, which has no RTL core and is timed as an idealised
-    DRAM-bound unit."""
-    if cfg.placement == "rank":
+    """The serial setup of one GATHER_REDUCE per rank core for ``cfg``: :func:`gather_setup_cycles`
+    of the whole index stream with the sequential numerics (every rank's core receives and
+    validates it, as the RTL core does); with ``accumulate: partial`` (:attr:`PIMConfig.per_rank_cores`)
+    each rank's core receives the lookups of its rows and every bag header, taken as ``1 / ranks``
+    of each bag's lookups."""
+    if not cfg.per_rank_cores:
         return gather_setup_cycles(lookups, bags, weighted, lengths=lengths)
-    if cfg.accumulate != "partial":
-        return 0
     R = cfg.channels * cfg.dram_timing().ranks
     share = None if lengths is None else -(-np.asarray(lengths, dtype=np.int64) // R)
     return gather_setup_cycles(-(-lookups // R) if share is None else int(share.sum()), bags, weighted,
@@ -185,17 +182,11 @@ class PIMTimer:
         self.t = cfg.dram_timing()
         t = self.t
         self.mapping = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
-        #: the bank-group core of ``accumulate: partial`` (:func:`pimcast.hdl.core.from_config`): one
-        #: controller per rank with the bank-group data path drives the rank's 4 units (commands
-        #: generated per rank), timed as the RTL is built; the striped ``sequential`` bank-group
-        #: placement (no RTL) keeps one idealised controller per bank group
-        self.rank_controller = cfg.placement == "bankgroup" and cfg.accumulate == "partial"
-        if cfg.placement == "rank":
-            self.t_unit = replace(t, ranks=1)
-        elif self.rank_controller:
-            self.t_unit = replace(t, ranks=1).with_data_path("bankgroup")
-        else:
-            self.t_unit = replace(t, ranks=1, bankgroups=1)
+        #: the bank-group placement's RTL cores (:func:`pimcast.hdl.core.from_config`, both
+        #: numerics): one controller per rank with the bank-group data path drives the rank's 4
+        #: units (commands generated per rank), so the rank is the timed unit, as the RTL is built
+        self.rank_controller = cfg.placement == "bankgroup"
+        self.t_unit = replace(t, ranks=1).with_data_path(cfg.core_data_path)
         self.local_mapping = AddressMapping("rochrababgco", self.t_unit)
         self.units_per_rank = 1 if cfg.placement == "rank" else t.bankgroups
         self.n_ranks = cfg.channels * t.ranks
@@ -309,6 +300,8 @@ class PIMTimer:
         out["reads"], out["writes"] = n - nw, nw
         f = self.mapping.decode(addr) if n else {k: np.zeros(0, np.int64) for k in ("ch", "ra", "bg", "ba", "ro", "co")}
         unit = self.unit_of(f)
+        if self.rank_controller:      # the rank's core: its bank-group units share its accumulators
+            unit = unit // self.units_per_rank
         # forwarding: beats read by a unit other than the group's home unit (first request's unit)
         fwd_per_ch = np.zeros(cfg.channels, np.int64)
         if groups is not None and n:
@@ -319,9 +312,7 @@ class PIMTimer:
             out["forwarded_beats"] = int(fw.sum())
             fwd_per_ch = np.bincount(f["ch"][fw], minlength=cfg.channels)
         # per unit (rank_controller: per rank) DRAM + reduction
-        if self.rank_controller:
-            unit = unit // self.units_per_rank
-        n_units = self.n_ranks if self.rank_controller else self.n_units
+        n_units = self.n_ranks        # one timed core per rank
         order = np.argsort(unit, kind="stable")
         counts = np.bincount(unit, minlength=n_units)
         starts = np.concatenate([[0], np.cumsum(counts)])
@@ -335,7 +326,7 @@ class PIMTimer:
         if self.rank_controller and rank_bus_beats is not None and fmas:
             # the rank core's datapath also passes one flush beat per (bag, unit) partial sum
             reads_u = reads_u + np.asarray(rank_bus_beats, np.int64)
-        local_bg_all = f["bg"] if cfg.placement == "rank" or self.rank_controller else np.zeros(n, np.int64)
+        local_bg_all = f["bg"]
         for u in np.flatnonzero(counts):
             sel = order[starts[u]:starts[u + 1]]
             bg, ba, ro, co, wu = local_bg_all[sel], f["ba"][sel], f["ro"][sel], f["co"][sel], w[sel]
@@ -353,12 +344,8 @@ class PIMTimer:
             red_cycles[u] = int(reads_u[u]) * self.beat_cycles if fmas else 0
             unit_cycles[u] = int(setup_cycles) + max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
         acts = int(acts_u.sum())
-        # shared rank resources (bank-group units of one rank)
+        # shared rank resources: the bank-group units' partial sums on the rank's data bus
         rank_shared = 0
-        if cfg.placement == "bankgroup" and not self.rank_controller and n:
-            acts_r = acts_u.reshape(self.n_ranks, self.units_per_rank).sum(1)
-            req_r = counts.reshape(self.n_ranks, self.units_per_rank).sum(1) * t.bursts_per_request
-            rank_shared = int(np.max(np.maximum(np.ceil(acts_r * t.tFAW / 4), 2 * acts_r + req_r)))
         if rank_bus_beats is not None and n:
             rank_shared = max(rank_shared, int(np.max(np.asarray(rank_bus_beats, np.int64))) * t.BL2)
         # host link per channel

@@ -30,10 +30,10 @@ def pytest_configure(config):
 # files came last (one worker idle for minutes). Unlisted files keep their collection order after
 # these; the table only schedules, it selects or skips nothing.
 FILE_COST_S = {
-    "test_sim_core.py": 1350, "test_reduce.py": 850, "test_export_lint.py": 1150,
+    "test_sim_core.py": 1350, "test_reduce.py": 850, "test_export_lint.py": 1250,
     "test_sim_reduce.py": 750, "test_fp.py": 650, "test_train.py": 380, "test_core_window.py": 350,
-    "test_sim_bankctl.py": 330, "test_dram_rtl_suite.py": 300, "test_rtl_backend.py": 290,
-    "test_rtl_backend_bankgroup.py": 420,
+    "test_sim_bankctl.py": 330, "test_dram_rtl_suite.py": 300, "test_rtl_backend.py": 460,
+    "test_rtl_backend_bankgroup.py": 540,
     "test_core_gr_val.py": 240, "test_llm_real.py": 200, "test_synth.py": 190,
     "test_bankctl_hbm2.py": 190, "test_verify_fp.py": 170, "test_sim_fma.py": 150,
     "test_core_sgd_val.py": 100,

@@ -9,6 +9,7 @@ import pytest
 from pimcast.hdl import isa
 from pimcast.hdl.core import PIMCore, from_config
 from pimcast.hdl.dram.timing import load_preset
+from pimcast.host.pim_config import load_pim_config
 
 
 def _silence(core):
@@ -45,8 +46,19 @@ def test_from_config_rank_and_bankgroup():
     core = _silence(from_config("rank-ddr4-3200"))
     assert core.timing.ranks == 1 and core.mapping == "robabgcorach"
     assert core.capacity_beats == load_preset("ddr4-3200", ranks=1).capacity_bytes // 64
-    with pytest.raises(ValueError, match="placement 'bankgroup' has no RTL core for accumulate 'sequential'"):
-        from_config("bankgroup-ddr4-3200")
+    assert core.data_path == "channel" and core.params()["data_path"] == "channel"
+    # the striped bank-group core: one accumulator file, the bank-group data path
+    striped = _silence(from_config("bankgroup-ddr4-3200"))
+    assert (striped.units, striped.data_path, striped.timing.data_path) == (1, "bankgroup", "bankgroup")
+    assert striped.mapping == "robacobgrach" and striped.slots == core.slots
+    assert striped.params()["bankctl"]["read_buffer"] >= 29 > core.params()["bankctl"]["read_buffer"]
+    # rank-level partial sums: the rank-level core, one per rank (the host adds the ranks' sums)
+    rp = _silence(from_config(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robabgrachco")))
+    assert (rp.units, rp.data_path) == (1, "channel")
+    with pytest.raises(ValueError, match="units=4 .*needs data_path 'bankgroup', not 'channel'"):
+        PIMCore(units=4)
+    with pytest.raises(ValueError, match="data_path must be 'channel' or 'bankgroup', not 'bus'"):
+        PIMCore(data_path="bus")
     # bank-group units with partial sums: one unit per bank group, bank-group data path
     trim = _silence(from_config("trim-ddr4-3200", rows=1024))
     p = trim.params()

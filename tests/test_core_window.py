@@ -30,15 +30,15 @@ def test_rob_tags_validated(v, match):
         PIMConfig(rob_tags=v).validate()
 
 
-def test_queue_range_follows_the_rtl_for_rank_placement():
-    with pytest.raises(ConfigError, match="field queue: must be in 1..32 for placement 'rank'.*not 33"):
+def test_queue_range_follows_the_rtl_for_every_config():
+    # every placement / accumulate pair has an RTL core whose bank controller takes 1..32
+    with pytest.raises(ConfigError, match="field queue: must be in 1..32 .*placement 'rank'.*not 33"):
         load_pim_config("rank-ddr4-3200", queue=33)
     assert load_pim_config("rank-ddr4-3200", queue=32).queue == 32
-    # the striped bank-group placement has no RTL core: deeper model queues stay allowed; the
-    # bank-group core of accumulate 'partial' has the rank core's controller
-    assert load_pim_config("bankgroup-ddr4-3200", queue=64).queue == 64
-    with pytest.raises(ConfigError, match=r"field queue: must be in 1..32 for the bank-group core \(accumulate "
-                                          r"'partial'\).*not 64"):
+    with pytest.raises(ConfigError, match="field queue: must be in 1..32 .*placement 'bankgroup', accumulate "
+                                          "'sequential'.*not 64"):
+        load_pim_config("bankgroup-ddr4-3200", queue=64)
+    with pytest.raises(ConfigError, match="field queue: must be in 1..32 .*accumulate 'partial'.*not 64"):
         load_pim_config("trim-ddr4-3200", queue=64)
 
 
@@ -269,8 +269,8 @@ def test_unit_model_matches_rtl_core(tmp_path, rob, queue):
 
 def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
     """The ``model`` backend times a rank-placement GATHER_REDUCE as the core runs it: the serial
-    index-stream/validation pass (:func:`gather_setup_cycles`), then the DRAM stream; the bank-group
-    placement (no RTL core) has no such pass."""
+    index-stream/validation pass (:func:`gather_setup_cycles`), then the DRAM stream; so does the
+    striped bank-group core (sequential numerics: every rank's core gets the whole stream)."""
     import numpy as np
     import torch
 
@@ -283,7 +283,7 @@ def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
         == gather_setup_cycles(200, 10, lengths=[20] * 10) > 14 + 10 + 2 * 10
     with pytest.raises(ValueError, match="lengths: 2 bags of 200 lookups, expected 10 bags"):
         gather_setup_cycles(200, 10, lengths=[100, 100])
-    assert unit_setup_cycles(load_pim_config("bankgroup-ddr4-3200"), 200, 10) == 0
+    assert unit_setup_cycles(load_pim_config("bankgroup-ddr4-3200"), 200, 10) == gather_setup_cycles(200, 10)
     # the bank-group core: each of the 2 ranks' cores receives about half of every bag's lookups
     assert unit_setup_cycles(load_pim_config("trim-ddr4-3200"), 200, 10, lengths=[20] * 10) \
         == gather_setup_cycles(100, 10, lengths=[10] * 10) > 0
@@ -292,7 +292,7 @@ def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
     rng = np.random.default_rng(3)
     idx = torch.from_numpy(rng.integers(0, 4096, 200))
     offsets = torch.arange(0, 200, 20)
-    for cfg_name, with_setup in (("rank-ddr4-3200-1rank", True), ("bankgroup-ddr4-3200", False)):
+    for cfg_name in ("rank-ddr4-3200-1rank", "bankgroup-ddr4-3200"):
         dev = open_device("model", cfg_name, capacity="64MiB")
         info = dev.alloc("t", 4096, 64)
         dev.write("t", torch.zeros(4096, 64))
@@ -304,5 +304,4 @@ def test_model_backend_gather_includes_the_core_setup_pass_for_rank_placement():
         plain = PIMTimer(dev.cfg).time_stream(dev._row_addresses(info, idx), groups=groups,
                                               fmas=200 * info.padded_dim, host_in=_INSTR_BYTES + 4 * 210,
                                               host_out=10 * info.row_bytes)["cycles"]
-        setup = gather_setup_cycles(200, 10) if with_setup else 0
-        assert cycles == plain + setup, cfg_name
+        assert cycles == plain + gather_setup_cycles(200, 10), cfg_name

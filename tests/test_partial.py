@@ -145,10 +145,17 @@ def test_alloc_rejects_rows_straddling_units_and_changes_nothing():
     assert t.tables() == ["a"]
 
 
-def test_rtl_core_rejects_partial():
+def test_every_placement_and_accumulate_has_a_core():
     from pimcast.hdl.core import from_config
-    with pytest.raises(ValueError, match="accumulate 'partial' has no RTL core"):
-        from_config(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robarabgcoch"))
+    for placement, acc, units, path in (("rank", "sequential", 1, "channel"), ("rank", "partial", 1, "channel"),
+                                        ("bankgroup", "sequential", 1, "bankgroup"),
+                                        ("bankgroup", "partial", 4, "bankgroup")):
+        cfg = load_pim_config("rank-ddr4-3200", placement=placement, accumulate=acc,
+                              mapping="robabgrachco" if acc == "partial" else None)
+        assert (cfg.core_units, cfg.core_data_path, cfg.per_rank_cores) == (units, path, acc == "partial")
+        core = from_config(cfg)
+        core._MustUse__silence = True
+        assert (core.units, core.data_path) == (units, path)
 
 
 def test_partial_timing_counts_partial_sums():
@@ -278,12 +285,11 @@ def test_rtl_rank_layout_and_host_combine_equal_golden_partial():
     assert not torch.equal(_bits(gold.gather_reduce("t", idx, offs)), _bits(tc.gather_reduce(W, idx, offs)))
 
 
-def test_rtl_backend_refuses_configs_without_an_rtl_core():
+def test_rtl_backend_cores_per_config():
     from pimcast.host.backends.rtl import RTLBackend
-    with pytest.raises(ValueError, match="placement 'bankgroup' with accumulate 'sequential' is not driven by the rtl "
-                                         "backend: it has no RTL core"):
-        RTLBackend(load_pim_config("bankgroup-ddr4-3200"))
-    with pytest.raises(ValueError, match="accumulate 'partial' with placement 'rank' has no RTL core"):
-        RTLBackend(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robarabgcoch"))
+    # sequential numerics: one core holds the whole image; partial sums: one core per rank
+    assert RTLBackend(load_pim_config("bankgroup-ddr4-3200")).n_cores == 1
+    assert RTLBackend(load_pim_config("rank-ddr4-3200")).n_cores == 1
+    assert RTLBackend(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robabgrachco")).n_cores == 2
     be = RTLBackend(load_pim_config("trim-ddr4-3200"))
     assert be.partial and be.n_cores == 2 and be._servers == []          # nothing started yet

@@ -89,10 +89,35 @@ def test_bad_simulator_is_rejected(monkeypatch):
         open_device("rtl", "small-test")
 
 
-def test_bankgroup_sequential_is_rejected_before_anything_starts(monkeypatch):
+@pytest.mark.slow          # two Icarus simulations of the small core (~2 min on 2 cores)
+def test_rank_level_partial_sums_one_core_per_rank(monkeypatch, device_ops):
+    """placement 'rank' with accumulate 'partial' (rows whole per rank): one rank-level core per
+    rank, the host adds the ranks' sums: equal to the golden backend's partial sums bit for bit."""
     monkeypatch.setenv("PIMCAST_RTL_SIMULATOR", "icarus")
-    with pytest.raises(ValueError, match="placement 'bankgroup' with accumulate 'sequential'.*no RTL core"):
-        open_device("rtl", "bankgroup-ddr4-3200")
+    kw = dict(accumulate="partial", mapping="robabgrachco")
+    rtl, gold = open_device("rtl", "small-test", **kw), open_device("golden", "small-test", **kw)
+    assert rtl.backend.n_cores == 2
+    g = torch.Generator().manual_seed(4)
+    rows, dim = 256, 16                  # 16 KiB: rows 0-127 in rank 0, 128-255 in rank 1
+    table = torch.randn(rows, dim, generator=g)
+    lengths = torch.tensor([6, 0, 2, 9])
+    idx = torch.randint(0, rows, (int(lengths.sum()),), generator=g)
+    idx[:3] = torch.tensor([3, 200, 7])
+    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    psw = torch.randn(idx.numel(), generator=g)
+    dy = torch.randn(len(lengths), dim, generator=g)
+    c = tc.cast(idx, offs)
+    out = {}
+    try:
+        for name, dev in (("rtl", rtl), ("golden", gold)):
+            out[name] = device_ops(dev, table, idx, offs, psw, dy, c)
+        lay = rtl.backend.layout(rtl.info("t"))
+    finally:
+        rtl.backend.close()
+    assert lay.counts.tolist() == [128, 128]
+    for k in ("fwd", "wfwd", "bwd", "table"):
+        assert torch.equal(_bits(out["rtl"][k]), _bits(out["golden"][k])), k
+    assert not torch.equal(_bits(out["rtl"]["fwd"]), _bits(tc.gather_reduce(table, idx, offs)))
 
 
 def test_simulation_that_does_not_start_in_time_is_an_error(monkeypatch):

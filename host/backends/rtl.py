@@ -14,15 +14,20 @@ The :class:`~pimcast.host.device.Device` keeps a host mirror of every table (so
 read-back from the RTL against that mirror bit for bit.  ``gather_reduce`` results and the rows
 updated by ``scatter_sgd`` come from the RTL, never from the mirror.
 
-Bank-group cores (``accumulate: partial``, e.g. ``trim-ddr4-3200``): one core per rank, as in
-the hardware — the backend starts one simulation per rank (``channels x ranks`` children, one
-build), each holding its rank's memory.  A table's rows are split by the rank that holds them
-(the device mapping keeps every row whole in one bank group); rank ``r``'s rows occupy one
+Cores per config: every placement / accumulate pair has a core
+(:func:`pimcast.hdl.core.from_config`): the rank-level core, the striped bank-group core
+(``bankgroup-ddr4-3200``) and the bank-group core (``trim-ddr4-3200``).
+
+Partial sums (``accumulate: partial``, e.g. ``trim-ddr4-3200``; :attr:`PIMConfig.per_rank_cores`):
+one core per rank, as in the hardware — the backend starts one simulation per rank
+(``channels x ranks`` children, one build), each holding its rank's memory.  A table's rows are
+split by the rank that holds them (the device mapping keeps every row whole in one unit); rank ``r``'s rows occupy one
 contiguous range of its rank-local address space (the device address with the channel and rank
 fields removed), so each rank core sees them as a table of its own (:class:`RankLayout`).
 GATHER_REDUCE runs on every rank core at once with that rank's lookups (only the bags it
-holds rows of), each core adds its bank-group units' partial sums (the rank buffer's adder)
-and the host adds the ranks' sums of each bag in rank order from +0.0 — the third stage of
+holds rows of), each core adds its bank-group units' partial sums (the rank buffer's adder;
+a rank-level core with partial sums gives its one sum) and the host adds the ranks' sums of
+each bag in rank order from +0.0 — the third stage of
 :func:`pimcast.models.tensor_cast.reduce_partial`, so results equal the golden and model
 backends bit for bit.  Cycles of an operation = the slowest rank core's (the ranks run in
 parallel; the host's final adds and the channel transfer are not counted).
@@ -36,9 +41,10 @@ Speed: a few thousand simulated cycles per second under Verilator (16 lanes), i.
 the ``rtl`` backend is for small tables and a few steps (``small-test`` config); the first use
 builds the simulator (about 1–3 minutes, cached under ``build/sim/``).
 
-Not driven: ``placement: bankgroup`` with ``accumulate: sequential`` (no RTL core, see
-:func:`pimcast.hdl.core.from_config`) and, for rank-level configs, the per-rank split (one core
-holds the whole image; the cycles are those of one rank doing all the work).
+Sequential numerics (``rank-*``, ``small-test``, ``bankgroup-ddr4-3200``): one core holds the
+whole image (its DRAM model takes every device address), so a multi-rank config's cycles are
+those of one rank's core doing all the work; the per-rank split of rows striped over the ranks
+(each rank's core a column slice, the others' accumulators forwarded) is not driven.
 
 Environment: ``PIMCAST_RTL_SIMULATOR`` (``verilator`` default, or ``icarus``),
 ``PIMCAST_RTL_TIMEOUT`` (seconds to wait for the simulator to start, default 900).
@@ -242,16 +248,7 @@ class RTLBackend(Backend):
         if self.simulator not in ("verilator", "icarus"):
             raise ValueError(f"PIMCAST_RTL_SIMULATOR must be 'verilator' or 'icarus', got {self.simulator!r}")
         self.timeout = float(os.environ.get("PIMCAST_RTL_TIMEOUT", "900"))
-        if cfg.placement != "rank" and cfg.accumulate != "partial":
-            raise ValueError(f"PIM config {cfg.name!r}: placement {cfg.placement!r} with accumulate "
-                             f"{cfg.accumulate!r} is not driven by the rtl backend: it has no RTL core (rows striped "
-                             "over the bank groups, forwarded between units; model backend only). The rtl backend "
-                             "drives the rank-level core and the bank-group core of accumulate 'partial' "
-                             "(e.g. trim-ddr4-3200)")
-        if cfg.placement == "rank" and cfg.accumulate != "sequential":
-            raise ValueError(f"PIM config {cfg.name!r}: accumulate {cfg.accumulate!r} with placement 'rank' has no "
-                             "RTL core (a rank-level core reduces in index order: 'sequential')")
-        self.partial = cfg.accumulate == "partial"
+        self.partial = cfg.per_rank_cores
         t = cfg.dram_timing()
         self.n_cores = cfg.channels * t.ranks if self.partial else 1
         self.tck_ns = t.tCK_ns
