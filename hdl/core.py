@@ -43,7 +43,10 @@ unit_slots`` slots of one 16-lane FMA datapath in this RTL: the rank's command b
 most one 64 B beat per cycle to all its bank groups together, so one datapath has the
 throughput of the ``units`` datapaths a chip would place one per bank group (their area is
 not counted).  Cost per bag beyond the rows: ``units × R`` flush entries through the ROB (one
-per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart).  READ, WRITE and
+per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart; consecutive bags
+take consecutive slot ranges of the adder's ``unit_slots``, so the dependent adds of up to
+``unit_slots / R`` bags overlap: about ``units × R`` cycles per bag once ``unit_slots >=
+latency``, where one slot set per beat cost ``units × max(R, latency)``).  READ, WRITE and
 ``SCATTER_SGD`` are as in the rank-level core (SGD's writes keep the shared-bus timing).
 
 Striped bank-group units (``units = 1``, ``data_path="bankgroup"``; ``placement: bankgroup``, ``accumulate: sequential``)
@@ -55,7 +58,7 @@ in index order.  The core is the rank-level core on the *bank-group data path*: 
 :class:`BankController` per rank generating the commands of all its bank groups, reads staying
 in their bank group, and one accumulator per (bag, beat) that every bank-group unit of the rank
 updates in index order — in a chip the accumulator of a column slice is *forwarded* from unit to
-unit (TRiM's sequential mode); this RTL keeps the rank's accumulators in one 16-lane datapath fed
+unit (a forwarding chain in index order); this RTL keeps the rank's accumulators in one 16-lane datapath fed
 at up to one beat per cycle (the rank's command bus delivers no more), so forwarding inside a
 rank costs nothing here (its wires are not modelled).  Numerics, instructions and errors are the
 rank-level core's: bit-exact to the golden model.
@@ -516,12 +519,19 @@ class PIMCore(wiring.Component):
             # combiner input: the units' sums leave `ru` unit-major per bag (u 0, beats 0..R-1, u 1, ...)
             c_b = Signal(rbw)
             c_u = Signal(range(U))
+            # a bag's beats take the adder slots c_base .. c_base + R - 1 (mod unit_slots) and the
+            # next bag the R slots after them, so the U dependent adds of one bag's beat (each a
+            # pipeline latency after the previous) overlap those of the following bags
+            sbits = _bits(self.unit_slots)
+            c_base = Signal(sbits)
             cp = cmb.i.payload
-            m.d.comb += [cp.data.eq(ru.o.payload.data), cp.weight.eq(ONE_F32), cp.slot.eq(c_b),
+            m.d.comb += [cp.data.eq(ru.o.payload.data), cp.weight.eq(ONE_F32), cp.slot.eq((c_base + c_b)[:sbits]),
                          cp.first.eq(c_u == 0), cp.last.eq(c_u == U - 1), cp.end.eq(c_b + 1 == rbeats)]
             with m.If(ru.o.valid & ru.o.ready & (mode == MODE_GR)):
                 with m.If(c_b + 1 == rbeats):
                     m.d.sync += [c_b.eq(0), c_u.eq(Mux(c_u == U - 1, 0, c_u + 1))]
+                    with m.If(c_u == U - 1):
+                        m.d.sync += c_base.eq(c_base + rbeats)
                 with m.Else():
                     m.d.sync += c_b.eq(c_b + 1)
             cmb_pending = Signal(range(2 * self._latency + 16))

@@ -30,8 +30,9 @@ Composition (documented choices)
 3. **Reduction unit.**  ``lanes`` FMAs per cycle: a 64 B beat (16 fp32) takes ``16 // lanes``
    cycles; it streams behind the DRAM (``unit = max(dram, reduce) + fma_latency``).  The
    accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).  The
-   bank-group core's one datapath per rank also passes one flush beat per (bag, unit) partial sum
-   (``rank_bus_beats``); its slots are (bag, unit, beat).
+   bank-group core's one datapath per rank also passes ``units × R`` flush entries per bag it
+   receives (``flush_beats``; the rank buffer's adder overlaps the adds of consecutive bags and
+   keeps pace with them); its slots are (bag, unit, beat).
 4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
    rank's tFAW window and its command bus (inside the rank's DRAM model); with
    ``accumulate: partial`` also its data bus, which carries the units' partial sums to the buffer
@@ -274,7 +275,7 @@ class PIMTimer:
     # ------------------------------------------------------------------ main entry
     def time_stream(self, addr: np.ndarray, is_write: Optional[np.ndarray] = None, *,
                     groups: Optional[np.ndarray] = None, fmas: int = 0, host_in: int = 0,
-                    host_out: int = 0, setup_cycles: int = 0, rank_bus_beats=None) -> dict:
+                    host_out: int = 0, setup_cycles: int = 0, rank_bus_beats=None, flush_beats=None) -> dict:
         """Time one device operation.
 
         Parameters
@@ -290,6 +291,8 @@ class PIMTimer:
         rank_bus_beats: optional 64 B beats per rank (channel-major) that cross the rank's data bus
             inside the DIMM (``accumulate: partial``: the bank-group units' partial sums to the
             buffer device); ``BL/2`` cycles each, a shared rank resource.
+        flush_beats: optional beats per rank core that pass its datapath besides the reads (the
+            bank-group core's flush entries: ``units × R`` per bag it receives).
         """
         cfg, t = self.cfg, self.t
         out = empty_timing()
@@ -323,9 +326,9 @@ class PIMTimer:
         hits = refs = 0
         sampled = False
         reads_u = np.bincount(unit[~w], minlength=n_units) if n else np.zeros(n_units, np.int64)
-        if self.rank_controller and rank_bus_beats is not None and fmas:
-            # the rank core's datapath also passes one flush beat per (bag, unit) partial sum
-            reads_u = reads_u + np.asarray(rank_bus_beats, np.int64)
+        if flush_beats is not None and fmas:
+            # the bank-group core's datapath also passes units x R flush entries per bag it receives
+            reads_u = reads_u + np.asarray(flush_beats, np.int64)
         local_bg_all = f["bg"]
         for u in np.flatnonzero(counts):
             sel = order[starts[u]:starts[u + 1]]
@@ -414,7 +417,8 @@ def partial_plan(cfg, mapping: AddressMapping, base: int, row_bytes: int, idx: n
     ``idx``: row id per lookup of the table at byte ``base``; ``lengths``: lookups per bag
     (contiguous from lookup 0).  Returns ``unit`` (the unit holding each lookup's row),
     ``partials`` ((bag, unit) pairs: partial sums made), ``rank_sums`` ((bag, rank) pairs: sums
-    sent to the host), ``partials_per_rank``.  Raises ``ValueError`` if a looked-up row spans
+    sent to the host), ``partials_per_rank``, ``rank_bags`` (per rank: the bags it holds rows of,
+    i.e. the bags its core receives).  Raises ``ValueError`` if a looked-up row spans
     two units (:meth:`Device.alloc` rejects such tables first).
     """
     idx = np.asarray(idx, dtype=np.int64)
@@ -427,18 +431,21 @@ def partial_plan(cfg, mapping: AddressMapping, base: int, row_bytes: int, idx: n
     unit = cfg.unit_of_fields(mapping.decode(first), mapping.t) if idx.size else np.zeros(0, np.int64)
     bag = np.repeat(np.arange(len(lengths), dtype=np.int64), np.asarray(lengths, dtype=np.int64))
     seg = np.unique(bag * group.size + unit)
-    return {"unit": unit, "partials": int(seg.size),
-            "rank_sums": int(np.unique(bag * group.size + group[unit]).size),
-            "partials_per_rank": np.bincount(group[seg % group.size], minlength=int(group.max()) + 1)}
+    n_ranks = int(group.max()) + 1
+    rseg = np.unique(bag * n_ranks + group[unit])
+    return {"unit": unit, "partials": int(seg.size), "rank_sums": int(rseg.size),
+            "partials_per_rank": np.bincount(group[seg % group.size], minlength=n_ranks),
+            "rank_bags": np.bincount(rseg % n_ranks, minlength=n_ranks)}
 
 
 def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray, plan: Optional[dict] = None,
                        with_groups: bool = True) -> dict:
     """The :meth:`PIMTimer.time_stream` arguments of one GATHER_REDUCE that depend on how bags are
     summed (the device and ``pimcast bench`` both use this): ``groups`` (sequential: one bag's
-    column slice per group, for forwarding), ``fmas``, ``host_out`` and ``rank_bus_beats``
-    (``plan`` from :func:`partial_plan` for ``accumulate: partial``: ranks' sums to the host,
-    bank-group units' partial sums over their rank's data bus, the buffer device's adds).
+    column slice per group, for forwarding), ``fmas``, ``host_out``, ``rank_bus_beats`` and
+    ``flush_beats`` (``plan`` from :func:`partial_plan` for ``accumulate: partial``: ranks' sums to
+    the host, bank-group units' partial sums over their rank's data bus, the buffer device's adds,
+    and per rank the bank-group core's flush entries: ``units × R`` for every bag it receives).
     ``with_groups=False`` skips building ``groups`` (untimed calls)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     nnz, nb, beats = int(lengths.sum()), len(lengths), row_bytes // REQUEST_BYTES
@@ -447,8 +454,8 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
         if with_groups:
             bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
             groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
-        return {"groups": groups,
-                "fmas": nnz * padded_dim, "host_out": nb * row_bytes, "rank_bus_beats": None}
+        return {"groups": groups, "fmas": nnz * padded_dim, "host_out": nb * row_bytes,
+                "rank_bus_beats": None, "flush_beats": None}
     groups = None
     if with_groups:       # one accumulator slot per (bag, unit, beat): the FMA recurrence of the unit's rows
         bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
@@ -456,5 +463,6 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
         groups = (slot[:, None] * beats + np.arange(beats)[None, :]).ravel()
     return {"groups": groups, "fmas": (nnz + plan["partials"] - plan["rank_sums"]) * padded_dim,
             "host_out": plan["rank_sums"] * row_bytes,
-            "rank_bus_beats": plan["partials_per_rank"] * beats if cfg.placement == "bankgroup" else None}
+            "rank_bus_beats": plan["partials_per_rank"] * beats if cfg.placement == "bankgroup" else None,
+            "flush_beats": plan["rank_bags"] * cfg.core_units * beats if cfg.core_units > 1 else None}
 

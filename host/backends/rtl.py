@@ -21,9 +21,10 @@ Cores per config: every placement / accumulate pair has a core
 Partial sums (``accumulate: partial``, e.g. ``trim-ddr4-3200``; :attr:`PIMConfig.per_rank_cores`):
 one core per rank, as in the hardware — the backend starts one simulation per rank
 (``channels x ranks`` children, one build), each holding its rank's memory.  A table's rows are
-split by the rank that holds them (the device mapping keeps every row whole in one unit); rank ``r``'s rows occupy one
-contiguous range of its rank-local address space (the device address with the channel and rank
-fields removed), so each rank core sees them as a table of its own (:class:`RankLayout`).
+split by the rank that holds them (the device mapping keeps every row whole in one unit); rank
+``r``'s rows occupy one contiguous range of its rank-local address space (the device address
+with the channel and rank fields removed), so each rank core sees them as a table of its own
+(:class:`RankLayout`).
 GATHER_REDUCE runs on every rank core at once with that rank's lookups (only the bags it
 holds rows of), each core adds its bank-group units' partial sums (the rank buffer's adder;
 a rank-level core with partial sums gives its one sum) and the host adds the ranks' sums of
@@ -443,7 +444,7 @@ class RTLBackend(Backend):
         return t
 
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0, setup_cycles=0,
-             rank_bus_beats=None):
+             rank_bus_beats=None, flush_beats=None):
         return self._timing(host_in, host_out)
 
     def time_sequential(self, base, nbytes, write, *, host_in=0, host_out=0):
