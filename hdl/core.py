@@ -43,10 +43,11 @@ unit_slots`` slots of one 16-lane FMA datapath in this RTL: the rank's command b
 most one 64 B beat per cycle to all its bank groups together, so one datapath has the
 throughput of the ``units`` datapaths a chip would place one per bank group (their area is
 not counted).  Cost per bag beyond the rows: ``units × R`` flush entries through the ROB (one
-per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart; consecutive bags
-take consecutive slot ranges of the adder's ``unit_slots``, so the dependent adds of up to
-``unit_slots / R`` bags overlap: about ``units × R`` cycles per bag once ``unit_slots >=
-latency``, where one slot set per beat cost ``units × max(R, latency)``).  READ, WRITE and
+per cycle) and ``units × R`` adder beats (two to one slot ``latency`` apart).  The adder takes
+its beats in order and its back-pressure stalls the units' datapath, so a bag holds the datapath
+for about ``(units - 1) × max(R, latency) + R`` cycles of dependent adds plus part of a wait for
+its last row's result (16–21 for D = 16, ~18 measured at pooling 1; overlapping bags would need
+their flushes interleaved).  READ, WRITE and
 ``SCATTER_SGD`` are as in the rank-level core (SGD's writes keep the shared-bus timing).
 
 Striped bank-group units (``units = 1``, ``data_path="bankgroup"``; ``placement: bankgroup``, ``accumulate: sequential``)
@@ -519,19 +520,12 @@ class PIMCore(wiring.Component):
             # combiner input: the units' sums leave `ru` unit-major per bag (u 0, beats 0..R-1, u 1, ...)
             c_b = Signal(rbw)
             c_u = Signal(range(U))
-            # a bag's beats take the adder slots c_base .. c_base + R - 1 (mod unit_slots) and the
-            # next bag the R slots after them, so the U dependent adds of one bag's beat (each a
-            # pipeline latency after the previous) overlap those of the following bags
-            sbits = _bits(self.unit_slots)
-            c_base = Signal(sbits)
             cp = cmb.i.payload
-            m.d.comb += [cp.data.eq(ru.o.payload.data), cp.weight.eq(ONE_F32), cp.slot.eq((c_base + c_b)[:sbits]),
+            m.d.comb += [cp.data.eq(ru.o.payload.data), cp.weight.eq(ONE_F32), cp.slot.eq(c_b),
                          cp.first.eq(c_u == 0), cp.last.eq(c_u == U - 1), cp.end.eq(c_b + 1 == rbeats)]
             with m.If(ru.o.valid & ru.o.ready & (mode == MODE_GR)):
                 with m.If(c_b + 1 == rbeats):
                     m.d.sync += [c_b.eq(0), c_u.eq(Mux(c_u == U - 1, 0, c_u + 1))]
-                    with m.If(c_u == U - 1):
-                        m.d.sync += c_base.eq(c_base + rbeats)
                 with m.Else():
                     m.d.sync += c_b.eq(c_b + 1)
             cmb_pending = Signal(range(2 * self._latency + 16))

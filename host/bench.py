@@ -139,7 +139,8 @@ def _gather(timer, base, row_bytes, pdim, idx, starts, nnz, max_requests):
     else:
         host_out = kw.pop("host_out")
     r = timer.time_stream(_row_addrs(base, idx, row_bytes), host_in=host_in, host_out=host_out,
-                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths), lengths=lengths), **kw)
+                          setup_cycles=unit_setup_cycles(timer.cfg, len(idx), len(lengths), lengths=lengths, plan=plan),
+                          **kw)
     return r, scale
 
 

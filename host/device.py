@@ -586,7 +586,7 @@ class Device:
         timing = None
         if self._timed() and nnz:
             # a rank's core buffers and validates the index stream before its DRAM stream starts
-            setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None, lengths=lengths.numpy())
+            setup = unit_setup_cycles(self.cfg, nnz, nb, weighted=w is not None, lengths=lengths.numpy(), plan=partial)
             timing = self.backend.time(self._row_addresses(t, idx), host_in=host_in, host_out=host_out,
                                        setup_cycles=setup, **kw)
         elif self._timed():

@@ -30,9 +30,9 @@ Composition (documented choices)
 3. **Reduction unit.**  ``lanes`` FMAs per cycle: a 64 B beat (16 fp32) takes ``16 // lanes``
    cycles; it streams behind the DRAM (``unit = max(dram, reduce) + fma_latency``).  The
    accumulation hazard of one bag is hidden by interleaving accumulator slots (>= latency).  The
-   bank-group core's one datapath per rank also passes ``units × R`` flush entries per bag it
-   receives (``flush_beats``; the rank buffer's adder overlaps the adds of consecutive bags and
-   keeps pace with them); its slots are (bag, unit, beat).
+   bank-group core's one datapath per rank is also held by every bag it receives for its flush
+   and the rank buffer's in-order adder chain, ``(units - 1) × max(R, L) + R`` cycles
+   (``flush_cycles``); its slots are (bag, unit, beat).
 4. **Shared rank resources (bankgroup placement).**  The 4 bank-group units of a rank share the
    rank's tFAW window and its command bus (inside the rank's DRAM model); with
    ``accumulate: partial`` also its data bus, which carries the units' partial sums to the buffer
@@ -146,14 +146,27 @@ def gather_setup_cycles(lookups: int, bags: int, weighted: bool = False, buf_bea
     return insns * (_CORE_INSN_CYCLES + 1) + stream_beats + int(lens.size) + int(runs.sum())
 
 
-def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False, lengths=None) -> int:
+def unit_setup_cycles(cfg, lookups: int, bags: int, weighted: bool = False, lengths=None, plan=None):
     """The serial setup of one GATHER_REDUCE per rank core for ``cfg``: :func:`gather_setup_cycles`
     of the whole index stream with the sequential numerics (every rank's core receives and
-    validates it, as the RTL core does); with ``accumulate: partial`` (:attr:`PIMConfig.per_rank_cores`)
-    each rank's core receives the lookups of its rows and every bag header, taken as ``1 / ranks``
-    of each bag's lookups."""
+    validates it, as the RTL core does).  With ``accumulate: partial`` (:attr:`PIMConfig.per_rank_cores`)
+    each rank's core receives only the bags it holds rows of, with the lookups of its rows: given
+    ``plan`` (:func:`partial_plan`) and ``lengths``, exactly that, per rank (an array, rank-major);
+    otherwise taken as ``1 / ranks`` of each bag's lookups and every bag header."""
     if not cfg.per_rank_cores:
         return gather_setup_cycles(lookups, bags, weighted, lengths=lengths)
+    if plan is not None and lengths is not None:
+        lengths = np.asarray(lengths, dtype=np.int64)
+        group = cfg.unit_group()
+        n_ranks = int(group.max()) + 1
+        rank = group[plan["unit"]]
+        bag = np.repeat(np.arange(lengths.size, dtype=np.int64), lengths)
+        out = np.zeros(n_ranks, np.int64)
+        for r in range(n_ranks):
+            lr = np.bincount(bag[rank == r], minlength=lengths.size)
+            lr = lr[lr > 0]                     # only the bags the rank holds rows of
+            out[r] = gather_setup_cycles(int(lr.sum()), int(lr.size), weighted, lengths=lr) if lr.size else 0
+        return out
     R = cfg.channels * cfg.dram_timing().ranks
     share = None if lengths is None else -(-np.asarray(lengths, dtype=np.int64) // R)
     return gather_setup_cycles(-(-lookups // R) if share is None else int(share.sum()), bags, weighted,
@@ -275,7 +288,7 @@ class PIMTimer:
     # ------------------------------------------------------------------ main entry
     def time_stream(self, addr: np.ndarray, is_write: Optional[np.ndarray] = None, *,
                     groups: Optional[np.ndarray] = None, fmas: int = 0, host_in: int = 0,
-                    host_out: int = 0, setup_cycles: int = 0, rank_bus_beats=None, flush_beats=None) -> dict:
+                    host_out: int = 0, setup_cycles: int = 0, rank_bus_beats=None, flush_cycles=None) -> dict:
         """Time one device operation.
 
         Parameters
@@ -287,12 +300,13 @@ class PIMTimer:
         fmas: FMA operations performed by the reduction units.
         host_in / host_out: bytes crossing the host channel(s) into / out of the device.
         setup_cycles: serial cycles every unit spends before its DRAM stream (e.g.
-            :func:`gather_setup_cycles`: the RTL core's index stream and validation pass).
+            :func:`gather_setup_cycles`: the RTL core's index stream and validation pass), or an
+            array of them per timed unit (rank cores of :func:`unit_setup_cycles` with a plan).
         rank_bus_beats: optional 64 B beats per rank (channel-major) that cross the rank's data bus
             inside the DIMM (``accumulate: partial``: the bank-group units' partial sums to the
             buffer device); ``BL/2`` cycles each, a shared rank resource.
-        flush_beats: optional beats per rank core that pass its datapath besides the reads (the
-            bank-group core's flush entries: ``units × R`` per bag it receives).
+        flush_cycles: optional cycles per rank core its datapath spends besides the reads (the
+            bank-group core's flush and adder chain, :func:`gather_stream_args`).
         """
         cfg, t = self.cfg, self.t
         out = empty_timing()
@@ -326,9 +340,9 @@ class PIMTimer:
         hits = refs = 0
         sampled = False
         reads_u = np.bincount(unit[~w], minlength=n_units) if n else np.zeros(n_units, np.int64)
-        if flush_beats is not None and fmas:
-            # the bank-group core's datapath also passes units x R flush entries per bag it receives
-            reads_u = reads_u + np.asarray(flush_beats, np.int64)
+        if flush_cycles is not None and fmas:
+            # the bank-group core's datapath is also held by each bag's flush and adder chain
+            reads_u = reads_u + np.asarray(flush_cycles, np.int64)
         local_bg_all = f["bg"]
         for u in np.flatnonzero(counts):
             sel = order[starts[u]:starts[u + 1]]
@@ -345,7 +359,8 @@ class PIMTimer:
             hits += h
             refs += r
             red_cycles[u] = int(reads_u[u]) * self.beat_cycles if fmas else 0
-            unit_cycles[u] = int(setup_cycles) + max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
+            setup_u = int(setup_cycles[u]) if np.ndim(setup_cycles) else int(setup_cycles)
+            unit_cycles[u] = setup_u + max(c, red_cycles[u]) + (cfg.fma_latency if fmas else 0)
         acts = int(acts_u.sum())
         # shared rank resources: the bank-group units' partial sums on the rank's data bus
         rank_shared = 0
@@ -443,9 +458,10 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
     """The :meth:`PIMTimer.time_stream` arguments of one GATHER_REDUCE that depend on how bags are
     summed (the device and ``pimcast bench`` both use this): ``groups`` (sequential: one bag's
     column slice per group, for forwarding), ``fmas``, ``host_out``, ``rank_bus_beats`` and
-    ``flush_beats`` (``plan`` from :func:`partial_plan` for ``accumulate: partial``: ranks' sums to
+    ``flush_cycles`` (``plan`` from :func:`partial_plan` for ``accumulate: partial``: ranks' sums to
     the host, bank-group units' partial sums over their rank's data bus, the buffer device's adds,
-    and per rank the bank-group core's flush entries: ``units × R`` for every bag it receives).
+    and per rank core the cycles its datapath spends on the flush and the in-order adder chain of
+    the bags it receives: ``(units - 1) × max(R, L) + R`` each, :mod:`pimcast.hdl.core`).
     ``with_groups=False`` skips building ``groups`` (untimed calls)."""
     lengths = np.asarray(lengths, dtype=np.int64)
     nnz, nb, beats = int(lengths.sum()), len(lengths), row_bytes // REQUEST_BYTES
@@ -455,7 +471,7 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
             bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
             groups = (bag[:, None] * beats + np.arange(beats)[None, :]).ravel()
         return {"groups": groups, "fmas": nnz * padded_dim, "host_out": nb * row_bytes,
-                "rank_bus_beats": None, "flush_beats": None}
+                "rank_bus_beats": None, "flush_cycles": None}
     groups = None
     if with_groups:       # one accumulator slot per (bag, unit, beat): the FMA recurrence of the unit's rows
         bag = np.repeat(np.arange(nb, dtype=np.int64), lengths)
@@ -464,5 +480,14 @@ def gather_stream_args(cfg, row_bytes: int, padded_dim: int, lengths: np.ndarray
     return {"groups": groups, "fmas": (nnz + plan["partials"] - plan["rank_sums"]) * padded_dim,
             "host_out": plan["rank_sums"] * row_bytes,
             "rank_bus_beats": plan["partials_per_rank"] * beats if cfg.placement == "bankgroup" else None,
-            "flush_beats": plan["rank_bags"] * cfg.core_units * beats if cfg.core_units > 1 else None}
+            "flush_cycles": plan["rank_bags"] * _flush_cycles(cfg, beats) if cfg.core_units > 1 else None}
+
+
+def _flush_cycles(cfg, beats: int) -> int:
+    """Datapath cycles of one bag's flush on the bank-group core: the rank buffer's adder chain,
+    ``units`` dependent adds per beat taken in order (the wait for the bag's last row result
+    mostly overlaps the previous bag's chain: against the RTL at D = 16, pooling 1, the count
+    with it was 1.16-1.18x the RTL's cycles, without it 0.9x)."""
+    L, U = cfg.fma_latency, cfg.core_units
+    return (U - 1) * max(beats, L) + beats
 

@@ -187,10 +187,11 @@ def test_partial_timing_counts_partial_sums():
     # one controller per rank drives the 4 units (as the RTL core): faster than the rank placement,
     # bound by the controller's window (RTL at D 64, pooling 20: 1.5x the rank-level core)
     assert s["cycles"] * 1.2 < res["rank-ddr4-3200"][0]["cycles"]
-    # each rank core's one datapath: its rows' beats plus units x R flush entries per bag it receives
+    # each rank core's one datapath: its rows' beats, then per bag it receives the flush and the rank
+    # buffer's in-order adder chain: (units - 1) * max(R, L) + R = 3 * 5 + 4 = 19 cycles
     rank_of = ru // 4
     reads_r = np.bincount(rank_of, minlength=2) * 4
-    flush_r = np.bincount(np.unique(bag * 2 + rank_of) % 2, minlength=2) * 4 * 4
+    flush_r = np.bincount(np.unique(bag * 2 + rank_of) % 2, minlength=2) * 19
     assert s["busy"]["reduce_max"] == int((reads_r + flush_r).max()) > nb * pool * 4 // 2
 
 

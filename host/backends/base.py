@@ -108,12 +108,12 @@ class Backend:
 
     # ------------------------------------------------------------------ timing
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0,
-             setup_cycles=0, rank_bus_beats=None, flush_beats=None) -> Optional[dict]:
+             setup_cycles=0, rank_bus_beats=None, flush_cycles=None) -> Optional[dict]:
         """Timing dict of one operation's request stream (see :mod:`pimcast.host.timing`), or ``None``.
         ``setup_cycles``: serial cycles each unit spends before its DRAM stream (the core's index
         stream and validation pass, :func:`pimcast.host.timing.gather_setup_cycles`);
         ``rank_bus_beats``: 64 B beats per rank crossing its data bus to the buffer device
-        (partial sums of bank-group units); ``flush_beats``: the bank-group core's flush entries
+        (partial sums of bank-group units); ``flush_cycles``: the bank-group core's flush and adder cycles
         per rank (:func:`pimcast.host.timing.gather_stream_args`)."""
         return None
 

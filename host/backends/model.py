@@ -97,12 +97,12 @@ class ModelBackend(Backend):
         return _fast_reduce(table, indices, starts, weights)
 
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0, setup_cycles=0,
-             rank_bus_beats=None, flush_beats=None):
+             rank_bus_beats=None, flush_cycles=None):
         if self.cfg.timing == "off":
             return None
         return self.timer.time_stream(addr, is_write, groups=groups, fmas=fmas, host_in=host_in, host_out=host_out,
                                       setup_cycles=setup_cycles, rank_bus_beats=rank_bus_beats,
-                                      flush_beats=flush_beats)
+                                      flush_cycles=flush_cycles)
 
     def time_sequential(self, base, nbytes, write, *, host_in=0, host_out=0):
         if self.cfg.timing == "off":

@@ -444,7 +444,7 @@ class RTLBackend(Backend):
         return t
 
     def time(self, addr, is_write=None, *, groups=None, fmas=0, host_in=0, host_out=0, setup_cycles=0,
-             rank_bus_beats=None, flush_beats=None):
+             rank_bus_beats=None, flush_cycles=None):
         return self._timing(host_in, host_out)
 
     def time_sequential(self, base, nbytes, write, *, host_in=0, host_out=0):
