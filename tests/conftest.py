@@ -88,3 +88,30 @@ def device_ops():
     """:func:`_device_ops`: the rtl backend tests' round of device operations."""
     return _device_ops
 
+
+def _rtl_golden_round(rtl, gold, table, idx, lengths, g, prepare=None) -> tuple:
+    """Bags of ``lengths`` over ``idx``: their offsets, random per-sample weights and ``dY`` (drawn
+    from ``g`` in that order) and the tensor cast; one :func:`_device_ops` round on ``rtl`` and on
+    ``gold`` (``prepare(dev)`` first on each).  Returns ``(out, offs, dy, cast)``, ``out`` keyed
+    ``"rtl"`` / ``"golden"``; the rtl device stays open."""
+    import torch
+
+    from pimcast.models import tensor_cast as tc
+
+    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
+    psw = torch.randn(idx.numel(), generator=g)
+    dy = torch.randn(len(lengths), table.shape[1], generator=g)
+    c = tc.cast(idx, offs)
+    out = {}
+    for name, dev in (("rtl", rtl), ("golden", gold)):
+        if prepare is not None:
+            prepare(dev)
+        out[name] = _device_ops(dev, table, idx, offs, psw, dy, c)
+    return out, offs, dy, c
+
+
+@pytest.fixture
+def rtl_golden_round():
+    """:func:`_rtl_golden_round`: workload arrays + one device-operation round on rtl and golden."""
+    return _rtl_golden_round
+

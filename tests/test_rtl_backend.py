@@ -90,7 +90,7 @@ def test_bad_simulator_is_rejected(monkeypatch):
 
 
 @pytest.mark.slow          # two Icarus simulations of the small core (~2 min on 2 cores)
-def test_rank_level_partial_sums_one_core_per_rank(monkeypatch, device_ops):
+def test_rank_level_partial_sums_one_core_per_rank(monkeypatch, rtl_golden_round):
     """placement 'rank' with accumulate 'partial' (rows whole per rank): one rank-level core per
     rank, the host adds the ranks' sums: equal to the golden backend's partial sums bit for bit."""
     monkeypatch.setenv("PIMCAST_RTL_SIMULATOR", "icarus")
@@ -103,14 +103,8 @@ def test_rank_level_partial_sums_one_core_per_rank(monkeypatch, device_ops):
     lengths = torch.tensor([6, 0, 2, 9])
     idx = torch.randint(0, rows, (int(lengths.sum()),), generator=g)
     idx[:3] = torch.tensor([3, 200, 7])
-    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
-    psw = torch.randn(idx.numel(), generator=g)
-    dy = torch.randn(len(lengths), dim, generator=g)
-    c = tc.cast(idx, offs)
-    out = {}
     try:
-        for name, dev in (("rtl", rtl), ("golden", gold)):
-            out[name] = device_ops(dev, table, idx, offs, psw, dy, c)
+        out, offs, _, _ = rtl_golden_round(rtl, gold, table, idx, lengths, g)
         lay = rtl.backend.layout(rtl.info("t"))
     finally:
         rtl.backend.close()

@@ -20,7 +20,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow          # one Icarus build of the bank-group core, two simulations (~5 min on 2 cores)
-def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, device_ops):
+def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, rtl_golden_round):
     """trim (bank-group units, partial sums) on the rtl backend: one bank-group core per rank, each
     holding its rank's rows; forward (plain, weighted), tensor-cast backward and SCATTER_SGD equal
     the golden backend bit for bit, with a table spread over two bank groups of each rank."""
@@ -37,15 +37,10 @@ def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, device_
     idx = torch.randint(0, rows, (int(lengths.sum()),), generator=g)
     idx[:2] = 3
     idx[4] = 200
-    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
-    psw = torch.randn(idx.numel(), generator=g)
-    dy = torch.randn(len(lengths), dim, generator=g)
-    c = tc.cast(idx, offs)
-    out = {}
     try:
-        for name, dev in (("rtl", rtl), ("golden", gold)):
-            dev.alloc("pad", 320, 16)       # 20 KiB: "t" spans rank 0 bank groups 2-3 and rank 1 bank groups 0-1
-            out[name] = device_ops(dev, table, idx, offs, psw, dy, c)
+        # 20 KiB first: "t" spans rank 0 bank groups 2-3 and rank 1 bank groups 0-1
+        out, offs, _, _ = rtl_golden_round(rtl, gold, table, idx, lengths, g,
+                                           prepare=lambda dev: dev.alloc("pad", 320, 16))
         lay = rtl.backend.layout(rtl.info("t"))
     finally:
         rtl.backend.close()
@@ -60,7 +55,7 @@ def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, device_
 
 
 @pytest.mark.slow          # one Icarus build of the striped bank-group core, one simulation (~3 min on 2 cores)
-def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, device_ops):
+def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, rtl_golden_round):
     """bankgroup-ddr4-3200 (rows striped over the ranks and bank groups, sequential numerics) on the
     rtl backend: the core on the bank-group data path gives the golden / PyTorch bits for the
     forward (plain, weighted), the tensor-cast backward and SCATTER_SGD, with every row's beats in
@@ -84,14 +79,8 @@ def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, device_o
     idx[:2] = 5
     idx[6] = 9
     idx[8] = 11
-    offs = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)[:-1]])
-    psw = torch.randn(idx.numel(), generator=g)
-    dy = torch.randn(len(lengths), dim, generator=g)
-    c = tc.cast(idx, offs)
-    out = {}
     try:
-        for name, dev in (("rtl", rtl), ("golden", gold)):
-            out[name] = device_ops(dev, table, idx, offs, psw, dy, c)
+        out, offs, dy, c = rtl_golden_round(rtl, gold, table, idx, lengths, g)
         info = rtl.info("t")
     finally:
         rtl.backend.close()
