@@ -196,15 +196,13 @@ class PIMTimer:
         self.t = cfg.dram_timing()
         t = self.t
         self.mapping = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
-        #: the bank-group placement's RTL cores (:func:`pimcast.hdl.core.from_config`, both
-        #: numerics): one controller per rank with the bank-group data path drives the rank's 4
-        #: units (commands generated per rank), so the rank is the timed unit, as the RTL is built
-        self.rank_controller = cfg.placement == "bankgroup"
+        # the timed unit is a rank's core: the bank-group placement's cores
+        # (pimcast.hdl.core.from_config, both numerics) drive the rank's 4 units from one controller
+        # with the bank-group data path (commands generated per rank), as the RTL is built
         self.t_unit = replace(t, ranks=1).with_data_path(cfg.core_data_path)
         self.local_mapping = AddressMapping("rochrababgco", self.t_unit)
         self.units_per_rank = 1 if cfg.placement == "rank" else t.bankgroups
         self.n_ranks = cfg.channels * t.ranks
-        self.n_units = self.n_ranks * self.units_per_rank
         self.beat_cycles = 16 // cfg.lanes
         self._fast = None
         p = dict(DRAM_POWER.get(t.name, DRAM_POWER["DDR4-3200AA"]))
@@ -316,9 +314,8 @@ class PIMTimer:
         nw = int(w.sum())
         out["reads"], out["writes"] = n - nw, nw
         f = self.mapping.decode(addr) if n else {k: np.zeros(0, np.int64) for k in ("ch", "ra", "bg", "ba", "ro", "co")}
-        unit = self.unit_of(f)
-        if self.rank_controller:      # the rank's core: its bank-group units share its accumulators
-            unit = unit // self.units_per_rank
+        # the rank core of each request (a rank's bank-group units share its core's accumulators)
+        unit = self.unit_of(f) // self.units_per_rank
         # forwarding: beats read by a unit other than the group's home unit (first request's unit)
         fwd_per_ch = np.zeros(cfg.channels, np.int64)
         if groups is not None and n:
@@ -328,8 +325,8 @@ class PIMTimer:
             fw = unit != home
             out["forwarded_beats"] = int(fw.sum())
             fwd_per_ch = np.bincount(f["ch"][fw], minlength=cfg.channels)
-        # per unit (rank_controller: per rank) DRAM + reduction
-        n_units = self.n_ranks        # one timed core per rank
+        # per rank core: DRAM + reduction
+        n_units = self.n_ranks
         order = np.argsort(unit, kind="stable")
         counts = np.bincount(unit, minlength=n_units)
         starts = np.concatenate([[0], np.cumsum(counts)])
