@@ -292,9 +292,11 @@ def test_rtl_rank_layout_and_host_combine_equal_golden_partial():
 
 def test_rtl_backend_cores_per_config():
     from pimcast.host.backends.rtl import RTLBackend
-    # sequential numerics: one core holds the whole image; partial sums: one core per rank
-    assert RTLBackend(load_pim_config("bankgroup-ddr4-3200")).n_cores == 1
-    assert RTLBackend(load_pim_config("rank-ddr4-3200")).n_cores == 1
+    # one core per rank (sequential: column slices; partial: whole rows), plus one holding tables
+    # that split over no rank cores
+    assert RTLBackend(load_pim_config("bankgroup-ddr4-3200")).n_cores == 2
+    assert RTLBackend(load_pim_config("rank-ddr4-3200")).n_cores == 2
+    assert RTLBackend(load_pim_config("rank-ddr4-3200-1rank")).n_cores == 1
     assert RTLBackend(load_pim_config("rank-ddr4-3200", accumulate="partial", mapping="robabgrachco")).n_cores == 2
     be = RTLBackend(load_pim_config("trim-ddr4-3200"))
-    assert be.partial and be.n_cores == 2 and be._servers == []          # nothing started yet
+    assert be.partial and be.n_cores == 2 and be._servers == {}          # nothing started yet

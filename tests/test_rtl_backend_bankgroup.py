@@ -54,10 +54,11 @@ def test_bank_group_cores_one_per_rank_match_golden_partial(monkeypatch, rtl_gol
     assert st["cycles"] > 0 and st["dram"]["reads"] > 0 and st["dram"]["writes"] > 0, st
 
 
-@pytest.mark.slow          # one Icarus build of the striped bank-group core, one simulation (~3 min on 2 cores)
+@pytest.mark.slow          # one Icarus build of the striped bank-group core, two simulations (~3 min on 2 cores)
 def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, rtl_golden_round):
     """bankgroup-ddr4-3200 (rows striped over the ranks and bank groups, sequential numerics) on the
-    rtl backend: the core on the bank-group data path gives the golden / PyTorch bits for the
+    rtl backend: one core per rank on the bank-group data path, each reducing its column slice of
+    every bag (two beats, in two bank groups), gives the golden / PyTorch bits for the
     forward (plain, weighted), the tensor-cast backward and SCATTER_SGD, with every row's beats in
     different bank groups."""
     import numpy as np
@@ -67,7 +68,7 @@ def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, rtl_gold
     monkeypatch.setenv("PIMCAST_RTL_SIMULATOR", "icarus")
     kw = dict(capacity=1 << 20, queue=16, rob_tags=32)        # the small core of small-test
     rtl, gold = open_device("rtl", "bankgroup-ddr4-3200", **kw), open_device("golden", "bankgroup-ddr4-3200", **kw)
-    assert rtl.backend.n_cores == 1
+    assert rtl.backend.n_cores == 2
     g = torch.Generator().manual_seed(9)
     rows, dim = 64, 64                                      # 4 beats per row
     table = torch.randn(rows, dim, generator=g)
@@ -82,6 +83,8 @@ def test_striped_bank_group_core_matches_golden_sequential(monkeypatch, rtl_gold
     try:
         out, offs, dy, c = rtl_golden_round(rtl, gold, table, idx, lengths, g)
         info = rtl.info("t")
+        # each rank's core holds its two beats (two bank groups) of every row: column slices
+        assert rtl.backend.layout_kind(info) == "columns" and sorted(rtl.backend._servers) == [0, 1]
     finally:
         rtl.backend.close()
     # a row's 4 beats lie in 4 different (rank, bank group) units: the column slices are striped

@@ -42,10 +42,21 @@ Speed: a few thousand simulated cycles per second under Verilator (16 lanes), i.
 the ``rtl`` backend is for small tables and a few steps (``small-test`` config); the first use
 builds the simulator (about 1–3 minutes, cached under ``build/sim/``).
 
-Sequential numerics (``rank-*``, ``small-test``, ``bankgroup-ddr4-3200``): one core holds the
-whole image (its DRAM model takes every device address), so a multi-rank config's cycles are
-those of one rank's core doing all the work; the per-rank split of rows striped over the ranks
-(each rank's core a column slice, the others' accumulators forwarded) is not driven.
+Sequential numerics on several ranks (``rank-ddr4-3200``, ``small-test``, ``bankgroup-ddr4-3200``):
+the default mappings stripe a row's 64 B beats over the ranks, so every rank's core reduces its
+*column slice* of every bag in index order (TensorDIMM's vector striping) — one core per rank
+again, each holding its rank's slices.  When every row's beats fall on the ranks alike (row bytes
+a multiple of ``64 x ranks`` on the 4 KiB-aligned tables: D 32, 64, 128, 256 on two ranks), rank
+``r``'s slices of the table form one table of narrower rows in its rank-local address space
+(:class:`ColumnLayout`); every operation runs on all rank cores at once with the same indices,
+weights and learning rate (gradients split by column), each result beat comes from the rank that
+holds it, and nothing is re-associated: the bits are the golden bits.  Cycles = the slowest rank
+core's.  A table whose rows' beats fall on the ranks differently (D 16 on two ranks: whole rows
+alternate ranks, so a bag's column slice lies in both and the hardware forwards the other rank's
+beats over the channel to the slice's home unit) runs on one more core that holds such tables
+whole: the home unit, reading every beat itself — an approximation of the forwarding (one rank's
+reads instead of two ranks' plus the channel transfer).  ``layout_kind(name)`` says which a
+table got.
 
 Environment: ``PIMCAST_RTL_SIMULATOR`` (``verilator`` default, or ``icarus``),
 ``PIMCAST_RTL_TIMEOUT`` (seconds to wait for the simulator to start, default 900).
@@ -71,7 +82,7 @@ import torch
 from pimcast.host.backends.base import Backend
 from pimcast.host.timing import empty_timing
 
-__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError", "RankLayout"]
+__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError", "RankLayout", "ColumnLayout"]
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -235,6 +246,61 @@ class RankLayout:
         return {int(r): np.flatnonzero(rk == r) for r in np.unique(rk)}
 
 
+class ColumnLayout:
+    """Where a table's column slices live in the rank cores' memories (sequential numerics).
+
+    Beat ``k`` (64 B) of row ``i`` of the table at device byte ``base`` decodes, under the device
+    mapping, to rank ``ch * ranks + ra`` and the rank-local byte address ``encode(bg, ba, ro, co)``
+    (as :class:`RankLayout`).  The table is *split by columns* when every row's beats fall on the
+    ranks alike (``beats[r]``: the beat positions rank ``r`` holds, the same for every row) and rank
+    ``r``'s slices fill one contiguous local range from ``bases[r]`` in row order, ``len(beats[r])``
+    beats per row: its core sees a table of ``rows`` rows of ``slice_bytes[r]`` bytes.  Otherwise
+    :attr:`ok` is false and :attr:`reason` says why.
+    """
+
+    def __init__(self, cfg, base: int, rows: int, row_bytes: int):
+        from pimcast.hdl.dram.timing import AddressMapping
+
+        t = cfg.dram_timing()
+        dev_map = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
+        loc_map = AddressMapping(cfg.address_mapping, t.with_ranks(1))
+        nbeats = row_bytes // 64
+        self.row_bytes = row_bytes
+        self.beats: dict[int, np.ndarray] = {}
+        self.bases: dict[int, int] = {}
+        self.slice_bytes: dict[int, int] = {}
+        self.ok, self.reason = False, ""
+        a = (np.uint64(base) + np.arange(rows, dtype=np.uint64)[:, None] * np.uint64(row_bytes)
+             + np.arange(nbeats, dtype=np.uint64)[None, :] * np.uint64(64)).ravel()
+        f = dev_map.decode(a)
+        rank = (f["ch"] * t.ranks + f["ra"]).astype(np.int64).reshape(rows, nbeats)
+        loc = loc_map.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64).reshape(rows, nbeats)
+        if rows == 0:
+            self.reason = "empty table"
+            return
+        odd = np.flatnonzero((rank != rank[0]).any(axis=1))
+        if odd.size:
+            self.reason = (f"row {int(odd[0])}'s beats lie on ranks {rank[odd[0]].tolist()}, row 0's on "
+                           f"{rank[0].tolist()}")
+            return
+        for r in np.unique(rank[0]).tolist():
+            k = np.flatnonzero(rank[0] == r)
+            lb = loc[:, k]
+            want = lb[0, 0] + (np.arange(rows, dtype=np.int64)[:, None] * len(k)
+                               + np.arange(len(k), dtype=np.int64)[None, :]) * 64
+            if not np.array_equal(lb, want):
+                self.reason = f"rank {r}'s column slices are not contiguous in its local address space"
+                return
+            self.beats[r] = k
+            self.bases[r] = int(lb[0, 0])
+            self.slice_bytes[r] = len(k) * 64
+        self.ok = True
+
+    def cols(self, r: int) -> np.ndarray:
+        """The fp32 columns of a (padded) row that rank ``r`` holds, in its slice's order."""
+        return (self.beats[r][:, None] * 16 + np.arange(16)[None, :]).ravel()
+
+
 class RTLBackend(Backend):
     """Runs every operation on the PIM-core RTL (see the module docstring)."""
 
@@ -242,6 +308,8 @@ class RTLBackend(Backend):
     in_process = True          # host mirror (checked against the RTL's memory on every read-back)
     mirrored = True
     has_timing = True
+    #: the key of the core that holds tables whole (no per-rank split)
+    WHOLE = -1
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -251,41 +319,41 @@ class RTLBackend(Backend):
         self.timeout = float(os.environ.get("PIMCAST_RTL_TIMEOUT", "900"))
         self.partial = cfg.per_rank_cores
         t = cfg.dram_timing()
-        self.n_cores = cfg.channels * t.ranks if self.partial else 1
+        #: rank cores (one per rank of every channel); a table that cannot be split over them runs on
+        #: the core holding tables whole (key :attr:`WHOLE`)
+        self.n_cores = cfg.channels * t.ranks
         self.tck_ns = t.tCK_ns
-        self._servers: list[_Server] = []
-        self._layouts: dict[tuple, RankLayout] = {}
+        self._servers: dict[int, _Server] = {}
+        self._layouts: dict[tuple, object] = {}
         self._last: Optional[dict] = None
         self.rtl_cycles = 0
         self._finalizers: list = []
 
     # ------------------------------------------------------------------ connection
-    def _srvs(self) -> list[_Server]:
+    def _srvs(self, keys) -> dict[int, _Server]:
         # started one after the other: the first builds the simulator, the others reuse the build
-        while len(self._servers) < self.n_cores:
-            srv = _Server(self.cfg, self.simulator, self.timeout)
-            fin = weakref.finalize(self, _Server.close, srv)
-            atexit.register(fin)
-            self._servers.append(srv)
-            self._finalizers.append(fin)
+        for k in sorted(keys):
+            if k not in self._servers:
+                srv = _Server(self.cfg, self.simulator, self.timeout)
+                fin = weakref.finalize(self, _Server.close, srv)
+                atexit.register(fin)
+                self._servers[k] = srv
+                self._finalizers.append(fin)
         return self._servers
-
-    def _srv(self) -> _Server:
-        return self._srvs()[0]
 
     def close(self) -> None:
         """Stop the simulation(s) (also done at exit)."""
         for fin in self._finalizers:
             fin()
-        self._finalizers, self._servers = [], []
+        self._finalizers, self._servers = [], {}
 
     def _run(self, op: str, *args, timed: bool = True):
-        return self._run_ranks({0: (op, args)}, timed=timed)[0]
+        return self._run_ranks({self.WHOLE: (op, args)}, timed=timed)[self.WHOLE]
 
     def _run_ranks(self, calls: dict, timed: bool = True) -> dict:
-        """Run ``{rank: (op, args)}`` on the rank cores at once; ``{rank: result}``.  The operation's
-        cycles are the slowest rank's, DRAM command counts the sum over ranks."""
-        srvs = self._srvs()
+        """Run ``{core: (op, args)}`` on those cores at once; ``{core: result}``.  The operation's
+        cycles are the slowest core's, DRAM command counts the sum over cores."""
+        srvs = self._srvs(calls)
         for r, (op, args) in calls.items():
             srvs[r].send(op, *args)
         replies = {r: srvs[r].recv(op) for r, (op, args) in calls.items()}
@@ -293,7 +361,7 @@ class RTLBackend(Backend):
         for r, reply in replies.items():
             op = calls[r][0]
             kind = reply[0]
-            where = f" on rank {r}" if self.n_cores > 1 else ""
+            where = f" on rank {r}" if r != self.WHOLE else ""
             if kind == "status":
                 _, code, name, msg = reply
                 raise RTLStatusError(code, name, f"PIM core{where} rejected {op}: status {name} ({code}): {msg}")
@@ -310,46 +378,77 @@ class RTLBackend(Backend):
             self.rtl_cycles += c["cycles"]
         return results
 
-    def layout(self, info) -> RankLayout:
-        """The :class:`RankLayout` of a table (``accumulate: partial``)."""
+    def layout(self, info):
+        """The table's place on the cores: a :class:`RankLayout` (``accumulate: partial``), a
+        :class:`ColumnLayout` (sequential numerics split by columns over the rank cores), or
+        ``None`` (held whole by one core)."""
         key = (info.base, info.rows, info.row_bytes)
         if key not in self._layouts:
-            self._layouts[key] = RankLayout(self.cfg, info.base, info.rows, info.row_bytes)
+            lay = None
+            if self.partial:
+                lay = RankLayout(self.cfg, info.base, info.rows, info.row_bytes)
+            elif self.n_cores > 1:
+                col = ColumnLayout(self.cfg, info.base, info.rows, info.row_bytes)
+                lay = col if col.ok else None
+            self._layouts[key] = lay
         return self._layouts[key]
+
+    def layout_kind(self, info) -> str:
+        """``"rows"`` (rank cores, rows whole per rank), ``"columns"`` (rank cores, column slices)
+        or ``"whole"`` (one core holds the table)."""
+        lay = self.layout(info)
+        return "rows" if isinstance(lay, RankLayout) else "columns" if isinstance(lay, ColumnLayout) else "whole"
 
     # ------------------------------------------------------------------ memory
     def on_alloc(self, info) -> None:
-        if not self.partial:
-            self._run("fill_zero", info.base, info.rows * info.row_bytes, timed=False)
-            return
         lay = self.layout(info)
-        self._run_ranks({r: ("fill_zero", (int(lay.bases[r]), int(lay.counts[r]) * info.row_bytes))
-                         for r in range(self.n_cores) if lay.counts[r]}, timed=False)
+        if lay is None:
+            self._run("fill_zero", info.base, info.rows * info.row_bytes, timed=False)
+        elif isinstance(lay, ColumnLayout):
+            self._run_ranks({r: ("fill_zero", (lay.bases[r], info.rows * lay.slice_bytes[r])) for r in lay.beats},
+                            timed=False)
+        else:
+            self._run_ranks({r: ("fill_zero", (int(lay.bases[r]), int(lay.counts[r]) * info.row_bytes))
+                             for r in range(self.n_cores) if lay.counts[r]}, timed=False)
 
     def store(self, info, row_offset, values) -> None:
-        if not self.partial:
+        lay = self.layout(info)
+        if lay is None:
             data = _pad(values, info.padded_dim).tobytes()
             self._run("write", info.base + row_offset * info.row_bytes, data)
-            return
-        self.store_rows(info, torch.arange(row_offset, row_offset + values.shape[0]), values)
+        elif isinstance(lay, ColumnLayout):
+            v = _pad(values, info.padded_dim)
+            self._run_ranks({r: ("write", (lay.bases[r] + row_offset * lay.slice_bytes[r],
+                                           np.ascontiguousarray(v[:, lay.cols(r)]).tobytes()))
+                             for r in lay.beats})
+        else:
+            self.store_rows(info, torch.arange(row_offset, row_offset + values.shape[0]), values)
 
     def store_rows(self, info, rows, values) -> None:
         r = rows.numpy().astype(np.int64)
         v = _pad(values, info.padded_dim)
-        if not self.partial:
-            self._run("write_rows", info.base, info.row_bytes, r, v)
-            return
         lay = self.layout(info)
-        self._run_ranks({k: ("write_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]], v[pos]))
-                         for k, pos in lay.split(r).items()})
+        if lay is None:
+            self._run("write_rows", info.base, info.row_bytes, r, v)
+        elif isinstance(lay, ColumnLayout):
+            self._run_ranks({k: ("write_rows", (lay.bases[k], lay.slice_bytes[k], r, v[:, lay.cols(k)]))
+                             for k in lay.beats})
+        else:
+            self._run_ranks({k: ("write_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]], v[pos]))
+                             for k, pos in lay.split(r).items()})
 
     def load_rows(self, info, rows) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
-        if not self.partial:
+        lay = self.layout(info)
+        if lay is None:
             raw = self._run("read_rows", info.base, info.row_bytes, r)
             arr = np.frombuffer(raw, dtype=np.float32).reshape(len(r), info.padded_dim)
+        elif isinstance(lay, ColumnLayout):
+            got = self._run_ranks({k: ("read_rows", (lay.bases[k], lay.slice_bytes[k], r)) for k in lay.beats})
+            arr = np.zeros((len(r), info.padded_dim), np.float32)
+            for k in lay.beats:
+                arr[:, lay.cols(k)] = np.frombuffer(got[k], dtype=np.float32).reshape(len(r), -1)
         else:
-            lay = self.layout(info)
             parts = lay.split(r)
             got = self._run_ranks({k: ("read_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]]))
                                    for k, pos in parts.items()})
@@ -363,10 +462,19 @@ class RTLBackend(Backend):
         offsets = starts.numpy().astype(np.int64)
         w = None if weights is None else weights.contiguous().numpy().astype(np.float32)
         idx = indices.numpy().astype(np.int64)
-        if not self.partial:
+        lay = self.layout(info)
+        if lay is None:
             out = self._run("gather_reduce", info.base, info.row_bytes, info.rows, idx, offsets, w)
             out = np.asarray(out, dtype=np.float32).reshape(len(offsets), info.padded_dim)[:, :info.dim]
             return torch.from_numpy(out.copy())
+        if isinstance(lay, ColumnLayout):
+            # every rank core reduces its column slice of every bag in index order: the golden bits
+            got = self._run_ranks({k: ("gather_reduce", (lay.bases[k], lay.slice_bytes[k], info.rows, idx, offsets, w))
+                                   for k in lay.beats})
+            out = np.zeros((len(offsets), info.padded_dim), np.float32)
+            for k in lay.beats:
+                out[:, lay.cols(k)] = np.asarray(got[k], dtype=np.float32).reshape(len(offsets), -1)
+            return torch.from_numpy(out[:, :info.dim].copy())
         return self._gather_reduce_ranks(info, idx, lengths.numpy().astype(np.int64), w)
 
     def _gather_reduce_ranks(self, info, idx, lengths, w) -> torch.Tensor:
@@ -402,7 +510,8 @@ class RTLBackend(Backend):
     def scatter_sgd_table(self, info, rows, grads, lr) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
         g = _pad(grads, info.padded_dim)
-        if not self.partial:
+        lay = self.layout(info)
+        if lay is None:
             self._run("scatter_sgd", info.base, info.row_bytes, info.rows, r, g, float(lr))
         else:
             # one update over several rank cores cannot be undone if one of them rejects it: refuse
@@ -412,10 +521,14 @@ class RTLBackend(Backend):
                 raise ValueError(f"row {bad} is outside table {info.name!r} of {info.rows} rows")
             if np.unique(r).size != r.size:
                 raise ValueError("scatter_sgd rows must be unique")
-            lay = self.layout(info)
-            self._run_ranks({k: ("scatter_sgd", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]),
-                                                 lay.local[r[pos]], g[pos], float(lr)))
-                             for k, pos in lay.split(r).items()})
+            if isinstance(lay, ColumnLayout):
+                self._run_ranks({k: ("scatter_sgd", (lay.bases[k], lay.slice_bytes[k], info.rows, r,
+                                                     np.ascontiguousarray(g[:, lay.cols(k)]), float(lr)))
+                                 for k in lay.beats})
+            else:
+                self._run_ranks({k: ("scatter_sgd", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]),
+                                                     lay.local[r[pos]], g[pos], float(lr)))
+                                 for k, pos in lay.split(r).items()})
         last = self._last
         new = self.load_rows(info, rows)    # refresh the mirror from the RTL's memory (not timed)
         self._last = last
