@@ -19,8 +19,8 @@ Cores per config: every placement / accumulate pair has a core
 (``bankgroup-ddr4-3200``) and the bank-group core (``trim-ddr4-3200``).
 
 Partial sums (``accumulate: partial``, e.g. ``trim-ddr4-3200``; :attr:`PIMConfig.per_rank_cores`):
-one core per rank, as in the hardware — the backend starts one simulation per rank
-(``channels x ranks`` children, one build), each holding its rank's memory.  A table's rows are
+one core per rank, as in the hardware — the backend starts one simulation per rank that holds
+rows (``channels x ranks`` children at most, one build), each holding its rank's memory.  A table's rows are
 split by the rank that holds them (the device mapping keeps every row whole in one unit); rank
 ``r``'s rows occupy one contiguous range of its rank-local address space (the device address
 with the channel and rank fields removed), so each rank core sees them as a table of its own
@@ -55,8 +55,8 @@ core's.  A table whose rows' beats fall on the ranks differently (D 16 on two ra
 alternate ranks, so a bag's column slice lies in both and the hardware forwards the other rank's
 beats over the channel to the slice's home unit) runs on one more core that holds such tables
 whole: the home unit, reading every beat itself — an approximation of the forwarding (one rank's
-reads instead of two ranks' plus the channel transfer).  ``layout_kind(name)`` says which a
-table got.
+reads instead of two ranks' plus the channel transfer).  :meth:`RTLBackend.layout_kind` says
+which a table got.  Rank cores start when a table first needs them (one build for all).
 
 Environment: ``PIMCAST_RTL_SIMULATOR`` (``verilator`` default, or ``icarus``),
 ``PIMCAST_RTL_TIMEOUT`` (seconds to wait for the simulator to start, default 900).
