@@ -48,6 +48,8 @@ def test_column_layout_refuses_rows_on_alternating_ranks():
     assert not lay.ok and "row 1's beats lie on ranks [1], row 0's on [0]" in lay.reason
     lay = ColumnLayout(cfg, 4096, 10, 192)           # 3 beats: rows start on alternating ranks
     assert not lay.ok and "row 1" in lay.reason
+    lay = ColumnLayout(cfg, 4096, 0, 128)
+    assert not lay.ok and lay.reason == "empty table"
 
 
 def test_striped_bank_group_config_splits_two_beats_per_rank():

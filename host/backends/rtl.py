@@ -201,6 +201,20 @@ def _config_json(cfg) -> str:
     return json.dumps(cfg.as_dict())
 
 
+def _rank_local(cfg, addr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Device byte addresses -> (rank core ``ch * ranks + ra``, byte address inside that rank core's
+    DRAM): the same mapping on a one-rank, one-channel view, i.e. the address with the channel and
+    rank fields removed."""
+    from pimcast.hdl.dram.timing import AddressMapping
+
+    t = cfg.dram_timing()
+    if addr.size == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    f = AddressMapping(cfg.address_mapping, t, channels=cfg.channels).decode(addr)
+    loc = AddressMapping(cfg.address_mapping, t.with_ranks(1)).encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"])
+    return (f["ch"] * t.ranks + f["ra"]).astype(np.int64), loc.astype(np.int64)
+
+
 class RankLayout:
     """Where a table's rows live in the rank cores' memories (``accumulate: partial``).
 
@@ -214,16 +228,9 @@ class RankLayout:
     """
 
     def __init__(self, cfg, base: int, rows: int, row_bytes: int):
-        from pimcast.hdl.dram.timing import AddressMapping
-
-        t = cfg.dram_timing()
-        dev_map = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
-        loc_map = AddressMapping(cfg.address_mapping, t.with_ranks(1))
-        n_ranks = cfg.channels * t.ranks
+        n_ranks = cfg.channels * cfg.dram_timing().ranks
         a = np.uint64(base) + np.arange(rows, dtype=np.uint64) * np.uint64(row_bytes)
-        f = dev_map.decode(a) if rows else {k: np.zeros(0, np.int64) for k in ("ch", "ra", "bg", "ba", "ro", "co")}
-        self.rank = (f["ch"] * t.ranks + f["ra"]).astype(np.int64)
-        loc = loc_map.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64)
+        self.rank, loc = _rank_local(cfg, a)
         self.counts = np.bincount(self.rank, minlength=n_ranks)
         self.bases = np.zeros(n_ranks, np.int64)
         self.local = np.zeros(rows, np.int64)
@@ -259,11 +266,6 @@ class ColumnLayout:
     """
 
     def __init__(self, cfg, base: int, rows: int, row_bytes: int):
-        from pimcast.hdl.dram.timing import AddressMapping
-
-        t = cfg.dram_timing()
-        dev_map = AddressMapping(cfg.address_mapping, t, channels=cfg.channels)
-        loc_map = AddressMapping(cfg.address_mapping, t.with_ranks(1))
         nbeats = row_bytes // 64
         self.row_bytes = row_bytes
         self.beats: dict[int, np.ndarray] = {}
@@ -272,9 +274,7 @@ class ColumnLayout:
         self.ok, self.reason = False, ""
         a = (np.uint64(base) + np.arange(rows, dtype=np.uint64)[:, None] * np.uint64(row_bytes)
              + np.arange(nbeats, dtype=np.uint64)[None, :] * np.uint64(64)).ravel()
-        f = dev_map.decode(a)
-        rank = (f["ch"] * t.ranks + f["ra"]).astype(np.int64).reshape(rows, nbeats)
-        loc = loc_map.encode(bg=f["bg"], ba=f["ba"], ro=f["ro"], co=f["co"]).astype(np.int64).reshape(rows, nbeats)
+        rank, loc = (x.reshape(rows, nbeats) for x in _rank_local(cfg, a))
         if rows == 0:
             self.reason = "empty table"
             return
