@@ -33,13 +33,11 @@ def _workload(rows: int, bags: int, pooling: int, zipf: float, seed: int):
     import numpy as np
     import torch
 
+    from pimcast.host.workloads import zipf_indices
+
     rng = np.random.default_rng(seed)
     n = bags * pooling
-    if zipf > 0:
-        p = 1.0 / np.arange(1, rows + 1) ** zipf
-        idx = rng.choice(rows, size=n, p=p / p.sum())
-    else:
-        idx = rng.integers(0, rows, n)
+    idx = zipf_indices(rng, n, rows, zipf)          # alpha 0: uniform (as benchmarks/core_speedup.py)
     offs = np.arange(bags, dtype=np.int64) * pooling
     w = rng.standard_normal(n).astype(np.float32)
     return torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(offs), torch.from_numpy(w)
