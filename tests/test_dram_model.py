@@ -315,6 +315,39 @@ def test_read_only_inputs_reuse_the_compiled_kernel():
     assert r.reads == 500 and len(dram_model._kernel.signatures) == before
 
 
+def test_kernel_compiles_without_negative_index_wraparound():
+    # the kernel is compiled with numba's negative-index wraparound off (~10 % faster); the switch
+    # is in effect only inside the context (restored after it, also on an error), and a function
+    # compiled inside it has no compare-and-select of the index against 0, one compiled outside has
+    import numba
+    import numba.np.arrayobj as ao
+
+    from pimcast.host.dram_model import _no_index_wraparound
+
+    def make():
+        @numba.njit
+        def at(a, i):
+            return a[i]
+        return at
+
+    orig = ao.fix_integer_index
+    outside, inside = make(), make()
+    a = np.arange(5, dtype=np.int64)
+    assert outside(a, -1) == 4                       # Python's meaning of -1 outside the context
+    with _no_index_wraparound() as active:
+        assert active and ao.fix_integer_index is not orig
+        assert inside(a, 3) == 3
+    assert ao.fix_integer_index is orig
+    with pytest.raises(KeyError):
+        with _no_index_wraparound():
+            raise KeyError("x")
+    assert ao.fix_integer_index is orig
+    ir_out = outside.inspect_llvm(outside.signatures[0])
+    ir_in = inside.inspect_llvm(inside.signatures[0])
+    assert "icmp slt" in ir_out and "select" in ir_out
+    assert "icmp slt" not in ir_in and "select" not in ir_in
+
+
 def test_geometry_beyond_the_packed_request_fields_is_refused():
     # the kernel packs bank, bank group, rank, row and column into one int64 per request: a
     # geometry that does not fit is refused at construction, naming the sizes
