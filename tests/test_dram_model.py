@@ -348,6 +348,22 @@ def test_kernel_compiles_without_negative_index_wraparound():
     assert "icmp slt" not in ir_in and "select" not in ir_in
 
 
+def test_every_kernel_signature_is_compiled_without_wraparound():
+    # run() types its arguments and compiles a new kernel signature under the switch before the
+    # call; a signature the dispatcher compiled on its own (typed differently) would run with
+    # wraparound, slower, unnoticed: every overload must be one compiled under the switch
+    from pimcast.host import dram_model
+
+    t = load_preset("ddr4-3200", ranks=2)
+    tr = random_gather_trace(300, 64, seed=4)
+    FastDRAMModel(t).run(tr.addr)
+    FastDRAMModel(t, queue=8, merge_duplicates=True).run(tr.addr, np.arange(300) % 3 == 0, np.arange(300) * 2)
+    FastDRAMModel(t, max_reads_in_flight=16, recurrence=5).run(tr.addr, slots=np.arange(300) % 4)
+    FastDRAMModel(load_preset("hbm2", ranks=1)).run(np.arange(200, dtype=np.uint64) * 64, record_commands=True)
+    assert dram_model._kernel.overloads
+    assert set(dram_model._kernel.overloads) <= dram_model._UNWRAPPED_SIGNATURES
+
+
 def test_geometry_beyond_the_packed_request_fields_is_refused():
     # the kernel packs bank, bank group, rank, row and column into one int64 per request: a
     # geometry that does not fit is refused at construction, naming the sizes
