@@ -112,10 +112,19 @@ to the RTL's command port, cycle for cycle, for DDR4-3200 x2 ranks queue 32 and 
 queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.08 %).
 
 Speed: see ``benchmarks/dram_speed.py`` (200,000 requests per trace, DDR4-3200 x2, queue 32, CPU
-time of :meth:`FastDRAMModel.run` incl. decode) and the README. Per step the kernel costs ~70 ns on
-the 2-core host (a 128-entry vector scan, a 128-entry vector update, and the data-dependent scalar
-bookkeeping of the queue, ~60 % of it); a random 64 B gather needs three commands per request
-(PRE, ACT, RD), so it is the slowest trace type.
+time of :meth:`FastDRAMModel.run` incl. decode) and the README. The kernel is compiled without
+numba's negative-index wraparound (:func:`_no_index_wraparound`, +6-15 %).  A random 64 B gather
+is the slowest trace type: 3.4 scheduler steps per request (PRE, ACT, RD and 0.4 acceptance-only
+steps), ~65 ns each on the 2.8 GHz Ice Lake host.  Instruction profile of that trace (valgrind
+callgrind on the compiled kernel, 30,000 requests): ~2,090 instructions per request at ~3.4
+instructions per cycle, so the kernel is bound by its instruction count, not by a latency or a
+branch: the vector scan 17 % (+2 % the horizontal minimum), the vector timing update 13 %, the
+fixed per-step scalar bookkeeping (~150 instructions: starvation guard, dirty-bank candidates,
+winner decode, next-event arithmetic, many of them register spills of this large function) 24 %,
+per command ~90 more, per request ~300 (acceptance, queue-list insertion and removal).  Tried and
+not kept (same-run A/B): 512-bit vectors (``NUMBA_CPU_FEATURES=...,-prefer-256-bit``: within
+noise), one branch-free update pass for every bank command (-8 %), update passes restricted to
+the lanes a command can constrain (-3 %), lazily folded PREA/REF earliest cycles (-2..-10 %).
 """
 from __future__ import annotations
 
