@@ -82,9 +82,11 @@ import torch
 from pimcast.host.backends.base import Backend
 from pimcast.host.timing import empty_timing
 
-__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError", "RankLayout", "ColumnLayout"]
+__all__ = ["RTLBackend", "RTLBackendError", "RTLStatusError", "RankLayout", "ColumnLayout", "WholeLayout"]
 
 REPO = Path(__file__).resolve().parents[2]
+#: the key of the core that holds tables whole (no per-rank split)
+WHOLE = -1
 
 
 class RTLBackendError(RuntimeError):
@@ -247,6 +249,8 @@ class RankLayout:
                                  f"local address space (table at {hex(base)}, {row_bytes} B rows)")
             self.local[sel] = lid // row_bytes
 
+    kind = "rows"
+
     def split(self, rows: np.ndarray) -> dict[int, np.ndarray]:
         """Positions in ``rows`` (device row ids) per rank that holds any of them, ascending ranks."""
         rk = self.rank[rows]
@@ -296,9 +300,26 @@ class ColumnLayout:
             self.slice_bytes[r] = len(k) * 64
         self.ok = True
 
+    kind = "columns"
+
     def cols(self, r: int) -> np.ndarray:
         """The fp32 columns of a (padded) row that rank ``r`` holds, in its slice's order."""
         return (self.beats[r][:, None] * 16 + np.arange(16)[None, :]).ravel()
+
+
+class WholeLayout(ColumnLayout):
+    """A table held whole by one core (key :data:`WHOLE`) at its device address: the one-slice case
+    of :class:`ColumnLayout` (every beat of every row on that core, ``slice_bytes`` = row bytes), so
+    the backend moves data for both with one code path."""
+
+    kind = "whole"
+
+    def __init__(self, base: int, row_bytes: int):
+        self.row_bytes = row_bytes
+        self.beats = {WHOLE: np.arange(row_bytes // 64)}
+        self.bases = {WHOLE: int(base)}
+        self.slice_bytes = {WHOLE: row_bytes}
+        self.ok, self.reason = True, ""
 
 
 class RTLBackend(Backend):
@@ -309,7 +330,7 @@ class RTLBackend(Backend):
     mirrored = True
     has_timing = True
     #: the key of the core that holds tables whole (no per-rank split)
-    WHOLE = -1
+    WHOLE = WHOLE
 
     def __init__(self, cfg):
         super().__init__(cfg)
@@ -347,9 +368,6 @@ class RTLBackend(Backend):
             fin()
         self._finalizers, self._servers = [], {}
 
-    def _run(self, op: str, *args, timed: bool = True):
-        return self._run_ranks({self.WHOLE: (op, args)}, timed=timed)[self.WHOLE]
-
     def _run_ranks(self, calls: dict, timed: bool = True) -> dict:
         """Run ``{core: (op, args)}`` on those cores at once; ``{core: result}``.  The operation's
         cycles are the slowest core's, DRAM command counts the sum over cores."""
@@ -379,9 +397,9 @@ class RTLBackend(Backend):
         return results
 
     def layout(self, info):
-        """The table's place on the cores: a :class:`RankLayout` (``accumulate: partial``), a
-        :class:`ColumnLayout` (sequential numerics split by columns over the rank cores), or
-        ``None`` (held whole by one core)."""
+        """The table's place on the cores: a :class:`RankLayout` (``accumulate: partial``: rows split
+        by rank), a :class:`ColumnLayout` (sequential numerics split by columns over the rank cores)
+        or a :class:`WholeLayout` (held whole by one core)."""
         key = (info.base, info.rows, info.row_bytes)
         if key not in self._layouts:
             lay = None
@@ -390,71 +408,62 @@ class RTLBackend(Backend):
             elif self.n_cores > 1:
                 col = ColumnLayout(self.cfg, info.base, info.rows, info.row_bytes)
                 lay = col if col.ok else None
-            self._layouts[key] = lay
+            self._layouts[key] = lay or WholeLayout(info.base, info.row_bytes)
         return self._layouts[key]
 
     def layout_kind(self, info) -> str:
         """``"rows"`` (rank cores, rows whole per rank), ``"columns"`` (rank cores, column slices)
         or ``"whole"`` (one core holds the table)."""
-        lay = self.layout(info)
-        return "rows" if isinstance(lay, RankLayout) else "columns" if isinstance(lay, ColumnLayout) else "whole"
+        return self.layout(info).kind
 
     # ------------------------------------------------------------------ memory
+    # Two data paths: column slices (ColumnLayout, and WholeLayout as its one-slice case: every core
+    # gets every row, its columns) and rows (RankLayout: every core gets its rows, all columns).
     def on_alloc(self, info) -> None:
         lay = self.layout(info)
-        if lay is None:
-            self._run("fill_zero", info.base, info.rows * info.row_bytes, timed=False)
-        elif isinstance(lay, ColumnLayout):
-            self._run_ranks({r: ("fill_zero", (lay.bases[r], info.rows * lay.slice_bytes[r])) for r in lay.beats},
-                            timed=False)
-        else:
+        if isinstance(lay, RankLayout):
             self._run_ranks({r: ("fill_zero", (int(lay.bases[r]), int(lay.counts[r]) * info.row_bytes))
                              for r in range(self.n_cores) if lay.counts[r]}, timed=False)
+        else:
+            self._run_ranks({r: ("fill_zero", (lay.bases[r], info.rows * lay.slice_bytes[r])) for r in lay.beats},
+                            timed=False)
 
     def store(self, info, row_offset, values) -> None:
         lay = self.layout(info)
-        if lay is None:
-            data = _pad(values, info.padded_dim).tobytes()
-            self._run("write", info.base + row_offset * info.row_bytes, data)
-        elif isinstance(lay, ColumnLayout):
-            v = _pad(values, info.padded_dim)
-            self._run_ranks({r: ("write", (lay.bases[r] + row_offset * lay.slice_bytes[r],
-                                           np.ascontiguousarray(v[:, lay.cols(r)]).tobytes()))
-                             for r in lay.beats})
-        else:
+        if isinstance(lay, RankLayout):
             self.store_rows(info, torch.arange(row_offset, row_offset + values.shape[0]), values)
+            return
+        v = _pad(values, info.padded_dim)
+        self._run_ranks({r: ("write", (lay.bases[r] + row_offset * lay.slice_bytes[r],
+                                       np.ascontiguousarray(v[:, lay.cols(r)]).tobytes()))
+                         for r in lay.beats})
 
     def store_rows(self, info, rows, values) -> None:
         r = rows.numpy().astype(np.int64)
         v = _pad(values, info.padded_dim)
         lay = self.layout(info)
-        if lay is None:
-            self._run("write_rows", info.base, info.row_bytes, r, v)
-        elif isinstance(lay, ColumnLayout):
-            self._run_ranks({k: ("write_rows", (lay.bases[k], lay.slice_bytes[k], r, v[:, lay.cols(k)]))
-                             for k in lay.beats})
-        else:
+        if isinstance(lay, RankLayout):
             self._run_ranks({k: ("write_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]], v[pos]))
                              for k, pos in lay.split(r).items()})
+        else:
+            self._run_ranks({k: ("write_rows", (lay.bases[k], lay.slice_bytes[k], r,
+                                                np.ascontiguousarray(v[:, lay.cols(k)])))
+                             for k in lay.beats})
 
     def load_rows(self, info, rows) -> torch.Tensor:
         r = rows.numpy().astype(np.int64)
         lay = self.layout(info)
-        if lay is None:
-            raw = self._run("read_rows", info.base, info.row_bytes, r)
-            arr = np.frombuffer(raw, dtype=np.float32).reshape(len(r), info.padded_dim)
-        elif isinstance(lay, ColumnLayout):
-            got = self._run_ranks({k: ("read_rows", (lay.bases[k], lay.slice_bytes[k], r)) for k in lay.beats})
-            arr = np.zeros((len(r), info.padded_dim), np.float32)
-            for k in lay.beats:
-                arr[:, lay.cols(k)] = np.frombuffer(got[k], dtype=np.float32).reshape(len(r), -1)
-        else:
+        arr = np.zeros((len(r), info.padded_dim), np.float32)
+        if isinstance(lay, RankLayout):
             parts = lay.split(r)
             got = self._run_ranks({k: ("read_rows", (int(lay.bases[k]), info.row_bytes, lay.local[r[pos]]))
                                    for k, pos in parts.items()})
-            arr = np.zeros((len(r), info.padded_dim), np.float32)
             for k, pos in parts.items():
                 arr[pos] = np.frombuffer(got[k], dtype=np.float32).reshape(len(pos), info.padded_dim)
+        else:
+            got = self._run_ranks({k: ("read_rows", (lay.bases[k], lay.slice_bytes[k], r)) for k in lay.beats})
+            for k in lay.beats:
+                arr[:, lay.cols(k)] = np.frombuffer(got[k], dtype=np.float32).reshape(len(r), -1)
         return torch.from_numpy(arr[:, :info.dim].copy())
 
     # ------------------------------------------------------------------ operations
@@ -463,19 +472,15 @@ class RTLBackend(Backend):
         w = None if weights is None else weights.contiguous().numpy().astype(np.float32)
         idx = indices.numpy().astype(np.int64)
         lay = self.layout(info)
-        if lay is None:
-            out = self._run("gather_reduce", info.base, info.row_bytes, info.rows, idx, offsets, w)
-            out = np.asarray(out, dtype=np.float32).reshape(len(offsets), info.padded_dim)[:, :info.dim]
-            return torch.from_numpy(out.copy())
-        if isinstance(lay, ColumnLayout):
-            # every rank core reduces its column slice of every bag in index order: the golden bits
-            got = self._run_ranks({k: ("gather_reduce", (lay.bases[k], lay.slice_bytes[k], info.rows, idx, offsets, w))
-                                   for k in lay.beats})
-            out = np.zeros((len(offsets), info.padded_dim), np.float32)
-            for k in lay.beats:
-                out[:, lay.cols(k)] = np.asarray(got[k], dtype=np.float32).reshape(len(offsets), -1)
-            return torch.from_numpy(out[:, :info.dim].copy())
-        return self._gather_reduce_ranks(info, idx, lengths.numpy().astype(np.int64), w)
+        if isinstance(lay, RankLayout):
+            return self._gather_reduce_ranks(info, idx, lengths.numpy().astype(np.int64), w)
+        # every core reduces its column slice of every bag in index order: the golden bits
+        got = self._run_ranks({k: ("gather_reduce", (lay.bases[k], lay.slice_bytes[k], info.rows, idx, offsets, w))
+                               for k in lay.beats})
+        out = np.zeros((len(offsets), info.padded_dim), np.float32)
+        for k in lay.beats:
+            out[:, lay.cols(k)] = np.asarray(got[k], dtype=np.float32).reshape(len(offsets), -1)
+        return torch.from_numpy(out[:, :info.dim].copy())
 
     def _gather_reduce_ranks(self, info, idx, lengths, w) -> torch.Tensor:
         """Every rank core reduces its rows of the bags it holds rows of (only those: a bag without
@@ -511,24 +516,23 @@ class RTLBackend(Backend):
         r = rows.numpy().astype(np.int64)
         g = _pad(grads, info.padded_dim)
         lay = self.layout(info)
-        if lay is None:
-            self._run("scatter_sgd", info.base, info.row_bytes, info.rows, r, g, float(lr))
-        else:
+        if isinstance(lay, RankLayout) or len(lay.beats) > 1:
             # one update over several rank cores cannot be undone if one of them rejects it: refuse
-            # here what the cores would (the Device has checked already; this guards direct calls)
+            # here what the cores would (the Device has checked already; this guards direct calls;
+            # one core holding the table rejects bad rows itself)
             if r.size and (r.min() < 0 or r.max() >= info.rows):
                 bad = int(r[(r < 0) | (r >= info.rows)][0])
                 raise ValueError(f"row {bad} is outside table {info.name!r} of {info.rows} rows")
             if np.unique(r).size != r.size:
                 raise ValueError("scatter_sgd rows must be unique")
-            if isinstance(lay, ColumnLayout):
-                self._run_ranks({k: ("scatter_sgd", (lay.bases[k], lay.slice_bytes[k], info.rows, r,
-                                                     np.ascontiguousarray(g[:, lay.cols(k)]), float(lr)))
-                                 for k in lay.beats})
-            else:
-                self._run_ranks({k: ("scatter_sgd", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]),
-                                                     lay.local[r[pos]], g[pos], float(lr)))
-                                 for k, pos in lay.split(r).items()})
+        if isinstance(lay, RankLayout):
+            self._run_ranks({k: ("scatter_sgd", (int(lay.bases[k]), info.row_bytes, int(lay.counts[k]),
+                                                 lay.local[r[pos]], g[pos], float(lr)))
+                             for k, pos in lay.split(r).items()})
+        else:
+            self._run_ranks({k: ("scatter_sgd", (lay.bases[k], lay.slice_bytes[k], info.rows, r,
+                                                 np.ascontiguousarray(g[:, lay.cols(k)]), float(lr)))
+                             for k in lay.beats})
         last = self._last
         new = self.load_rows(info, rows)    # refresh the mirror from the RTL's memory (not timed)
         self._last = last
