@@ -90,14 +90,18 @@ bank offers, with its class bits; a bank offers its ACT, its PRE, or its oldest 
 row hits), recomputed only when a command to that bank, an acceptance into it, a PREA/REF of its
 rank or a change of the starvation-guard bank marks it dirty. The winner of a step is then one
 branch-free scan, vectorised by LLVM (AVX-512 / AVX2), for the minimum packed key
-``(max(K - now, 0) << 18) + (class << 16) + age``: earliest ready cycle, then class, then age,
-exact every step (bank-major layout: a bank's candidate update touches one vector of the scan, so
-at most one load waits on the scalar stores). ``K`` and the keys are int32 (twice the lanes of
-int64 per vector: the scan and the update are ~1.15x faster end to end): ``K`` counts cycles from
-a base that moves up before ``2**28`` cycles have passed (entries long past clamp at ``-2**29``),
-and ``age`` is the request index minus a base that moves up to the oldest pending request before
-it would pass ``2**16 - 1``. The ready distance of any candidate is bounded by the largest timing
-gap, which the constructor checks fits the 12 bits left for it (4,095 cycles). The kernel then jumps straight to the earliest of
+``max(K, now) + A`` with ``K`` kept pre-shifted (``(cycle - kbase) << 18``), i.e. ``((ready - now)
+<< 18) + (class << 16) + age`` plus a common offset: earliest ready cycle, then class, then age,
+exact every step, two vector operations per lane (bank-major layout: a bank's candidate update
+touches one vector of the scan, so at most one load waits on the scalar stores). ``K`` and the keys
+are int32 (twice the lanes of int64 per vector: the scan and the update are ~1.15x faster end to
+end): ``K`` counts cycles from a base ``kbase`` that moves up to the current cycle whenever it lags
+by more than ``_KREBASE`` (1,024) cycles (one 128-lane pass every ~1,000 cycles; entries long past
+clamp at ``-2**30``), and ``age`` is the request index minus a base that moves up to the oldest
+pending request before it would pass ``2**16 - 1``. A key then stays below ``2**30`` (the
+no-candidate sentinel) while ``_KREBASE + 2 * dmax < 2**12`` for the largest timing gap ``dmax``
+(a command may issue up to ``dmax`` cycles ahead and set an entry ``dmax`` beyond that), which the
+constructor checks (1,535 cycles; tRFC of a 16 Gb DDR4-3200 device is 880). The kernel then jumps straight to the earliest of
 that command, the next acceptance and the next refresh falling due. The result is the RTL's
 cycle-by-cycle schedule, not an approximation of it: ``tests/test_dram_model_equiv.py`` checks that
 the command list, every completion cycle and every statistic are identical to those of the
@@ -251,6 +255,10 @@ def gap_rows(t: DRAMTiming, gB: np.ndarray | None = None) -> tuple[np.ndarray, n
 #: a request may stay queued while up to ``2**16 - 1`` younger requests pass it (the kernel
 #: returns error 2 beyond that; with an FR-FCFS queue and the starvation guard it does not happen).
 _AGE_BITS = 16
+#: cycle bits of the keys: K holds (earliest cycle - kbase) << (_AGE_BITS + 2); kbase moves up to the
+#: current cycle once it lags by more than _KREBASE cycles
+_KBITS = 30 - (_AGE_BITS + 2)
+_KREBASE = 1024
 
 
 @numba.njit(cache=True)
@@ -355,7 +363,7 @@ def _kernel(P, wr, stamp, prev_same,
     # may issue to bank b, all scopes (bank, bank group, rank, channel, tFAW) folded in by max
     NK = 4 * NB
     # int32, relative to kbase (rebased before it could overflow; entries in the past clamp at FLOOR)
-    FLOOR = np.int32(-(1 << 29))
+    FLOOR = np.int32(-(1 << 30))
     kbase = np.int64(0)
     K = np.full(NK, FLOOR, np.int32)              # bank-major: a bank's four commands adjacent
     rwT = np.full(2 * R, NEG, np.int64)           # PREA (rwT[r]), REF (rwT[R + r]) per rank
@@ -481,7 +489,7 @@ def _kernel(P, wr, stamp, prev_same,
         # ---- the winner: earliest (ready cycle, class), oldest among equals. First the banks whose
         # candidate changed get it recomputed from bank-local state; then one branch-free scan over
         # K and A (vectorised by LLVM) finds the minimum packed key
-        # ((ready - now) << 18 | class << 16 | request - abase), exact every step.
+        # max(K, now) + A = ((ready - now) << 18 | class << 16 | request - abase) + now << 18, exact every step.
         while ndirty > 0:
             ndirty -= 1
             b = dirty[ndirty]
@@ -521,23 +529,23 @@ def _kernel(P, wr, stamp, prev_same,
             A[o + 1] = a1
             A[o + 2] = a2
             A[o + 3] = a3
-        if now - kbase > (1 << 28):
-            delta = now - kbase
+        if now - kbase > _KREBASE:
+            ds = np.int32(min(now - kbase, 1 << _KBITS) << SH)
             for x in range(NK):
-                K[x] = np.int32(max(K[x] - delta, FLOOR))
+                K[x] = np.int32(max(np.int32(K[x] - ds), FLOOR))
             kbase = now
-        nowr = np.int32(now - kbase)
+        nowS = np.int32((now - kbase) << SH)
         best = np.int32(0x7FFFFFFF)
         for x in range(NK):
-            d = np.int32(max(np.int32(K[x] - nowr), np.int32(0)))
-            best = np.int32(min(best, np.int32(np.int32(d << SH) + A[x])))
+            best = np.int32(min(best, np.int32(max(K[x], nowS) + A[x])))
         best_k = INF
         best_i = -1
         best_nn = -1
         if best < SENT:
-            best_i = abase + (best & AGE)
-            best_k = now + (best >> SH)
-            pc = (best >> _AGE_BITS) & 3
+            rel = best - nowS
+            best_i = abase + (rel & AGE)
+            best_k = now + (rel >> SH)
+            pc = (rel >> _AGE_BITS) & 3
             # class -> command without a branch (2: ACT 0, 3: PRE 3, 1: RD 1 / WR 2)
             best_nn = (pc == 3) * 3 + (pc == 1) * (1 + np.int64(wr[best_i]))
         ref_t = INF
@@ -604,10 +612,10 @@ def _kernel(P, wr, stamp, prev_same,
                 g = ((P[i] >> _P_BG) & 255)
                 b = (P[i] & 255)
             # every later command's earliest cycle (gap rows precomputed per issuing bank / rank)
-            Tr = np.int32(T - kbase)
+            Tr = np.int32((T - kbase) << SH)
             if code >= 4:
                 for x in range(NK):
-                    K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(GAPR[code - 4, r, x]))))
+                    K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(np.int32(GAPR[code - 4, r, x]) << SH))))
             elif code == 0:
                 # ACT: the tFAW window folds into the rank's ACT entries (FAWM: 0 there, -2**30
                 # elsewhere), in the same vector pass
@@ -615,13 +623,13 @@ def _kernel(P, wr, stamp, prev_same,
                 faw_pos[r] += 1
                 if faw_pos[r] == faw_n:
                     faw_pos[r] = 0
-                fv = np.int32(max(faw[r, faw_pos[r]] + faw_w - kbase, FLOOR))   # tFAW: the next ACT of the rank
+                fv = np.int32(max(faw[r, faw_pos[r]] + faw_w - kbase, -(1 << _KBITS)) << SH)   # tFAW: the next ACT
                 for x in range(NK):
-                    K[x] = np.int32(max(np.int32(max(K[x], np.int32(Tr + np.int32(GAPB[0, b, x])))),
+                    K[x] = np.int32(max(np.int32(max(K[x], np.int32(Tr + np.int32(np.int32(GAPB[0, b, x]) << SH)))),
                                         np.int32(fv + FAWM[r, x])))
             else:
                 for x in range(NK):
-                    K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(GAPB[code, b, x]))))
+                    K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(np.int32(GAPB[code, b, x]) << SH))))
             for x in range(2 * R):
                 # branch-free max with an unconditional store: max() became a compare and a masked
                 # store (vpmaskmovq), microcoded on AMD Zen and a store-forwarding stall for the
@@ -845,11 +853,13 @@ class FastDRAMModel:
                                                  for r in range(R)], axis=1))
         (w,) = [w for w in window_rules(t) if w.cmd is Cmd.ACT]
         self.faw_n, self.faw_w = int(w.count), int(w.window)
-        # packed scheduling keys (int32): (cycles until ready) << 18 | class << 16 | age; the ready
-        # distance never exceeds the largest gap (or the tFAW window)
+        # packed scheduling keys (int32): K = (cycle - kbase) << 18 stays below 2**30 while
+        # kbase lags by at most _KREBASE and an entry lies at most 2 * dmax beyond (module docstring)
         dmax = int(max(self.GAPB.max(), self.GAPR.max(), self.faw_w))
-        if dmax >= 1 << (28 - _AGE_BITS):
-            raise ValueError(f"a timing gap of {dmax} cycles is too large for the fast model's packed keys")
+        lim = ((1 << _KBITS) - 2 - _KREBASE) // 2
+        if dmax > lim:
+            raise ValueError(f"a timing gap of {dmax} cycles exceeds the fast model's limit of {lim} cycles "
+                             f"(its int32 scheduling keys); replay this standard with --model rtl")
         nb = t.ranks * t.bankgroups * t.banks_per_group
         if nb > 255 or t.rows > 1 << 24 or t.requests_per_row > 1 << 15:
             raise ValueError(f"{nb} banks, {t.rows} rows or {t.requests_per_row} requests per row exceed the fast "

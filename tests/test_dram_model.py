@@ -375,6 +375,21 @@ def test_geometry_beyond_the_packed_request_fields_is_refused():
     FastDRAMModel(dataclasses.replace(t, rows=1 << 24))      # the largest that fits
 
 
+def test_timing_gap_beyond_the_packed_keys_is_refused():
+    # the int32 scheduling keys hold (cycle - base) << 18 with the base at most 1,024 cycles behind:
+    # a gap beyond 1,535 cycles (2 x gap + 1,024 must stay below 2**12 - 1) is refused, naming it
+    import dataclasses
+
+    t = load_preset("ddr4-3200", ranks=2)
+    with pytest.raises(ValueError, match=r"timing gap of 1536 cycles exceeds the fast model's limit of 1535 "
+                                         r"cycles .* --model rtl"):
+        FastDRAMModel(dataclasses.replace(t, tRFC=1536))
+    m = FastDRAMModel(dataclasses.replace(t, tRFC=1535))       # the largest that fits: still exact
+    r = m.run(random_gather_trace(3000, 64, seed=9).addr, record_commands=True)
+    assert r.refreshes > 0
+    assert check_sequence(r.commands, m.t) == []
+
+
 def test_speed_benchmark_runs_and_checks_command_lists(tmp_path):
     # benchmarks/dram_speed.py on small traces: every trace type timed, the fast and reference
     # kernels' command lists compared, JSON with best / median / first-run figures written

@@ -106,6 +106,23 @@ def test_identical_commands_across_cycle_base_moves():
     assert a.completion.max() > 3 << 29 and a.refreshes > 100_000
 
 
+def test_identical_commands_at_the_largest_timing_gap():
+    # the int32 keys' cycle field is sized for the largest gap the constructor accepts (1,535
+    # cycles): with tRFC there, refreshes under saturation, bursts and idle gaps of every length
+    # around the base's moves must still schedule exactly as the int64 reference kernel
+    import dataclasses
+
+    t = dataclasses.replace(load_preset("ddr4-3200", ranks=2), tRFC=1535)
+    rng = np.random.default_rng(21)
+    m = AddressMapping("rochrababgco", t)
+    n = 4000
+    addr = m.encode(ra=rng.integers(0, 2, n), bg=rng.integers(0, 4, n), ba=rng.integers(0, 4, n),
+                    ro=rng.integers(0, 8, n), co=rng.integers(0, 128, n)).astype(np.uint64)
+    gaps = np.where(rng.random(n) < 0.02, rng.integers(0, 5000, n), 0)
+    a = _same(t, m, 32, False, addr, rng.random(n) < 0.3, np.cumsum(gaps).astype(np.int64))
+    assert a.refreshes > 10
+
+
 def test_age_field_rebase_and_its_limit(monkeypatch):
     # the packed keys' age field (request index minus a moving base): compiled with a 4-bit field
     # (a window of 15 requests) the kernel moves the base hundreds of times and must still
