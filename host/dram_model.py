@@ -117,7 +117,9 @@ queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.
 
 Speed: see ``benchmarks/dram_speed.py`` (200,000 requests per trace, DDR4-3200 x2, queue 32, CPU
 time of :meth:`FastDRAMModel.run` incl. decode) and the README. The kernel is compiled without
-numba's negative-index wraparound (:func:`_no_index_wraparound`, +6-15 %).  A random 64 B gather
+numba's negative-index wraparound (:func:`_no_index_wraparound`, +6-15 %) and scans pre-shifted
+timing state (``max(K, now) + A``: two vector operations per lane instead of four, +4-9 %).  The
+figures below are from before the pre-shift.  A random 64 B gather
 is the slowest trace type: 3.4 scheduler steps per request (PRE, ACT, RD and 0.4 acceptance-only
 steps), ~65 ns each on the 2.8 GHz Ice Lake host.  Instruction profile of that trace (valgrind
 callgrind on the compiled kernel, 30,000 requests): ~2,090 instructions per request at ~3.4
