@@ -229,6 +229,8 @@ class RankLayout:
     ``counts[r]`` rows, row ``local[i]`` = device row ``i``.
     """
 
+    kind = "rows"
+
     def __init__(self, cfg, base: int, rows: int, row_bytes: int):
         n_ranks = cfg.channels * cfg.dram_timing().ranks
         a = np.uint64(base) + np.arange(rows, dtype=np.uint64) * np.uint64(row_bytes)
@@ -249,8 +251,6 @@ class RankLayout:
                                  f"local address space (table at {hex(base)}, {row_bytes} B rows)")
             self.local[sel] = lid // row_bytes
 
-    kind = "rows"
-
     def split(self, rows: np.ndarray) -> dict[int, np.ndarray]:
         """Positions in ``rows`` (device row ids) per rank that holds any of them, ascending ranks."""
         rk = self.rank[rows]
@@ -268,6 +268,8 @@ class ColumnLayout:
     beats per row: its core sees a table of ``rows`` rows of ``slice_bytes[r]`` bytes.  Otherwise
     :attr:`ok` is false and :attr:`reason` says why.
     """
+
+    kind = "columns"
 
     def __init__(self, cfg, base: int, rows: int, row_bytes: int):
         nbeats = row_bytes // 64
@@ -299,8 +301,6 @@ class ColumnLayout:
             self.bases[r] = int(lb[0, 0])
             self.slice_bytes[r] = len(k) * 64
         self.ok = True
-
-    kind = "columns"
 
     def cols(self, r: int) -> np.ndarray:
         """The fp32 columns of a (padded) row that rank ``r`` holds, in its slice's order."""
