@@ -364,7 +364,8 @@ def _kernel(P, wr, stamp, prev_same,
     # timing state: K[4 b + nn] = earliest cycle at which bank command nn (0 ACT, 1 RD, 2 WR, 3 PRE)
     # may issue to bank b, all scopes (bank, bank group, rank, channel, tFAW) folded in by max
     NK = 4 * NB
-    # int32, relative to kbase (rebased before it could overflow; entries in the past clamp at FLOOR)
+    # int32, pre-shifted: (cycle - kbase) << SH (kbase moves up once it lags by _KREBASE cycles;
+    # entries in the past clamp at FLOOR)
     FLOOR = np.int32(-(1 << 30))
     kbase = np.int64(0)
     K = np.full(NK, FLOOR, np.int32)              # bank-major: a bank's four commands adjacent

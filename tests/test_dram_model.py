@@ -316,7 +316,7 @@ def test_read_only_inputs_reuse_the_compiled_kernel():
 
 
 def test_kernel_compiles_without_negative_index_wraparound():
-    # the kernel is compiled with numba's negative-index wraparound off (~10 % faster); the switch
+    # the kernel is compiled with numba's negative-index wraparound off (6-15 % faster); the switch
     # is in effect only inside the context (restored after it, also on an error), and a function
     # compiled inside it has no compare-and-select of the index against 0, one compiled outside has
     import numba
