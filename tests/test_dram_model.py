@@ -348,6 +348,44 @@ def test_kernel_compiles_without_negative_index_wraparound():
     assert "icmp slt" not in ir_in and "select" not in ir_in
 
 
+def test_wide_vectors_are_scoped_to_the_kernels_compilation(monkeypatch):
+    # inside _wide_vectors() every function numba lowers carries LLVM's
+    # "prefer-vector-width"="512" (zmm code on AVX-512 hosts); outside it, or on a first-generation
+    # AVX-512 CPU, nothing is changed; the hook is restored after the context, also on an error
+    import numba
+    import numba.core.cpu as nb_cpu
+
+    from pimcast.host import dram_model
+
+    def make():
+        @numba.njit
+        def total(a):
+            s = 0
+            for x in a:
+                s += x
+            return s
+        return total
+
+    orig = nb_cpu.CPUContext.post_lowering
+    outside, inside = make(), make()
+    a = np.arange(100, dtype=np.int32)
+    assert outside(a) == 4950
+    monkeypatch.setattr(numba.config, "CPU_NAME", None)
+    with dram_model._wide_vectors() as active:
+        assert active and nb_cpu.CPUContext.post_lowering is not orig
+        assert inside(a) == 4950
+    assert nb_cpu.CPUContext.post_lowering is orig
+    with pytest.raises(KeyError):
+        with dram_model._wide_vectors():
+            raise KeyError("x")
+    assert nb_cpu.CPUContext.post_lowering is orig
+    assert dram_model._WIDE_ATTR in inside.inspect_llvm(inside.signatures[0])
+    assert dram_model._WIDE_ATTR not in outside.inspect_llvm(outside.signatures[0])
+    monkeypatch.setattr(numba.config, "CPU_NAME", "skylake-avx512")
+    with dram_model._wide_vectors() as active:
+        assert not active and nb_cpu.CPUContext.post_lowering is orig
+
+
 def test_every_kernel_signature_is_compiled_without_wraparound():
     # run() types its arguments and compiles a new kernel signature under the switch before the
     # call; a signature the dispatcher compiled on its own (typed differently) would run with

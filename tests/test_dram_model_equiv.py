@@ -159,3 +159,32 @@ def test_identical_commands_at_the_largest_field_values(preset, ranks):
     a = _same(t, m, 16, False, addr, rng.random(n) < 0.3, np.zeros(n, np.int64))
     assert max(c[5] for c in a.commands) == t.rows - 1
     assert max(c[2] for c in a.commands) == t.ranks - 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_identical_commands_when_the_previous_winner_is_withdrawn(seed):
+    # a step without a timing change folds only the re-evaluated banks into the previous winner;
+    # when the previous winner's own candidate changes (a row hit arriving at a bank whose PRE was
+    # the winner withdraws that PRE) the kernel must scan every lane again. Few rows, few banks and
+    # paced arrivals make that frequent: the schedule must still equal the reference's, and the
+    # full scans must outnumber every other reason for one (the first step, the two refresh commands
+    # of each refresh, a timing-base move per 1,024 cycles), so this path did run
+    t = load_preset("ddr4-3200", ranks=1)
+    rng = np.random.default_rng(300 + seed)
+    m = AddressMapping("rochrababgco", t)
+    n = 3000
+    addr = m.encode(ra=np.zeros(n, int), bg=rng.integers(0, 2, n), ba=rng.integers(0, 2, n),
+                    ro=rng.integers(0, 3, n), co=rng.integers(0, 128, n)).astype(np.uint64)
+    cyc = np.cumsum(rng.integers(0, 2 * (seed + 1), n)).astype(np.int64)
+    a = _same(t, m, 8, False, addr, rng.random(n) < 0.3, cyc)
+    other = 1 + 2 * a.refreshes + (int(cyc[0]) + a.cycles) // 1024 + 1
+    assert a.full_scans > other + 20, (a.full_scans, other)
+
+
+def test_saturated_gathers_rarely_scan_every_lane():
+    # under saturation nearly every step folds the banks it changed into the winner found during
+    # the previous step's timing update: full scans stay a small fraction of the steps
+    t = load_preset("ddr4-3200", ranks=2)
+    tr = _bench.trace_suite(t, 4000, seed=5)[0]
+    a = _same(t, "rochrababgco", 32, False, tr["addr"], tr["is_write"], tr["cycle"])
+    assert a.steps > 3 * 4000 * 0.9 and a.full_scans < 0.02 * a.steps, (a.steps, a.full_scans)
