@@ -88,12 +88,18 @@ rows of every issuing bank stay in the L1 cache); tFAW folds into the same pass 
 bank's scheduling candidates sit beside it in ``A[4 b + c]`` (the request whose command ``c`` the
 bank offers, with its class bits; a bank offers its ACT, its PRE, or its oldest eligible RD and WR
 row hits), recomputed only when a command to that bank, an acceptance into it, a PREA/REF of its
-rank or a change of the starvation-guard bank marks it dirty. The winner of a step is then one
-branch-free scan, vectorised by LLVM (AVX-512 / AVX2), for the minimum packed key
-``max(K, now) + A`` with ``K`` kept pre-shifted (``(cycle - kbase) << 18``), i.e. ``((ready - now)
-<< 18) + (class << 16) + age`` plus a common offset: earliest ready cycle, then class, then age,
-exact every step, two vector operations per lane (bank-major layout: a bank's candidate update
-touches one vector of the scan, so at most one load waits on the scalar stores). ``K`` and the keys
+rank or a change of the starvation-guard bank marks it dirty. The winner of a step is the minimum
+packed key ``max(K, now) + A`` with ``K`` kept pre-shifted (``(cycle - kbase) << 18``), i.e.
+``((ready - now) << 18) + (class << 16) + age`` plus a common offset: earliest ready cycle, then
+class, then age, exact every step, two vector operations per lane (bank-major layout).  It is found
+*incrementally*: the timing-update pass of a bank command (vectorised by LLVM, 512-bit vectors
+where the host has AVX-512: :func:`_wide_vectors`) also takes the minimum key at ``now = T + 1``
+over every lane but the issuing bank's; a step that changes no timing (an acceptance-only cycle,
+a refresh falling due) keeps the previous minimum, which cannot change while ``now`` stays at or
+before its ready cycle; each step then folds in only the re-evaluated lanes of its dirty banks. A
+full branch-free scan over every lane runs only when the previous winner's own candidate changed
+(a row hit arriving at a bank withdraws its PRE), after PREA/REF or a base move, and at the
+start: 0.2 % of the steps of a saturated 64 B gather (``ModelResult.steps`` / ``full_scans``). ``K`` and the keys
 are int32 (twice the lanes of int64 per vector: the scan and the update are ~1.15x faster end to
 end): ``K`` counts cycles from a base ``kbase`` that moves up to the current cycle whenever it lags
 by more than ``_KREBASE`` (1,024) cycles (one 128-lane pass every ~1,000 cycles; entries long past
@@ -118,8 +124,10 @@ queue 8; ``cycles`` differ by the 2-3 cycle end-of-trace convention above (<= 0.
 Speed: see ``benchmarks/dram_speed.py`` (200,000 requests per trace, DDR4-3200 x2, queue 32, CPU
 time of :meth:`FastDRAMModel.run` incl. decode) and the README. The kernel is compiled without
 numba's negative-index wraparound (:func:`_no_index_wraparound`, +6-15 %) and scans pre-shifted
-timing state (``max(K, now) + A``: two vector operations per lane instead of four, +4-9 %).  The
-figures below are from before the pre-shift.  A random 64 B gather
+timing state (``max(K, now) + A``: two vector operations per lane instead of four, +4-9 %); session
+16 added the incremental winner and 512-bit vectors (same-run A/B on an Emerald Rapids host,
+identical results: +10-27 % on 64 B traces, +3-20 % on the others; the vectors alone +5-10 %).  The
+profile below is from before these three.  A random 64 B gather
 is the slowest trace type: 3.4 scheduler steps per request (PRE, ACT, RD and 0.4 acceptance-only
 steps), ~65 ns each on the 2.8 GHz Ice Lake host.  Instruction profile of that trace (valgrind
 callgrind on the compiled kernel, 30,000 requests): ~2,090 instructions per request at ~3.4
@@ -128,9 +136,13 @@ branch: the vector scan 17 % (+2 % the horizontal minimum), the vector timing up
 fixed per-step scalar bookkeeping (~150 instructions: starvation guard, dirty-bank candidates,
 winner decode, next-event arithmetic, many of them register spills of this large function) 24 %,
 per command ~90 more, per request ~300 (acceptance, queue-list insertion and removal).  Tried and
-not kept (same-run A/B): 512-bit vectors (``NUMBA_CPU_FEATURES=...,-prefer-256-bit``: within
-noise), one branch-free update pass for every bank command (-8 %), update passes restricted to
-the lanes a command can constrain (-3 %), lazily folded PREA/REF earliest cycles (-2..-10 %).
+not kept (same-run A/B): one branch-free update pass for every bank command (-8 %), update passes restricted to
+the lanes a command can constrain (-3 %), lazily folded PREA/REF earliest cycles (-2..-10 %),
+geometry (ranks, bank groups, banks, queue) as compile-time constants (0-4 %, a compilation per
+geometry). 512-bit vectors were within noise on the Ice Lake host (session 15) and are +5-10 % on
+Emerald Rapids (session 16). Valgrind's branch model (on the AVX2 code it runs) counts ~17 mispredicted
+branches per request, most of them the dispatch on the command just issued (ACT / RD / WR / PRE
+follow each other in a data-dependent order) and the candidate recomputation that follows it.
 """
 from __future__ import annotations
 
