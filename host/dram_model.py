@@ -389,8 +389,11 @@ def _wide_vectors():
     def post_lowering(self, mod, library):
         for fn in mod.functions:
             if not fn.is_declaration:
-                set.add(fn.attributes, _WIDE_ATTR)   # a string attribute: set.add skips the
-        return orig(self, mod, library)              # enum-attribute name check
+                try:        # a string attribute: set.add skips llvmlite's enum-attribute name check
+                    set.add(fn.attributes, _WIDE_ATTR)
+                except TypeError:   # pragma: no cover - an llvmlite whose attributes are no set
+                    pass
+        return orig(self, mod, library)
 
     with global_compiler_lock:
         ctx.post_lowering = post_lowering
