@@ -126,7 +126,7 @@ time of :meth:`FastDRAMModel.run` incl. decode) and the README. The kernel is co
 numba's negative-index wraparound (:func:`_no_index_wraparound`, +6-15 %) and scans pre-shifted
 timing state (``max(K, now) + A``: two vector operations per lane instead of four, +4-9 %); session
 16 added the incremental winner and 512-bit vectors (same-run A/B on an Emerald Rapids host,
-identical results: +10-27 % on 64 B traces, +3-20 % on the others; the vectors alone +5-10 %).  The
+identical results: +2-16 % per trace type, 64 B gathers +5 %, paced +16 %; the vectors alone +5-10 %).  The
 profile below is from before these three.  A random 64 B gather
 is the slowest trace type: 3.4 scheduler steps per request (PRE, ACT, RD and 0.4 acceptance-only
 steps), ~65 ns each on the 2.8 GHz Ice Lake host.  Instruction profile of that trace (valgrind
@@ -371,8 +371,8 @@ def _wide_vectors():
     context every function numba lowers gets the LLVM function attribute
     ``"prefer-vector-width"="512"`` (what clang's ``-mprefer-vector-width=512`` sets), so the loop
     vectorizer and the code generator use zmm registers: half the vector instructions per pass.
-    Measured on an Emerald Rapids host (same-run A/B, identical results): +3-13 % per trace type
-    together with the incremental winner (the part from the vectors alone: +5-10 %); on an Ice Lake
+    Measured on an Emerald Rapids host (same-run A/B, identical results): +5-10 % on 64 B traces
+    (+2-16 % per trace type together with the incremental winner); on an Ice Lake
     host (session 15, by a process-wide ``NUMBA_CPU_FEATURES``) within noise.  A host without
     AVX-512 ignores the attribute (its widest vectors stay 256 bits); the first AVX-512 generation
     (:data:`_NARROW_AVX512_CPUS`) is left alone.  Numba's lowering hook
