@@ -283,6 +283,16 @@ _KREBASE = 1024
 
 
 @numba.njit(cache=True)
+def _key_request(rel, abase, age_bits, wr):
+    """``(request, command)`` of a packed key relative to now (``rel``, ``>= 0``): the request is
+    ``abase`` + the age field; the class maps to the command without a branch (2: ACT 0, 3: PRE 3,
+    1: RD 1 / WR 2, by the request's write flag)."""
+    i = abase + (rel & ((1 << age_bits) - 1))
+    pc = (rel >> age_bits) & 3
+    return i, (pc == 3) * 3 + (pc == 1) * (1 + np.int64(wr[i]))
+
+
+@numba.njit(cache=True)
 def _nondecreasing(x):
     for i in range(1, x.shape[0]):
         if x[i] < x[i - 1]:
@@ -581,10 +591,8 @@ def _kernel(P, wr, stamp, prev_same,
         wl = -1
         aw = SENT
         if inc and best < SENT:
-            rel = best - nowS
-            wi = abase + (rel & AGE)
-            pc = (rel >> _AGE_BITS) & 3
-            wl = 4 * (P[wi] & 255) + (pc == 3) * 3 + (pc == 1) * (1 + np.int64(wr[wi]))
+            wi, wn = _key_request(best - nowS, abase, _AGE_BITS, wr)
+            wl = 4 * (P[wi] & 255) + wn
             aw = A[wl]
         while ndirty > 0:
             ndirty -= 1
@@ -638,11 +646,8 @@ def _kernel(P, wr, stamp, prev_same,
         best_nn = -1
         if best < SENT:
             rel = best - nowS
-            best_i = abase + (rel & AGE)
             best_k = now + (rel >> SH)
-            pc = (rel >> _AGE_BITS) & 3
-            # class -> command without a branch (2: ACT 0, 3: PRE 3, 1: RD 1 / WR 2)
-            best_nn = (pc == 3) * 3 + (pc == 1) * (1 + np.int64(wr[best_i]))
+            best_i, best_nn = _key_request(rel, abase, _AGE_BITS, wr)
         ref_t = INF
         ref_r = -1
         for r in range(R if nref > 0 else 0):
