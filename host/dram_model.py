@@ -477,6 +477,7 @@ def _kernel(P, wr, stamp, prev_same,
     # command nn, or SENT (none); a bank offers at most its ACT, its PRE, or its oldest eligible RD
     # and WR row hits
     SENT = np.int32(1 << 30)
+    TOP = np.int32(0x7FFFFFFF)                    # above every key: the start of a minimum
     AGE = np.int32((1 << _AGE_BITS) - 1)
     SH = _AGE_BITS + 2
     abase = np.int64(0)
@@ -522,7 +523,7 @@ def _kernel(P, wr, stamp, prev_same,
     # ready cycle). The next step then folds in the recomputed lanes of its dirty banks, unless the
     # lane of `best` itself changed (a full scan then).
     inc = False
-    best = np.int32(0x7FFFFFFF)
+    best = TOP
     nsteps = 0                                    # scheduler steps (loop iterations)
     nfull = 0                                     # of them with a scan over every lane
     # in-flight read cap (win > 0): read number r (in trace order) is accepted only after read
@@ -638,7 +639,7 @@ def _kernel(P, wr, stamp, prev_same,
                            np.int32(max(K[o + 2], nowS) + a2), np.int32(max(K[o + 3], nowS) + a3))
         if not inc or (wl >= 0 and A[wl] != aw):
             nfull += 1
-            best = np.int32(0x7FFFFFFF)
+            best = TOP
             for x in range(NK):
                 best = np.int32(min(best, np.int32(max(K[x], nowS) + A[x])))
         best_k = INF
@@ -721,7 +722,7 @@ def _kernel(P, wr, stamp, prev_same,
                 A[o + 1] = SENT
                 A[o + 2] = SENT
                 A[o + 3] = SENT
-            best = np.int32(0x7FFFFFFF)
+                best = TOP             # the minimum of the update pass below (PREA/REF: a full scan next)
             if code >= 4:
                 for x in range(NK):
                     K[x] = np.int32(max(K[x], np.int32(Tr + np.int32(np.int32(GAPR[code - 4, r, x]) << SH))))
